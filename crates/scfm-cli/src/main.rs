@@ -1,0 +1,142 @@
+//! `scfm`: single-cell foundation models from the command line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use scfm::io::corpus::{ConvertOptions, convert};
+use scfm::io::inspect::inspect;
+use scfm::io::{MatrixSelector, ObsFilter, ObsSelection};
+
+#[derive(Parser)]
+#[command(name = "scfm", version, about = "Single-cell foundation models: data, tokenizers, models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Convert h5ad / 10x / corpus inputs into one sharded Arrow corpus.
+    Convert {
+        /// Input files (h5ad, Cell Ranger .h5, Matrix Market folders, scfm corpora).
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Output corpus folder.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Matrix of h5ad inputs: X, raw, counts (raw.X when present, else X) or layer:NAME.
+        #[arg(long, default_value = "X")]
+        matrix: MatrixSelector,
+        /// Keep only cells matching this obs filter, e.g. 'tissue == "blood" and disease == "normal"'.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Comma-separated obs columns to keep (default: all; "none" for none).
+        #[arg(long)]
+        obs: Option<String>,
+        /// Cells per shard file.
+        #[arg(long, default_value_t = 100_000)]
+        shard_cells: usize,
+        /// Cells read per step (bounds memory).
+        #[arg(long, default_value_t = 4096)]
+        chunk_cells: usize,
+        /// Refuse negative values (use for raw counts).
+        #[arg(long)]
+        require_counts: bool,
+    },
+    /// Describe a file: shape, matrices, obs columns and types, count-likeness, gene ids.
+    Inspect {
+        /// An h5ad file, Cell Ranger .h5, Matrix Market folder or scfm corpus.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Convert { inputs, output, matrix, filter, obs, shard_cells, chunk_cells, require_counts } => {
+            let filter = filter.map(|f| ObsFilter::parse(&f)).transpose()?;
+            let obs = match obs.as_deref() {
+                None => ObsSelection::All,
+                Some("none") => ObsSelection::None,
+                Some(cols) => ObsSelection::Columns(cols.split(',').map(|c| c.trim().to_owned()).collect()),
+            };
+            let opts = ConvertOptions { matrix, obs, filter, shard_cells, chunk_cells, require_counts };
+            let bar = ProgressBar::new(0).with_style(
+                ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} cells  {per_sec}  ETA {eta}  {msg}")
+                    .expect("valid template"),
+            );
+            bar.enable_steady_tick(Duration::from_millis(200));
+            let manifest = convert(&inputs, &output, &opts, &mut |p| {
+                bar.set_length(p.cells_total as u64);
+                bar.set_position(p.cells_done as u64);
+                bar.set_message(format!("{} kept", p.cells_kept));
+            })
+            .with_context(|| format!("converting into {}", output.display()))?;
+            bar.finish_and_clear();
+            println!(
+                "wrote {} cells × {} genes ({} non-zeros) in {} shard(s) to {}",
+                manifest.n_cells,
+                manifest.genes.len(),
+                manifest.nnz,
+                manifest.shards.len(),
+                output.display()
+            );
+        }
+        Command::Inspect { file, json } => {
+            let s = inspect(&file)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!("{}: {} ({} cells × {} genes)", s.path.display(), s.format, s.n_cells, s.n_genes);
+                println!(
+                    "genes: {:?} ids, e.g. {}{}",
+                    s.gene_id_kind,
+                    s.first_genes.join(", "),
+                    if s.has_gene_symbols { " (symbols available)" } else { "" }
+                );
+                println!("matrices:");
+                for m in &s.matrices {
+                    let c = &m.counts;
+                    println!(
+                        "  {:<16} {:<5} {:<7} {}×{}{}  {} (first {} cells: min {}, max {})",
+                        m.name,
+                        m.layout.map(|l| format!("{l:?}")).unwrap_or_default(),
+                        m.dtype,
+                        m.n_cells,
+                        m.n_genes,
+                        m.stored_nnz.map(|n| format!(", {n} stored")).unwrap_or_default(),
+                        if c.looks_like_counts() { "integer counts" } else { "not raw counts" },
+                        c.cells_checked,
+                        c.min.map_or("-".into(), |v| v.to_string()),
+                        c.max.map_or("-".into(), |v| v.to_string())
+                    );
+                }
+                if let Some(c) = &s.counts_matrix {
+                    println!("raw counts are read from: {c} (--matrix counts)");
+                }
+                println!("obs columns ({}):", s.obs_columns.len());
+                for c in &s.obs_columns {
+                    println!("  {:<32} {}", c.name, c.arrow_type);
+                }
+                if let Some(cxg) = &s.cellxgene {
+                    println!(
+                        "CELLxGENE schema{}: {} ontology columns, feature_name {}",
+                        cxg.schema_version.as_deref().map(|v| format!(" {v}")).unwrap_or_default(),
+                        cxg.ontology_columns.len(),
+                        if cxg.has_feature_name { "present" } else { "absent" }
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}

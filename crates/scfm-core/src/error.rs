@@ -1,0 +1,34 @@
+use thiserror::Error;
+
+/// Errors raised by the core domain types when their invariants are violated.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum CoreError {
+    /// A gene table holds the same identifier twice.
+    #[error("duplicate gene identifier {id:?} at positions {first} and {second}")]
+    DuplicateGene {
+        /// The repeated identifier.
+        id: String,
+        /// Position of its first occurrence.
+        first: usize,
+        /// Position of the repeat.
+        second: usize,
+    },
+    /// A gene table has no genes at all.
+    #[error("the gene table is empty")]
+    EmptyGeneTable,
+    /// Symbols were given for a gene table but their number differs from the number of ids.
+    #[error("{symbols} gene symbols given for {ids} gene identifiers")]
+    SymbolCount {
+        /// Number of identifiers.
+        ids: usize,
+        /// Number of symbols.
+        symbols: usize,
+    },
+    /// A chunk's CSR arrays or obs batch are inconsistent.
+    #[error("invalid cell chunk: {0}")]
+    InvalidChunk(String),
+    /// An Arrow kernel failed while slicing or filtering a chunk.
+    #[error("arrow error: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+}

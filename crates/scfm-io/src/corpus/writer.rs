@@ -1,0 +1,302 @@
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::builder::{Float32Builder, ListBuilder, UInt32Builder};
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use arrow_ipc::writer::FileWriter;
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use scfm_core::{CellChunk, GeneTable};
+use sha2::{Digest, Sha256};
+
+use super::manifest::{Manifest, ShardInfo, SourceInfo, hex};
+use super::{CELL_ID, COUNTS, GENE_INDEX, MANIFEST_FILE, SCHEMA_VERSION};
+use crate::error::{IoError, Result, io_err};
+
+/// Where cells go: a corpus writer, or anything else that consumes chunks.
+pub trait CellSink {
+    /// Appends cells.
+    ///
+    /// # Errors
+    /// Storage errors, or a chunk whose genes or obs schema differ from the sink's.
+    fn write_chunk(&mut self, chunk: &CellChunk) -> Result<()>;
+
+    /// Completes the output and describes it.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn finish(self) -> Result<Manifest>;
+}
+
+/// Options of a [`CorpusWriter`].
+#[derive(Debug, Clone)]
+pub struct CorpusWriterOptions {
+    /// Cells per shard file.
+    pub shard_cells: usize,
+    /// Which matrix the values come from, recorded in the manifest.
+    pub matrix: String,
+    /// Input files, recorded in the manifest.
+    pub sources: Vec<SourceInfo>,
+    /// The filter applied, recorded in the manifest.
+    pub filter: Option<String>,
+}
+
+impl Default for CorpusWriterOptions {
+    fn default() -> Self {
+        Self { shard_cells: 100_000, matrix: "X".into(), sources: vec![], filter: None }
+    }
+}
+
+/// A writer that hashes what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+struct OpenShard {
+    name: String,
+    tmp: PathBuf,
+    writer: FileWriter<Hashing<BufWriter<File>>>,
+    n_cells: usize,
+    nnz: u64,
+    batches: Vec<usize>,
+}
+
+/// Writes a corpus of Arrow IPC shards; see the [module documentation](super).
+///
+/// ```no_run
+/// use scfm_core::CellSource;
+/// use scfm_io::H5adSource;
+/// use scfm_io::corpus::{CellSink, CorpusWriter, CorpusWriterOptions};
+///
+/// let source = H5adSource::open("pbmc.h5ad")?;
+/// let mut out = CorpusWriter::create("pbmc-corpus", source.genes().clone(), source.obs_schema(),
+///                                    CorpusWriterOptions::default())?;
+/// for chunk in source.chunks(4096) {
+///     out.write_chunk(&chunk?)?;
+/// }
+/// let manifest = out.finish()?;
+/// assert_eq!(manifest.n_cells, source.n_cells());
+/// # Ok::<(), scfm_io::IoError>(())
+/// ```
+pub struct CorpusWriter {
+    dir: PathBuf,
+    genes: GeneTable,
+    obs_schema: SchemaRef,
+    schema: SchemaRef,
+    opts: CorpusWriterOptions,
+    current: Option<OpenShard>,
+    shards: Vec<ShardInfo>,
+    integer_values: bool,
+}
+
+impl std::fmt::Debug for CorpusWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CorpusWriter").field("dir", &self.dir).field("shards", &self.shards.len()).finish()
+    }
+}
+
+/// The shard schema: the fixed columns, then the obs columns.
+pub(crate) fn shard_schema(obs: &Schema) -> SchemaRef {
+    let mut fields = vec![
+        Field::new(CELL_ID, DataType::Utf8, false),
+        Field::new(GENE_INDEX, DataType::List(Arc::new(Field::new_list_field(DataType::UInt32, false))), false),
+        Field::new(COUNTS, DataType::List(Arc::new(Field::new_list_field(DataType::Float32, false))), false),
+    ];
+    fields.extend(obs.fields().iter().map(|f| f.as_ref().clone()));
+    Arc::new(Schema::new(fields))
+}
+
+impl CorpusWriter {
+    /// Starts a corpus in `dir` (created if needed). An existing corpus there stops being
+    /// valid immediately (its manifest is removed) and is replaced when [`finish`](CellSink::finish)
+    /// succeeds.
+    ///
+    /// # Errors
+    /// [`IoError::Io`] when the folder cannot be prepared; [`IoError::Corpus`] when obs columns
+    /// clash with the fixed column names.
+    pub fn create(
+        dir: impl AsRef<Path>,
+        genes: GeneTable,
+        obs_schema: SchemaRef,
+        opts: CorpusWriterOptions,
+    ) -> Result<Self> {
+        let dir = dir.as_ref().to_owned();
+        if let Some(f) = obs_schema.fields().iter().find(|f| [CELL_ID, GENE_INDEX, COUNTS].contains(&f.name().as_str()))
+        {
+            return Err(IoError::Corpus {
+                path: dir,
+                reason: format!("obs column {:?} clashes with a fixed corpus column", f.name()),
+            });
+        }
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let manifest = dir.join(MANIFEST_FILE);
+        if manifest.exists() {
+            std::fs::remove_file(&manifest).map_err(io_err(&manifest))?;
+        }
+        let schema = shard_schema(&obs_schema);
+        let opts = CorpusWriterOptions { shard_cells: opts.shard_cells.max(1), ..opts };
+        Ok(Self { dir, genes, obs_schema, schema, opts, current: None, shards: vec![], integer_values: true })
+    }
+
+    fn open_shard(&mut self) -> Result<&mut OpenShard> {
+        if self.current.is_none() {
+            let name = format!("shard-{:05}.arrow", self.shards.len());
+            let tmp = self.dir.join(format!("{name}.tmp"));
+            let file = File::create(&tmp).map_err(io_err(&tmp))?;
+            let sink = Hashing { inner: BufWriter::with_capacity(1 << 20, file), hash: Sha256::new(), bytes: 0 };
+            let writer = FileWriter::try_new(sink, &self.schema)
+                .map_err(|source| IoError::Arrow { path: tmp.clone(), source })?;
+            self.current = Some(OpenShard { name, tmp, writer, n_cells: 0, nnz: 0, batches: vec![] });
+        }
+        Ok(self.current.as_mut().expect("just opened"))
+    }
+
+    fn close_shard(&mut self) -> Result<()> {
+        let Some(mut s) = self.current.take() else { return Ok(()) };
+        let arrow = |source| IoError::Arrow { path: s.tmp.clone(), source };
+        s.writer.finish().map_err(arrow)?;
+        let hashing = s.writer.into_inner().map_err(|source| IoError::Arrow { path: s.tmp.clone(), source })?;
+        let Hashing { inner, hash, bytes } = hashing;
+        let file = inner.into_inner().map_err(|e| IoError::Io { path: s.tmp.clone(), source: e.into_error() })?;
+        file.sync_all().map_err(io_err(&s.tmp))?;
+        let dest = self.dir.join(&s.name);
+        std::fs::rename(&s.tmp, &dest).map_err(io_err(&dest))?;
+        self.shards.push(ShardInfo {
+            file: s.name,
+            n_cells: s.n_cells,
+            nnz: s.nnz,
+            batches: s.batches,
+            bytes,
+            sha256: hex(&hash.finalize()),
+        });
+        Ok(())
+    }
+
+    fn batch(&self, chunk: &CellChunk) -> Result<RecordBatch> {
+        let mut genes = ListBuilder::with_capacity(UInt32Builder::with_capacity(chunk.nnz()), chunk.n_cells())
+            .with_field(Arc::new(Field::new_list_field(DataType::UInt32, false)));
+        let mut counts = ListBuilder::with_capacity(Float32Builder::with_capacity(chunk.nnz()), chunk.n_cells())
+            .with_field(Arc::new(Field::new_list_field(DataType::Float32, false)));
+        for cell in chunk.cells() {
+            genes.values().append_slice(cell.indices);
+            genes.append(true);
+            counts.values().append_slice(cell.values);
+            counts.append(true);
+        }
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(chunk.cell_ids())),
+            Arc::new(genes.finish()),
+            Arc::new(counts.finish()),
+        ];
+        cols.extend(chunk.obs().columns().iter().cloned());
+        RecordBatch::try_new(self.schema.clone(), cols)
+            .map_err(|source| IoError::Arrow { path: self.dir.clone(), source })
+    }
+}
+
+impl CorpusWriter {
+    /// Records the input files in the manifest (conversions fill in cell counts at the end).
+    pub fn set_sources(&mut self, sources: Vec<SourceInfo>) {
+        self.opts.sources = sources;
+    }
+}
+
+impl CellSink for CorpusWriter {
+    fn write_chunk(&mut self, chunk: &CellChunk) -> Result<()> {
+        if chunk.n_genes() != self.genes.len() || chunk.obs().schema().fields() != self.obs_schema.fields() {
+            return Err(IoError::Corpus {
+                path: self.dir.clone(),
+                reason: "a chunk's genes or obs columns differ from the corpus's".into(),
+            });
+        }
+        self.integer_values &= chunk.values().iter().all(|v| *v >= 0.0 && v.fract() == 0.0);
+        let mut start = 0;
+        while start < chunk.n_cells() {
+            let room = self.opts.shard_cells - self.current.as_ref().map_or(0, |s| s.n_cells);
+            let end = (start + room).min(chunk.n_cells());
+            let part = if start == 0 && end == chunk.n_cells() {
+                chunk.clone()
+            } else {
+                let mask: Vec<bool> = (0..chunk.n_cells()).map(|i| (start..end).contains(&i)).collect();
+                chunk.filter(&mask.into()).map_err(|source| IoError::Chunk { path: self.dir.clone(), source })?
+            };
+            let batch = self.batch(&part)?;
+            let shard = self.open_shard()?;
+            shard.writer.write(&batch).map_err(|source| IoError::Arrow { path: shard.tmp.clone(), source })?;
+            shard.n_cells += part.n_cells();
+            shard.nnz += part.nnz() as u64;
+            shard.batches.push(part.n_cells());
+            if shard.n_cells >= self.opts.shard_cells {
+                self.close_shard()?;
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Manifest> {
+        self.close_shard()?;
+        let manifest = Manifest {
+            format: "scfm-corpus".into(),
+            schema_version: SCHEMA_VERSION,
+            created_by: format!("scfm-io {}", env!("CARGO_PKG_VERSION")),
+            n_cells: self.shards.iter().map(|s| s.n_cells).sum(),
+            nnz: self.shards.iter().map(|s| s.nnz).sum(),
+            matrix: self.opts.matrix.clone(),
+            integer_values: self.integer_values,
+            gene_hash: self.genes.content_hash(),
+            gene_id_kind: self.genes.id_kind(),
+            genes: self.genes.clone(),
+            obs_schema: self.obs_schema.as_ref().clone(),
+            shards: self.shards.clone(),
+            sources: self.opts.sources.clone(),
+            filter: self.opts.filter.clone(),
+        };
+        // Remove shards of an earlier corpus in this folder that the new one does not use.
+        let keep: Vec<&str> = self.shards.iter().map(|s| s.file.as_str()).collect();
+        for e in std::fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
+            let p = e.map_err(io_err(&self.dir))?.path();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.starts_with("shard-") && name.ends_with(".arrow") && !keep.contains(&name) {
+                std::fs::remove_file(&p).map_err(io_err(&p))?;
+            }
+        }
+        write_atomic(
+            &self.dir.join(MANIFEST_FILE),
+            &serde_json::to_vec_pretty(&manifest).expect("manifest serializes"),
+        )?;
+        Ok(manifest)
+    }
+}
+
+/// Writes `bytes` to `path` through a synced temporary file and a rename.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(bytes).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))?;
+    if let Some(dir) = path.parent()
+        && let Ok(d) = File::open(dir)
+    {
+        // Persist the rename; not all platforms allow syncing a directory.
+        let _ = d.sync_all();
+    }
+    Ok(())
+}

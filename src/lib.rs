@@ -1,0 +1,1 @@
+//! Host package for the examples, benchmarks and cross-crate tests.
