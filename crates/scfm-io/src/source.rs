@@ -53,6 +53,15 @@ impl AnySource {
             if path.join(MANIFEST_FILE).exists() {
                 return Ok(Self::Corpus(CorpusReader::open_with(path, &opts.obs)?));
             }
+            if path.join(".zgroup").exists() || path.join("zarr.json").exists() {
+                return Err(IoError::UnsupportedEncoding {
+                    path: path.to_owned(),
+                    element: "/".into(),
+                    encoding: "zarr store".into(),
+                    hint: "; scfm reads h5ad (HDF5): convert with `anndata.read_zarr(path).write_h5ad(new_path)`"
+                        .into(),
+                });
+            }
             return Ok(Self::Mtx(MtxSource::open(path)?));
         }
         let file = open_file(path)?;

@@ -157,6 +157,13 @@ fn structural_damage_is_named() {
 }
 
 #[test]
+fn zarr_stores_are_named_as_such() {
+    let err = scfm_io::AnySource::open(data("h5ad/scanpy_mouse_10k_subset.zarr"), &Default::default()).unwrap_err();
+    assert!(matches!(err, IoError::UnsupportedEncoding { .. }), "{err}");
+    assert!(err.to_string().contains("zarr store") && err.to_string().contains("write_h5ad"), "{err}");
+}
+
+#[test]
 fn missing_layer_lists_what_exists() {
     let err = H5adSource::open_with(
         data(BASE),

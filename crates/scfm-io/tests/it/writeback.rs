@@ -21,6 +21,10 @@ fn embeddings_and_labels_are_written_to_a_copy() {
         ],
     )
     .unwrap();
+    // `SCFM_KEEP_WRITEBACK=path` keeps the file for scripts/check_writeback.py.
+    if let Some(keep) = std::env::var_os("SCFM_KEEP_WRITEBACK") {
+        std::fs::copy(&dst, keep).unwrap();
+    }
     // Our own reader sees the new column as a categorical with the right labels…
     let s = H5adSource::open(&dst).unwrap();
     assert!(s.obs_column_names().contains(&"scfm_prediction".to_owned()));
