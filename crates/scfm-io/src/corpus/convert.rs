@@ -3,9 +3,9 @@ use std::path::{Path, PathBuf};
 use arrow_array::RecordBatch;
 use scfm_core::{CellChunk, CellSource};
 
-use super::manifest::{Manifest, SourceInfo, file_sha256};
+use super::manifest::{Manifest, SourceInfo, file_blake3};
 use super::writer::{CellSink, CorpusWriter, CorpusWriterOptions};
-use crate::error::{IoError, Result};
+use crate::error::{IoError, Result, io_err};
 use crate::filter::ObsFilter;
 use crate::h5ad::{MatrixSelector, ObsSelection};
 use crate::source::{AnySource, SourceOptions};
@@ -110,11 +110,6 @@ pub fn convert(
             });
         }
     }
-    let mut source_info = Vec::with_capacity(inputs.len());
-    for p in inputs {
-        let (bytes, sha256) = file_sha256(p)?;
-        source_info.push(SourceInfo { path: p.clone(), bytes, sha256, n_cells_read: 0, n_cells_kept: 0 });
-    }
     let matrix_label = match (first, &opts.matrix) {
         (AnySource::H5ad(h), _) => h.matrix_element().to_owned(),
         (AnySource::Corpus(c), _) => c.manifest().matrix.clone(),
@@ -133,27 +128,68 @@ pub fn convert(
         cells_total: sources.iter().map(CellSource::n_cells).sum(),
         cells_kept: 0,
     };
-    for (i, (source, info)) in sources.iter().zip(source_info.iter_mut()).enumerate() {
-        state.input = i;
-        for chunk in source.chunks(opts.chunk_cells) {
-            let chunk = chunk?;
-            let n = chunk.n_cells();
-            let chunk = match &opts.filter {
-                Some(f) => {
-                    let mask = f.evaluate(chunk.obs())?;
-                    chunk.filter(&mask).map_err(|source| IoError::Chunk { path: inputs[i].clone(), source })?
+    let mut counts = vec![(0usize, 0usize); inputs.len()];
+    // Three workers on a 2-core budget: input checksums, reading (HDF5, canonical CSR, filter),
+    // and writing (Arrow, shard checksums). The channel holds at most two chunks, so memory
+    // stays bounded by the chunk size.
+    let hashes = std::thread::scope(|scope| -> Result<Vec<(u64, String)>> {
+        let hasher = std::thread::Builder::new()
+            .name("scfm-checksum".into())
+            .spawn_scoped(scope, || inputs.iter().map(|p| file_blake3(p)).collect::<Result<Vec<_>>>())
+            .map_err(io_err(out))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(usize, usize, CellChunk)>>(2);
+        let filter = opts.filter.as_ref();
+        let (keep, out_schema) = (&keep, &out_schema);
+        let reader = move || {
+            for (i, source) in sources.iter().enumerate() {
+                for chunk in source.chunks(opts.chunk_cells) {
+                    let item = chunk.and_then(|chunk| {
+                        let n = chunk.n_cells();
+                        let chunk = match filter {
+                            Some(f) => {
+                                let mask = f.evaluate(chunk.obs())?;
+                                chunk
+                                    .filter(&mask)
+                                    .map_err(|source| IoError::Chunk { path: inputs[i].clone(), source })?
+                            }
+                            None => chunk,
+                        };
+                        Ok((i, n, project(chunk, keep, out_schema, &inputs[i])?))
+                    });
+                    let failed = item.is_err();
+                    // A closed channel means the writer gave up; stop reading.
+                    if tx.send(item).is_err() || failed {
+                        return;
+                    }
                 }
-                None => chunk,
-            };
-            let chunk = project(chunk, &keep, &out_schema, &inputs[i])?;
-            writer.write_chunk(&chunk)?;
-            info.n_cells_read += n;
-            info.n_cells_kept += chunk.n_cells();
+            }
+        };
+        std::thread::Builder::new().name("scfm-reader".into()).spawn_scoped(scope, reader).map_err(io_err(out))?;
+        for item in rx {
+            let (i, n, chunk) = item?;
+            let kept = chunk.n_cells();
+            writer.write_owned(chunk)?;
+            counts[i].0 += n;
+            counts[i].1 += kept;
+            state.input = i;
             state.cells_done += n;
-            state.cells_kept += chunk.n_cells();
+            state.cells_kept += kept;
             progress(&state);
         }
-    }
+        hasher.join().expect("checksum thread does not panic")
+    })?;
+    let source_info = inputs
+        .iter()
+        .zip(hashes)
+        .zip(counts)
+        .map(|((p, (bytes, blake3)), (read, kept))| SourceInfo {
+            path: p.clone(),
+            bytes,
+            blake3,
+            n_cells_read: read,
+            n_cells_kept: kept,
+        })
+        .collect();
     writer.set_sources(source_info);
     writer.finish()
 }

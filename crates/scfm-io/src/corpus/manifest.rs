@@ -3,7 +3,6 @@ use std::path::{Path, PathBuf};
 
 use scfm_core::{GeneIdKind, GeneTable};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Result, io_err};
 
@@ -53,8 +52,8 @@ pub struct ShardInfo {
     pub batches: Vec<usize>,
     /// File size in bytes.
     pub bytes: u64,
-    /// SHA-256 of the file, hex.
-    pub sha256: String,
+    /// BLAKE3 of the file, hex (`b3sum FILE` prints the same).
+    pub blake3: String,
 }
 
 /// One input file of a corpus.
@@ -64,19 +63,19 @@ pub struct SourceInfo {
     pub path: PathBuf,
     /// Size in bytes (all files, for a folder).
     pub bytes: u64,
-    /// SHA-256, hex (of the concatenated files, in name order, for a folder).
-    pub sha256: String,
+    /// BLAKE3, hex (of the concatenated files, in name order, for a folder).
+    pub blake3: String,
     /// Cells read from it.
     pub n_cells_read: usize,
     /// Cells kept after filtering.
     pub n_cells_kept: usize,
 }
 
-/// Size and SHA-256 of a file, or of all files in a folder in name order.
+/// Size and BLAKE3 hash (hex) of a file, or of all files in a folder in name order.
 ///
 /// # Errors
 /// [`IoError::Io`](crate::IoError::Io) when a file cannot be read.
-pub fn file_sha256(path: &Path) -> Result<(u64, String)> {
+pub fn file_blake3(path: &Path) -> Result<(u64, String)> {
     let mut files = vec![];
     if path.is_dir() {
         for e in std::fs::read_dir(path).map_err(io_err(path))? {
@@ -89,7 +88,7 @@ pub fn file_sha256(path: &Path) -> Result<(u64, String)> {
     } else {
         files.push(path.to_owned());
     }
-    let mut h = Sha256::new();
+    let mut h = blake3::Hasher::new();
     let mut total = 0u64;
     let mut buf = vec![0u8; 1 << 20];
     for f in files {
@@ -103,9 +102,5 @@ pub fn file_sha256(path: &Path) -> Result<(u64, String)> {
             h.update(&buf[..n]);
         }
     }
-    Ok((total, hex(&h.finalize())))
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok((total, h.finalize().to_hex().to_string()))
 }

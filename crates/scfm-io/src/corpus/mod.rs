@@ -12,7 +12,7 @@ mod reader;
 mod writer;
 
 pub use convert::{ConvertOptions, ConvertProgress, convert};
-pub use manifest::{Manifest, ShardInfo, SourceInfo, file_sha256};
+pub use manifest::{Manifest, ShardInfo, SourceInfo, file_blake3};
 pub use reader::CorpusReader;
 pub use writer::{CellSink, CorpusWriter, CorpusWriterOptions};
 

@@ -11,7 +11,7 @@ use arrow_ipc::reader::FileReader;
 use arrow_schema::{Schema, SchemaRef};
 use scfm_core::{CellChunk, CellSource, GeneTable};
 
-use super::manifest::{Manifest, file_sha256};
+use super::manifest::{Manifest, file_blake3};
 use super::writer::shard_schema;
 use super::{CELL_ID, COUNTS, GENE_INDEX, MANIFEST_FILE, SCHEMA_VERSION};
 use crate::error::{IoError, Result, io_err};
@@ -110,14 +110,14 @@ impl CorpusReader {
         &self.manifest
     }
 
-    /// Recomputes every shard's SHA-256 and compares it with the manifest.
+    /// Recomputes every shard's BLAKE3 hash and compares it with the manifest.
     ///
     /// # Errors
     /// [`IoError::Corpus`] naming the first shard whose content changed.
     pub fn verify(&self) -> Result<()> {
         for s in &self.manifest.shards {
-            let (_, sha) = file_sha256(&self.dir.join(&s.file))?;
-            if sha != s.sha256 {
+            let (_, hash) = file_blake3(&self.dir.join(&s.file))?;
+            if hash != s.blake3 {
                 return Err(IoError::Corpus {
                     path: self.dir.clone(),
                     reason: format!("shard {} is corrupt (checksum differs)", s.file),

@@ -3,14 +3,13 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::builder::{Float32Builder, ListBuilder, UInt32Builder};
-use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use arrow_array::{ArrayRef, Float32Array, ListArray, RecordBatch, StringArray, UInt32Array};
+use arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use arrow_ipc::writer::FileWriter;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use scfm_core::{CellChunk, GeneTable};
-use sha2::{Digest, Sha256};
 
-use super::manifest::{Manifest, ShardInfo, SourceInfo, hex};
+use super::manifest::{Manifest, ShardInfo, SourceInfo};
 use super::{CELL_ID, COUNTS, GENE_INDEX, MANIFEST_FILE, SCHEMA_VERSION};
 use crate::error::{IoError, Result, io_err};
 
@@ -51,7 +50,7 @@ impl Default for CorpusWriterOptions {
 /// A writer that hashes what passes through it.
 struct Hashing<W> {
     inner: W,
-    hash: Sha256,
+    hash: blake3::Hasher,
     bytes: u64,
 }
 
@@ -96,6 +95,7 @@ struct OpenShard {
 /// ```
 pub struct CorpusWriter {
     dir: PathBuf,
+    syncer: Option<Syncer>,
     genes: GeneTable,
     obs_schema: SchemaRef,
     schema: SchemaRef,
@@ -103,6 +103,36 @@ pub struct CorpusWriter {
     current: Option<OpenShard>,
     shards: Vec<ShardInfo>,
     integer_values: bool,
+}
+
+/// Makes finished shards durable (fsync, then rename into place) on a background thread, so
+/// that the disk write-back of one shard overlaps with writing the next.
+struct Syncer {
+    tx: std::sync::mpsc::Sender<(File, PathBuf, PathBuf)>,
+    handle: std::thread::JoinHandle<Result<()>>,
+}
+
+impl Syncer {
+    fn start() -> Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<(File, PathBuf, PathBuf)>();
+        let handle = std::thread::Builder::new()
+            .name("scfm-sync".into())
+            .spawn(move || {
+                for (file, tmp, dest) in rx {
+                    file.sync_all().map_err(io_err(&tmp))?;
+                    std::fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
+                }
+                Ok(())
+            })
+            .map_err(io_err("scfm-sync thread"))?;
+        Ok(Self { tx, handle })
+    }
+
+    /// Waits until every shard handed over is durable and in place.
+    fn finish(self) -> Result<()> {
+        drop(self.tx);
+        self.handle.join().expect("the sync thread does not panic")
+    }
 }
 
 impl std::fmt::Debug for CorpusWriter {
@@ -151,7 +181,17 @@ impl CorpusWriter {
         }
         let schema = shard_schema(&obs_schema);
         let opts = CorpusWriterOptions { shard_cells: opts.shard_cells.max(1), ..opts };
-        Ok(Self { dir, genes, obs_schema, schema, opts, current: None, shards: vec![], integer_values: true })
+        Ok(Self {
+            dir,
+            syncer: None,
+            genes,
+            obs_schema,
+            schema,
+            opts,
+            current: None,
+            shards: vec![],
+            integer_values: true,
+        })
     }
 
     fn open_shard(&mut self) -> Result<&mut OpenShard> {
@@ -159,7 +199,8 @@ impl CorpusWriter {
             let name = format!("shard-{:05}.arrow", self.shards.len());
             let tmp = self.dir.join(format!("{name}.tmp"));
             let file = File::create(&tmp).map_err(io_err(&tmp))?;
-            let sink = Hashing { inner: BufWriter::with_capacity(1 << 20, file), hash: Sha256::new(), bytes: 0 };
+            let sink =
+                Hashing { inner: BufWriter::with_capacity(1 << 20, file), hash: blake3::Hasher::new(), bytes: 0 };
             let writer = FileWriter::try_new(sink, &self.schema)
                 .map_err(|source| IoError::Arrow { path: tmp.clone(), source })?;
             self.current = Some(OpenShard { name, tmp, writer, n_cells: 0, nnz: 0, batches: vec![] });
@@ -174,39 +215,97 @@ impl CorpusWriter {
         let hashing = s.writer.into_inner().map_err(|source| IoError::Arrow { path: s.tmp.clone(), source })?;
         let Hashing { inner, hash, bytes } = hashing;
         let file = inner.into_inner().map_err(|e| IoError::Io { path: s.tmp.clone(), source: e.into_error() })?;
-        file.sync_all().map_err(io_err(&s.tmp))?;
         let dest = self.dir.join(&s.name);
-        std::fs::rename(&s.tmp, &dest).map_err(io_err(&dest))?;
+        if self.syncer.is_none() {
+            self.syncer = Some(Syncer::start()?);
+        }
+        let syncer = self.syncer.as_ref().expect("started above");
+        if syncer.tx.send((file, s.tmp.clone(), dest)).is_err() {
+            // The sync thread stopped on an error: collect it.
+            return self.syncer.take().map_or(Ok(()), Syncer::finish);
+        }
         self.shards.push(ShardInfo {
             file: s.name,
             n_cells: s.n_cells,
             nnz: s.nnz,
             batches: s.batches,
             bytes,
-            sha256: hex(&hash.finalize()),
+            blake3: hash.finalize().to_hex().to_string(),
         });
         Ok(())
     }
 
-    fn batch(&self, chunk: &CellChunk) -> Result<RecordBatch> {
-        let mut genes = ListBuilder::with_capacity(UInt32Builder::with_capacity(chunk.nnz()), chunk.n_cells())
-            .with_field(Arc::new(Field::new_list_field(DataType::UInt32, false)));
-        let mut counts = ListBuilder::with_capacity(Float32Builder::with_capacity(chunk.nnz()), chunk.n_cells())
-            .with_field(Arc::new(Field::new_list_field(DataType::Float32, false)));
-        for cell in chunk.cells() {
-            genes.values().append_slice(cell.indices);
-            genes.append(true);
-            counts.values().append_slice(cell.values);
-            counts.append(true);
+    /// The record batch of a chunk; the CSR buffers move into Arrow without copying.
+    fn batch(&self, chunk: CellChunk) -> Result<RecordBatch> {
+        let arrow = |source| IoError::Arrow { path: self.dir.clone(), source };
+        let (cell_ids, indptr, indices, values, obs) = chunk.into_parts();
+        let offsets: Vec<i32> = indptr.iter().map(|&p| p as i32).collect();
+        if indptr.last().is_some_and(|&p| p > i32::MAX as usize) {
+            return Err(IoError::Corpus {
+                path: self.dir.clone(),
+                reason: "a chunk holds more than 2^31 values: use smaller chunks".into(),
+            });
         }
-        let mut cols: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(chunk.cell_ids())),
-            Arc::new(genes.finish()),
-            Arc::new(counts.finish()),
-        ];
-        cols.extend(chunk.obs().columns().iter().cloned());
-        RecordBatch::try_new(self.schema.clone(), cols)
-            .map_err(|source| IoError::Arrow { path: self.dir.clone(), source })
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+        let genes = ListArray::try_new(
+            Arc::new(Field::new_list_field(DataType::UInt32, false)),
+            offsets.clone(),
+            Arc::new(UInt32Array::from(indices)),
+            None,
+        )
+        .map_err(arrow)?;
+        let counts = ListArray::try_new(
+            Arc::new(Field::new_list_field(DataType::Float32, false)),
+            offsets,
+            Arc::new(Float32Array::from(values)),
+            None,
+        )
+        .map_err(arrow)?;
+        let mut cols: Vec<ArrayRef> =
+            vec![Arc::new(StringArray::from_iter_values(&cell_ids)), Arc::new(genes), Arc::new(counts)];
+        cols.extend(obs.columns().iter().cloned());
+        RecordBatch::try_new(self.schema.clone(), cols).map_err(arrow)
+    }
+
+    /// Appends cells it owns (no copy of the values); see [`CellSink::write_chunk`].
+    ///
+    /// # Errors
+    /// As [`CellSink::write_chunk`].
+    pub fn write_owned(&mut self, chunk: CellChunk) -> Result<()> {
+        if chunk.n_genes() != self.genes.len() || chunk.obs().schema().fields() != self.obs_schema.fields() {
+            return Err(IoError::Corpus {
+                path: self.dir.clone(),
+                reason: "a chunk's genes or obs columns differ from the corpus's".into(),
+            });
+        }
+        // Whole numbers: every f32 of magnitude ≥ 2^24 is one; below, compare with a cast.
+        self.integer_values &=
+            chunk.values().iter().all(|&v| v >= 0.0 && (v >= 16_777_216.0 || v == (v as i32) as f32));
+        let mut chunk = chunk;
+        while chunk.n_cells() > 0 {
+            let room = self.opts.shard_cells - self.current.as_ref().map_or(0, |s| s.n_cells);
+            let (part, rest) = if chunk.n_cells() <= room {
+                let empty = CellChunk::empty(chunk.n_genes(), chunk.obs().schema());
+                (chunk, empty)
+            } else {
+                let head: Vec<bool> = (0..chunk.n_cells()).map(|i| i < room).collect();
+                let tail: Vec<bool> = head.iter().map(|h| !h).collect();
+                let chunk_err = |source| IoError::Chunk { path: self.dir.clone(), source };
+                (chunk.filter(&head.into()).map_err(chunk_err)?, chunk.filter(&tail.into()).map_err(chunk_err)?)
+            };
+            let (n_cells, nnz) = (part.n_cells(), part.nnz() as u64);
+            let batch = self.batch(part)?;
+            let shard = self.open_shard()?;
+            shard.writer.write(&batch).map_err(|source| IoError::Arrow { path: shard.tmp.clone(), source })?;
+            shard.n_cells += n_cells;
+            shard.nnz += nnz;
+            shard.batches.push(n_cells);
+            if shard.n_cells >= self.opts.shard_cells {
+                self.close_shard()?;
+            }
+            chunk = rest;
+        }
+        Ok(())
     }
 }
 
@@ -219,39 +318,14 @@ impl CorpusWriter {
 
 impl CellSink for CorpusWriter {
     fn write_chunk(&mut self, chunk: &CellChunk) -> Result<()> {
-        if chunk.n_genes() != self.genes.len() || chunk.obs().schema().fields() != self.obs_schema.fields() {
-            return Err(IoError::Corpus {
-                path: self.dir.clone(),
-                reason: "a chunk's genes or obs columns differ from the corpus's".into(),
-            });
-        }
-        self.integer_values &= chunk.values().iter().all(|v| *v >= 0.0 && v.fract() == 0.0);
-        let mut start = 0;
-        while start < chunk.n_cells() {
-            let room = self.opts.shard_cells - self.current.as_ref().map_or(0, |s| s.n_cells);
-            let end = (start + room).min(chunk.n_cells());
-            let part = if start == 0 && end == chunk.n_cells() {
-                chunk.clone()
-            } else {
-                let mask: Vec<bool> = (0..chunk.n_cells()).map(|i| (start..end).contains(&i)).collect();
-                chunk.filter(&mask.into()).map_err(|source| IoError::Chunk { path: self.dir.clone(), source })?
-            };
-            let batch = self.batch(&part)?;
-            let shard = self.open_shard()?;
-            shard.writer.write(&batch).map_err(|source| IoError::Arrow { path: shard.tmp.clone(), source })?;
-            shard.n_cells += part.n_cells();
-            shard.nnz += part.nnz() as u64;
-            shard.batches.push(part.n_cells());
-            if shard.n_cells >= self.opts.shard_cells {
-                self.close_shard()?;
-            }
-            start = end;
-        }
-        Ok(())
+        self.write_owned(chunk.clone())
     }
 
     fn finish(mut self) -> Result<Manifest> {
         self.close_shard()?;
+        if let Some(syncer) = self.syncer.take() {
+            syncer.finish()?;
+        }
         let manifest = Manifest {
             format: "scfm-corpus".into(),
             schema_version: SCHEMA_VERSION,

@@ -310,6 +310,33 @@ impl NumVec {
     }
 }
 
+impl NumVec {
+    /// As gene/cell positions below `bound`; `Err(position, value)` for the first entry that is
+    /// negative, fractional or out of range. 32-bit inputs are converted in place.
+    pub fn into_u32_below(self, bound: usize) -> Result<Vec<u32>, (usize, f64)> {
+        match self {
+            NumVec::I32(v) => {
+                if let Some(i) = v.iter().position(|&x| x < 0 || x as usize >= bound) {
+                    return Err((i, f64::from(v[i])));
+                }
+                // Same size and alignment: collected in place, no new allocation.
+                Ok(v.into_iter().map(|x| x as u32).collect())
+            }
+            NumVec::U32(v) => match v.iter().position(|&x| x as usize >= bound) {
+                Some(i) => Err((i, f64::from(v[i]))),
+                None => Ok(v),
+            },
+            other => {
+                let v = other.to_u64()?;
+                v.iter()
+                    .enumerate()
+                    .map(|(i, &x)| if (x as usize) < bound { Ok(x as u32) } else { Err((i, x as f64)) })
+                    .collect()
+            }
+        }
+    }
+}
+
 /// Reads `range` of a 1-D string dataset (variable-length or fixed-length, UTF-8 or ASCII).
 pub(crate) fn read_strings(ctx: &Ctx, element: &str, ds: &Dataset, range: Range<usize>) -> Result<Vec<String>> {
     let desc = ctx.h5(element, ds.dtype().and_then(|d| d.to_descriptor()))?;

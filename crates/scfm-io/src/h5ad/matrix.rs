@@ -177,27 +177,34 @@ impl Matrix {
 
     fn read_entries(&self, ctx: &Ctx, s: &Sparse, range: Range<usize>, bound: usize) -> Result<(Vec<u32>, Vec<f32>)> {
         let idx_el = format!("{}/indices", self.element);
-        let idx = elem::read_num(ctx, &idx_el, &s.indices, range.clone())?
-            .to_u64()
-            .map_err(|(i, v)| ctx.invalid(&idx_el, format!("entry {} is {v}", range.start + i)))?;
-        if let Some((i, &v)) = idx.iter().enumerate().find(|(_, v)| **v as usize >= bound) {
-            return Err(
+        let idx =
+            elem::read_num(ctx, &idx_el, &s.indices, range.clone())?.into_u32_below(bound).map_err(|(i, v)| {
                 ctx.invalid(&idx_el, format!("entry {} is {v}, but the axis has {bound} entries", range.start + i))
-            );
-        }
+            })?;
         let data = to_f32(elem::read_num(ctx, &format!("{}/data", self.element), &s.data, range)?);
-        Ok((idx.into_iter().map(|v| v as u32).collect(), data))
+        Ok((idx, data))
     }
 
     fn read_csr(&self, ctx: &Ctx, s: &Sparse, rows: Range<usize>) -> Result<CsrParts> {
         let ptr = self.read_ptr(ctx, s, rows.start..rows.end + 1)?;
         let (a, b) = (ptr[0], ptr[ptr.len() - 1]);
         let (idx, vals) = self.read_entries(ctx, s, a..b, self.n_cols)?;
-        let mut out = CsrBuilder::with_capacity(rows.len(), idx.len());
         for (r, w) in ptr.windows(2).enumerate() {
             let (lo, hi) = (w[0] - a, w[1] - a);
+            self.check_row(ctx, rows.start + r, (&idx[lo..hi], &vals[lo..hi]))?;
+        }
+        // The common case — every row sorted, no stored zeros — keeps the buffers as read.
+        let canonical = ptr.windows(2).all(|w| {
+            let (lo, hi) = (w[0] - a, w[1] - a);
+            idx[lo..hi].windows(2).all(|p| p[0] < p[1])
+        }) && !vals.contains(&0.0);
+        if canonical {
+            return Ok((ptr.iter().map(|p| p - a).collect(), idx, vals));
+        }
+        let mut out = CsrBuilder::with_capacity(rows.len(), idx.len());
+        for w in ptr.windows(2) {
+            let (lo, hi) = (w[0] - a, w[1] - a);
             out.push_row(&idx[lo..hi], &vals[lo..hi]);
-            self.check_row(ctx, rows.start + r, out.last_row())?;
         }
         Ok(out.finish())
     }
@@ -266,10 +273,11 @@ impl Matrix {
     }
 
     fn check_row(&self, ctx: &Ctx, cell: usize, (idx, vals): (&[u32], &[f32])) -> Result<()> {
-        for (&g, &v) in idx.iter().zip(vals) {
-            if !v.is_finite() || (self.require_non_negative && v < 0.0) {
-                return Err(self.bad_value(ctx, cell, g as usize, f64::from(v)));
-            }
+        let bad = |v: f32| !v.is_finite() || (self.require_non_negative && v < 0.0);
+        // A branch-free scan first; the position is looked up only on failure.
+        if vals.iter().fold(false, |acc, &v| acc | bad(v)) {
+            let k = vals.iter().position(|&v| bad(v)).expect("found above");
+            return Err(self.bad_value(ctx, cell, idx[k] as usize, f64::from(vals[k])));
         }
         Ok(())
     }

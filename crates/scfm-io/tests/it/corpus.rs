@@ -39,8 +39,8 @@ fn h5ad_to_corpus_round_trips_matrix_and_obs() {
         // Reading across shard and batch boundaries gives the same cells.
         let mid = corpus.read_rows(100..260).unwrap();
         assert_eq!(mid, src.read_rows(100..260).unwrap(), "{rel}");
-        let (bytes, sha) = scfm_io::corpus::file_sha256(&input).unwrap();
-        assert_eq!((manifest.sources[0].bytes, &manifest.sources[0].sha256), (bytes, &sha));
+        let (bytes, hash) = scfm_io::corpus::file_blake3(&input).unwrap();
+        assert_eq!((manifest.sources[0].bytes, &manifest.sources[0].blake3), (bytes, &hash));
     }
 }
 
