@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use scfm::io::corpus::{ConvertOptions, convert};
+use scfm::io::corpus::{ConvertOptions, ShardFormat, convert};
 use scfm::io::inspect::inspect;
 use scfm::io::{MatrixSelector, ObsFilter, ObsSelection};
 
@@ -39,6 +39,9 @@ enum Command {
         /// Cells per shard file.
         #[arg(long, default_value_t = 100_000)]
         shard_cells: usize,
+        /// Shard format: arrow (Arrow IPC) or parquet (with the `parquet` feature).
+        #[arg(long, default_value = "arrow")]
+        format: ShardFormat,
         /// Cells read per step (bounds memory).
         #[arg(long, default_value_t = 4096)]
         chunk_cells: usize,
@@ -62,14 +65,14 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Convert { inputs, output, matrix, filter, obs, shard_cells, chunk_cells, require_counts } => {
+        Command::Convert { inputs, output, matrix, filter, obs, shard_cells, format, chunk_cells, require_counts } => {
             let filter = filter.map(|f| ObsFilter::parse(&f)).transpose()?;
             let obs = match obs.as_deref() {
                 None => ObsSelection::All,
                 Some("none") => ObsSelection::None,
                 Some(cols) => ObsSelection::Columns(cols.split(',').map(|c| c.trim().to_owned()).collect()),
             };
-            let opts = ConvertOptions { matrix, obs, filter, shard_cells, chunk_cells, require_counts };
+            let opts = ConvertOptions { matrix, obs, filter, shard_cells, format, chunk_cells, require_counts };
             let bar = ProgressBar::new(0).with_style(
                 ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} cells  {per_sec}  ETA {eta}  {msg}")
                     .expect("valid template"),

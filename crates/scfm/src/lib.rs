@@ -8,6 +8,7 @@
 //! | [`io`] (`scfm-io`) | h5ad / 10x readers, sharded Arrow corpora, obs filters, h5ad write-back |
 //!
 //! ## Features
+//! - `parquet`: Parquet corpus shards (`ConvertOptions::format`, `scfm convert --format parquet`).
 //! - `static-hdf5`: build HDF5 from source (needs CMake ≥ 3.26) instead of linking the system
 //!   `libhdf5` (Debian/Ubuntu: `apt-get install libhdf5-dev`).
 //!

@@ -21,6 +21,8 @@ pub struct ConvertOptions {
     pub filter: Option<ObsFilter>,
     /// Cells per shard.
     pub shard_cells: usize,
+    /// Shard file format.
+    pub format: super::ShardFormat,
     /// Cells read per step (bounds memory).
     pub chunk_cells: usize,
     /// Reject negative values.
@@ -34,6 +36,7 @@ impl Default for ConvertOptions {
             obs: ObsSelection::All,
             filter: None,
             shard_cells: 100_000,
+            format: super::ShardFormat::ArrowIpc,
             chunk_cells: 4096,
             require_counts: false,
         }
@@ -117,6 +120,7 @@ pub fn convert(
     };
     let wopts = CorpusWriterOptions {
         shard_cells: opts.shard_cells,
+        format: opts.format,
         matrix: matrix_label,
         sources: vec![],
         filter: opts.filter.as_ref().map(|f| f.as_str().to_owned()),

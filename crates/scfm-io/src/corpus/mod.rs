@@ -1,6 +1,6 @@
-//! Sharded Arrow corpora: one row per cell (`cell_id`, `gene_index: list<u32>`,
+//! Sharded corpora: one row per cell (`cell_id`, `gene_index: list<u32>`,
 //! `counts: list<f32>`, then the obs columns with their Arrow types, categoricals as
-//! dictionaries), in Arrow IPC files plus a JSON manifest.
+//! dictionaries), in Arrow IPC files (or Parquet, feature `parquet`) plus a JSON manifest.
 //!
 //! Writes are atomic: shards are written under a temporary name, synced and renamed, and the
 //! manifest — the only thing that makes a folder a corpus — is written last the same way. A
@@ -9,11 +9,13 @@
 mod convert;
 mod manifest;
 mod reader;
+mod shard;
 mod writer;
 
 pub use convert::{ConvertOptions, ConvertProgress, convert};
 pub use manifest::{Manifest, ShardInfo, SourceInfo, file_blake3};
 pub use reader::CorpusReader;
+pub use shard::ShardFormat;
 pub use writer::{CellSink, CorpusWriter, CorpusWriterOptions};
 
 /// Name of the manifest file inside a corpus folder.

@@ -1,5 +1,3 @@
-use std::fs::File;
-use std::io::BufReader;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -7,11 +5,11 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, UInt32Type};
 use arrow_array::{Array, RecordBatch};
-use arrow_ipc::reader::FileReader;
 use arrow_schema::{Schema, SchemaRef};
 use scfm_core::{CellChunk, CellSource, GeneTable};
 
 use super::manifest::{Manifest, file_blake3};
+use super::shard::read_shard_batch;
 use super::writer::shard_schema;
 use super::{CELL_ID, COUNTS, GENE_INDEX, MANIFEST_FILE, SCHEMA_VERSION};
 use crate::error::{IoError, Result, io_err};
@@ -128,19 +126,18 @@ impl CorpusReader {
     }
 
     fn read_batch(&self, shard: usize, batch: usize) -> Result<RecordBatch> {
-        let path = self.dir.join(&self.manifest.shards[shard].file);
-        let arrow = |source| IoError::Arrow { path: path.clone(), source };
-        let f = File::open(&path).map_err(io_err(&path))?;
-        let mut r = FileReader::try_new(BufReader::new(f), None).map_err(arrow)?;
-        if r.schema().fields() != self.schema.fields() {
+        let info = &self.manifest.shards[shard];
+        let path = self.dir.join(&info.file);
+        let (schema, b) = read_shard_batch(&path, batch, info.batches[batch])
+            .map_err(|source| IoError::Arrow { path: path.clone(), source })?;
+        if schema.fields() != self.schema.fields() {
             return Err(IoError::Corpus { path, reason: "shard schema differs from the manifest".into() });
         }
-        r.set_index(batch).map_err(arrow)?;
-        let b = r.next().ok_or_else(|| IoError::Corpus {
-            path: path.clone(),
-            reason: format!("record batch {batch} is missing"),
-        })?;
-        b.map_err(arrow)
+        if b.num_rows() != info.batches[batch] {
+            let reason = format!("batch {batch} has {} cells, the manifest says {}", b.num_rows(), info.batches[batch]);
+            return Err(IoError::Corpus { path, reason });
+        }
+        Ok(b)
     }
 
     fn chunk_of(&self, path: &Path, b: &RecordBatch) -> Result<CellChunk> {

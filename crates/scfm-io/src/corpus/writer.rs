@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float32Array, ListArray, RecordBatch, StringArray, UInt32Array};
 use arrow_buffer::{OffsetBuffer, ScalarBuffer};
-use arrow_ipc::writer::FileWriter;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use scfm_core::{CellChunk, GeneTable};
 
 use super::manifest::{Manifest, ShardInfo, SourceInfo};
+use super::shard::{ShardFormat, ShardWriter};
 use super::{CELL_ID, COUNTS, GENE_INDEX, MANIFEST_FILE, SCHEMA_VERSION};
 use crate::error::{IoError, Result, io_err};
 
@@ -33,6 +33,8 @@ pub trait CellSink {
 pub struct CorpusWriterOptions {
     /// Cells per shard file.
     pub shard_cells: usize,
+    /// File format of the shards.
+    pub format: ShardFormat,
     /// Which matrix the values come from, recorded in the manifest.
     pub matrix: String,
     /// Input files, recorded in the manifest.
@@ -43,7 +45,7 @@ pub struct CorpusWriterOptions {
 
 impl Default for CorpusWriterOptions {
     fn default() -> Self {
-        Self { shard_cells: 100_000, matrix: "X".into(), sources: vec![], filter: None }
+        Self { shard_cells: 100_000, format: ShardFormat::ArrowIpc, matrix: "X".into(), sources: vec![], filter: None }
     }
 }
 
@@ -70,7 +72,7 @@ impl<W: Write> Write for Hashing<W> {
 struct OpenShard {
     name: String,
     tmp: PathBuf,
-    writer: FileWriter<Hashing<BufWriter<File>>>,
+    writer: ShardWriter<Hashing<BufWriter<File>>>,
     n_cells: usize,
     nnz: u64,
     batches: Vec<usize>,
@@ -196,12 +198,12 @@ impl CorpusWriter {
 
     fn open_shard(&mut self) -> Result<&mut OpenShard> {
         if self.current.is_none() {
-            let name = format!("shard-{:05}.arrow", self.shards.len());
+            let name = format!("shard-{:05}.{}", self.shards.len(), self.opts.format.extension());
             let tmp = self.dir.join(format!("{name}.tmp"));
             let file = File::create(&tmp).map_err(io_err(&tmp))?;
             let sink =
                 Hashing { inner: BufWriter::with_capacity(1 << 20, file), hash: blake3::Hasher::new(), bytes: 0 };
-            let writer = FileWriter::try_new(sink, &self.schema)
+            let writer = ShardWriter::create(self.opts.format, sink, &self.schema)
                 .map_err(|source| IoError::Arrow { path: tmp.clone(), source })?;
             self.current = Some(OpenShard { name, tmp, writer, n_cells: 0, nnz: 0, batches: vec![] });
         }
@@ -209,10 +211,9 @@ impl CorpusWriter {
     }
 
     fn close_shard(&mut self) -> Result<()> {
-        let Some(mut s) = self.current.take() else { return Ok(()) };
+        let Some(s) = self.current.take() else { return Ok(()) };
         let arrow = |source| IoError::Arrow { path: s.tmp.clone(), source };
-        s.writer.finish().map_err(arrow)?;
-        let hashing = s.writer.into_inner().map_err(|source| IoError::Arrow { path: s.tmp.clone(), source })?;
+        let hashing = s.writer.finish().map_err(arrow)?;
         let Hashing { inner, hash, bytes } = hashing;
         let file = inner.into_inner().map_err(|e| IoError::Io { path: s.tmp.clone(), source: e.into_error() })?;
         let dest = self.dir.join(&s.name);
@@ -347,7 +348,8 @@ impl CellSink for CorpusWriter {
         for e in std::fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
             let p = e.map_err(io_err(&self.dir))?.path();
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if name.starts_with("shard-") && name.ends_with(".arrow") && !keep.contains(&name) {
+            let is_shard = name.ends_with(".arrow") || name.ends_with(".parquet");
+            if name.starts_with("shard-") && is_shard && !keep.contains(&name) {
                 std::fs::remove_file(&p).map_err(io_err(&p))?;
             }
         }

@@ -44,6 +44,26 @@ fn h5ad_to_corpus_round_trips_matrix_and_obs() {
     }
 }
 
+#[cfg(feature = "parquet")]
+#[test]
+fn parquet_shards_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = data("h5ad/encodings/anndata-0.13_pandas-3/categorical_with_nan.h5ad");
+    let opts = ConvertOptions {
+        format: scfm_io::corpus::ShardFormat::Parquet,
+        shard_cells: 200,
+        chunk_cells: 64,
+        ..Default::default()
+    };
+    let manifest = convert(std::slice::from_ref(&input), dir.path(), &opts, &mut |_| {}).unwrap();
+    assert!(manifest.shards.iter().all(|s| s.file.ends_with(".parquet")));
+    let corpus = CorpusReader::open(dir.path()).unwrap();
+    corpus.verify().unwrap();
+    let src = H5adSource::open(&input).unwrap();
+    assert_eq!(all(&corpus), all(&src));
+    assert_eq!(corpus.read_rows(150..330).unwrap(), src.read_rows(150..330).unwrap());
+}
+
 #[test]
 fn filters_select_cells_while_streaming() {
     let dir = tempfile::tempdir().unwrap();
