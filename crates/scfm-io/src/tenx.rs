@@ -155,7 +155,7 @@ impl TenxH5Source {
             .and_then(|t| t.with_symbols(features.keep(&names)))
             .map_err(genes_err)?;
         // Stored genes × cells in CSC, i.e. compressed by barcode: CSR over cells.
-        let matrix = Matrix::sparse(
+        let mut matrix = Matrix::sparse(
             &ctx,
             &group,
             (ds(&g, &group, "data")?, ds(&g, &group, "indices")?, ds(&g, &group, "indptr")?),
@@ -173,7 +173,6 @@ impl TenxH5Source {
                 found: n_bc,
             });
         }
-        let mut matrix = matrix;
         matrix.require_non_negative = true;
         Ok(Self { ctx, _file: file, group, matrix, barcodes, genes, features })
     }
