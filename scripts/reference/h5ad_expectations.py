@@ -98,7 +98,9 @@ for path in files:
     for k in a.layers.keys():
         entry["matrices"][f"layer:{k}"] = matrix_facts(a.layers[k])
     for k in a.obsm.keys():
-        entry.setdefault("obsm", {})[k] = list(np.asarray(a.obsm[k]).shape)
+        m = np.asarray(a.obsm[k], dtype=np.float64)
+        entry.setdefault("obsm", {})[k] = list(m.shape)
+        entry.setdefault("obsm_values", {})[k] = {"sum": float(m.sum()), "first_row": m[0].tolist()}
     result["files"][rel] = entry
 
 # Cell Ranger outputs: read with h5py / scipy only (what Cell Ranger wrote), cells as rows,

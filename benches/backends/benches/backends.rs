@@ -8,16 +8,24 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 use criterion::{Criterion, criterion_group, criterion_main};
 
-#[cfg(feature = "flex")]
+#[cfg(feature = "cuda")]
+type B = burn::backend::Cuda;
+#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+type B = burn::backend::Wgpu;
+#[cfg(all(feature = "flex", not(any(feature = "cuda", feature = "wgpu"))))]
 type B = burn::backend::Flex;
-#[cfg(all(any(feature = "ndarray", feature = "openblas"), not(feature = "flex")))]
+#[cfg(all(any(feature = "ndarray", feature = "openblas"), not(any(feature = "flex", feature = "cuda", feature = "wgpu"))))]
 type B = burn::backend::NdArray;
 
-#[cfg(feature = "flex")]
+#[cfg(feature = "cuda")]
+const NAME: &str = "cuda";
+#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+const NAME: &str = "wgpu";
+#[cfg(all(feature = "flex", not(any(feature = "cuda", feature = "wgpu"))))]
 const NAME: &str = "flex";
-#[cfg(all(feature = "openblas", not(feature = "flex")))]
+#[cfg(all(feature = "openblas", not(any(feature = "flex", feature = "cuda", feature = "wgpu"))))]
 const NAME: &str = "ndarray+openblas";
-#[cfg(all(feature = "ndarray", not(any(feature = "flex", feature = "openblas"))))]
+#[cfg(all(feature = "ndarray", not(any(feature = "flex", feature = "openblas", feature = "cuda", feature = "wgpu"))))]
 const NAME: &str = "ndarray";
 
 fn encoder<Bk: Backend>(device: &Bk::Device) -> burn::nn::transformer::TransformerEncoder<Bk> {

@@ -22,6 +22,6 @@ pub mod writeback;
 
 pub use error::{IoError, Result};
 pub use filter::ObsFilter;
-pub use h5ad::{H5adOptions, H5adSource, MatrixLayout, MatrixSelector, ObsSelection};
+pub use h5ad::{H5adOptions, H5adSource, MatrixLayout, MatrixSelector, ObsSelection, Obsm};
 pub use source::{AnySource, SourceOptions};
 pub use tenx::{MtxSource, TenxH5Source};

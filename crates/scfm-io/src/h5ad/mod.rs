@@ -112,7 +112,7 @@ pub struct H5adOptions {
 #[derive(Debug)]
 pub struct H5adSource {
     ctx: Ctx,
-    _file: hdf5::File,
+    file: hdf5::File,
     matrix: Matrix,
     genes: GeneTable,
     obs: Frame,
@@ -168,7 +168,7 @@ impl H5adSource {
         let genes = read_genes(&ctx, &root, var_el, matrix.n_cols)?;
         let selected = select_columns(&ctx, &obs, &opts.obs)?;
         let schema = Arc::new(Schema::new(selected.iter().map(|&i| obs.columns[i].field()).collect::<Vec<_>>()));
-        Ok(Self { ctx, _file: file, matrix, genes, obs, selected, schema })
+        Ok(Self { ctx, file, matrix, genes, obs, selected, schema })
     }
 
     /// The file this source reads.
@@ -200,6 +200,77 @@ impl H5adSource {
     pub fn stored_nnz(&self) -> Option<usize> {
         self.matrix.stored_nnz()
     }
+
+    /// The keys of `obsm` (embeddings and other per-cell matrices), sorted.
+    ///
+    /// # Errors
+    /// [`IoError::Hdf5`] when the group cannot be listed.
+    pub fn obsm_keys(&self) -> Result<Vec<String>> {
+        if !self.file.link_exists("obsm") {
+            return Ok(vec![]);
+        }
+        let g = self.ctx.h5("obsm", self.file.group("obsm"))?;
+        let mut keys = self.ctx.h5("obsm", g.member_names())?;
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Reads rows of the dense matrix `obsm[key]`, losslessly as f64.
+    ///
+    /// # Errors
+    /// [`IoError::MissingElement`] for an unknown key (listing the keys present),
+    /// [`IoError::UnsupportedEncoding`] for dataframe or sparse entries, and a
+    /// [`IoError::LengthMismatch`] when the matrix does not have one row per cell.
+    pub fn read_obsm(&self, key: &str, rows: Range<usize>) -> Result<Obsm> {
+        let el = format!("obsm/{key}");
+        let keys = self.obsm_keys()?;
+        if !keys.iter().any(|k| k == key) {
+            return Err(self.ctx.missing(&el, &format!("; obsm keys present: {}", keys.join(", "))));
+        }
+        let g = self.ctx.h5("obsm", self.file.group("obsm"))?;
+        let ds = match node(&self.ctx, &g, "obsm", key)? {
+            Some(Node::Dataset(ds)) => ds,
+            _ => {
+                let enc = self.file.group(&el).ok().and_then(|g| encoding_of(&g)).unwrap_or_else(|| "group".into());
+                return Err(self.ctx.unsupported(&el, &enc, "; only dense obsm matrices are read"));
+            }
+        };
+        let shape = ds.shape();
+        let (n, dim) = match shape[..] {
+            [n] => (n, 1),
+            [n, d] => (n, d),
+            _ => return Err(self.ctx.wrong_type(&el, "a 1-D or 2-D array", shape)),
+        };
+        if n != self.n_cells() {
+            return Err(IoError::LengthMismatch {
+                path: self.ctx.path.clone(),
+                element: el,
+                what: "one row per cell",
+                expected: self.n_cells(),
+                found: n,
+            });
+        }
+        elem::num_kind(&self.ctx, &el, &ds, "a numeric matrix")?;
+        let rows = rows.start.min(n)..rows.end.min(n);
+        if rows.is_empty() {
+            return Ok(Obsm { dim, values: vec![] });
+        }
+        let values = if shape.len() == 1 {
+            self.ctx.h5(&el, ds.read_slice_1d::<f64, _>(rows))?.into_raw_vec_and_offset().0
+        } else {
+            self.ctx.h5(&el, ds.read_slice_2d::<f64, _>((rows, ..)))?.into_raw_vec_and_offset().0
+        };
+        Ok(Obsm { dim, values })
+    }
+}
+
+/// Rows of an obsm matrix: `values.len() / dim` rows of `dim` columns, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Obsm {
+    /// Columns.
+    pub dim: usize,
+    /// Row-major values.
+    pub values: Vec<f64>,
 }
 
 impl CellSource for H5adSource {

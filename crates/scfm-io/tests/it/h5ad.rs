@@ -140,6 +140,38 @@ fn every_h5ad_file_matches_anndata() {
 }
 
 #[test]
+fn obsm_matrices_match_anndata() {
+    let exp = expectations();
+    let mut checked = 0;
+    for (rel, e) in exp["files"].as_object().unwrap() {
+        let Some(obsm) = e.get("obsm_values") else { continue };
+        if rel.contains("legacy") {
+            continue;
+        }
+        let src = H5adSource::open(data(rel)).unwrap();
+        for (key, v) in obsm.as_object().unwrap() {
+            let shape = &e["obsm"][key];
+            let m = src.read_obsm(key, 0..src.n_cells()).unwrap_or_else(|err| panic!("{rel} {key}: {err}"));
+            assert_eq!(m.dim as u64, shape[1].as_u64().unwrap(), "{rel} {key}");
+            assert_eq!(m.values.len() as u64, shape[0].as_u64().unwrap() * shape[1].as_u64().unwrap());
+            let sum: f64 = m.values.iter().sum();
+            let want = v["sum"].as_f64().unwrap();
+            assert!((sum - want).abs() <= 1e-9 * want.abs().max(1.0), "{rel} {key}: sum {sum} vs {want}");
+            let first: Vec<f64> = serde_json::from_value(v["first_row"].clone()).unwrap();
+            assert_eq!(&m.values[..m.dim], first.as_slice(), "{rel} {key}: first row");
+            let end = 3.min(src.n_cells());
+            let tail = src.read_obsm(key, 1..end).unwrap();
+            assert_eq!(tail.values, m.values[m.dim..end * m.dim], "{rel} {key}: row range");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8, "checked {checked} obsm matrices");
+    let src = H5adSource::open(data("h5ad/pbmc_sorted_train_490.h5ad")).unwrap();
+    let err = src.read_obsm("X_pca", 0..10).unwrap_err().to_string();
+    assert!(err.contains("obsm/X_pca") && err.contains("missing"), "{err}");
+}
+
+#[test]
 fn counts_selector_picks_raw_for_cellxgene_layout() {
     let path = data("h5ad/cxg_heart_320_ensembl.h5ad");
     let src =
