@@ -348,7 +348,8 @@ impl CellSink for CorpusWriter {
         for e in std::fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
             let p = e.map_err(io_err(&self.dir))?.path();
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            let is_shard = name.ends_with(".arrow") || name.ends_with(".parquet");
+            // Shards of an earlier corpus, and temporaries an interrupted run left behind.
+            let is_shard = name.ends_with(".arrow") || name.ends_with(".parquet") || name.ends_with(".tmp");
             if name.starts_with("shard-") && is_shard && !keep.contains(&name) {
                 std::fs::remove_file(&p).map_err(io_err(&p))?;
             }

@@ -107,6 +107,12 @@ fn interrupted_writes_never_look_valid() {
     let err = CorpusReader::open(dir.path()).unwrap_err();
     assert!(matches!(err, IoError::Corpus { .. }), "{err}");
     assert!(err.to_string().contains("interrupted"), "{err}");
+    // The next successful conversion there leaves no temporaries behind.
+    convert(&[data("h5ad/pbmc_sorted_train_490.h5ad")], dir.path(), &opts, &mut |_| {}).unwrap();
+    let names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+    assert_eq!(names.iter().filter(|n| n.starts_with("shard-")).count(), 5, "{names:?}");
     // A conversion failing on its second input writes no manifest either.
     let bad = dir.path().join("not-hdf5.h5ad");
     std::fs::write(&bad, b"definitely not HDF5").unwrap();
