@@ -25,6 +25,16 @@ pub enum CoreError {
         /// Number of symbols.
         symbols: usize,
     },
+    /// A vocabulary holds a token twice, or gives two tokens the same id.
+    #[error("vocabulary: {token:?} appears twice (ids {first} and {second})")]
+    DuplicateToken {
+        /// The token (or both tokens sharing an id).
+        token: String,
+        /// First id.
+        first: u32,
+        /// Second id.
+        second: u32,
+    },
     /// A chunk's CSR arrays or obs batch are inconsistent.
     #[error("invalid cell chunk: {0}")]
     InvalidChunk(String),

@@ -28,11 +28,13 @@ mod chunk;
 mod error;
 mod genes;
 mod source;
+mod vocab;
 
 pub use chunk::{CellChunk, CellView};
 pub use error::CoreError;
 pub use genes::{GeneIdKind, GeneTable};
 pub use source::{CellSource, Chunks};
+pub use vocab::GeneVocab;
 
 /// Re-exported so that downstream crates name the same Arrow types as this crate.
 pub use arrow_array;

@@ -1,0 +1,11 @@
+//! Tokenizers of the single-cell foundation models and readers of their upstream vocabulary
+//! files. Burn-free: tokenizing is plain Rust on CPU.
+//!
+//! This first part reads the vocabularies as users have them ([`vocab`]), including Python
+//! pickles through a restricted reader that never executes code ([`pickle`]).
+
+mod error;
+pub mod pickle;
+pub mod vocab;
+
+pub use error::TokenizeError;

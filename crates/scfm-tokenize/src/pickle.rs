@@ -1,0 +1,415 @@
+//! A restricted reader for the Python pickles that single-cell models ship as vocabularies.
+//!
+//! It understands the opcodes of pickle protocols 2–5 that build plain data (dicts, lists,
+//! tuples, strings, bytes, ints, floats, booleans, `None`), and exactly two globals, the ones
+//! NumPy uses for scalars (`numpy.core.multiarray.scalar` / `numpy._core.multiarray.scalar` and
+//! `numpy.dtype`). Nothing is ever executed: any other global, or any opcode outside this set, is
+//! an error. Memo references may only point at scalars and strings, so a hostile file cannot
+//! blow up memory by sharing containers.
+
+use std::collections::HashMap;
+
+/// A value decoded from a pickle.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PyValue {
+    /// `None`.
+    None,
+    /// `bool`.
+    Bool(bool),
+    /// `int` or a NumPy integer scalar.
+    Int(i64),
+    /// `float` or a NumPy float scalar.
+    Float(f64),
+    /// `str`.
+    Str(String),
+    /// `bytes`.
+    Bytes(Vec<u8>),
+    /// `tuple`.
+    Tuple(Vec<PyValue>),
+    /// `list`.
+    List(Vec<PyValue>),
+    /// `dict`, in insertion order.
+    Dict(Vec<(PyValue, PyValue)>),
+    /// A NumPy dtype under construction (`numpy.dtype(code, False, True)`).
+    Dtype(String),
+    /// One of the allowed globals, before it is called.
+    Global(AllowedGlobal),
+}
+
+/// The globals the reader accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllowedGlobal {
+    /// `numpy.core.multiarray.scalar(dtype, bytes)`.
+    NumpyScalar,
+    /// `numpy.dtype(code, align, copy)`.
+    NumpyDtype,
+}
+
+/// Why a pickle was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PickleError {
+    /// Byte offset of the opcode.
+    pub offset: usize,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl std::fmt::Display for PickleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pickle byte {}: {}", self.offset, self.reason)
+    }
+}
+
+enum Slot {
+    Value(PyValue),
+    Mark,
+}
+
+struct Machine<'a> {
+    data: &'a [u8],
+    pos: usize,
+    op_at: usize,
+    stack: Vec<Slot>,
+    /// `None` marks a container slot: it counts for MEMOIZE numbering but cannot be fetched.
+    memo: HashMap<u32, Option<PyValue>>,
+}
+
+impl<'a> Machine<'a> {
+    fn err(&self, reason: impl Into<String>) -> PickleError {
+        PickleError { offset: self.op_at, reason: reason.into() }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], PickleError> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len()).ok_or_else(|| self.err("truncated"))?;
+        let s = &self.data[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn u8(&mut self) -> Result<u8, PickleError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, PickleError> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
+    }
+
+    fn u32(&mut self) -> Result<u32, PickleError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+
+    fn u64(&mut self) -> Result<u64, PickleError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+
+    fn len(&mut self, n: u64) -> Result<usize, PickleError> {
+        let n = usize::try_from(n).map_err(|_| self.err("length too large"))?;
+        if n > self.data.len() - self.pos {
+            return Err(self.err("length runs past the end of the file"));
+        }
+        Ok(n)
+    }
+
+    fn string(&mut self, n: usize) -> Result<PyValue, PickleError> {
+        let b = self.take(n)?;
+        let s = std::str::from_utf8(b).map_err(|_| self.err("string is not UTF-8"))?;
+        Ok(PyValue::Str(s.to_owned()))
+    }
+
+    fn push(&mut self, v: PyValue) {
+        self.stack.push(Slot::Value(v));
+    }
+
+    fn pop(&mut self) -> Result<PyValue, PickleError> {
+        match self.stack.pop() {
+            Some(Slot::Value(v)) => Ok(v),
+            Some(Slot::Mark) => Err(self.err("unexpected mark")),
+            None => Err(self.err("stack underflow")),
+        }
+    }
+
+    fn top(&mut self) -> Result<&mut PyValue, PickleError> {
+        let at = self.op_at;
+        match self.stack.last_mut() {
+            Some(Slot::Value(v)) => Ok(v),
+            _ => Err(PickleError { offset: at, reason: "expected a value on the stack".into() }),
+        }
+    }
+
+    fn pop_mark(&mut self) -> Result<Vec<PyValue>, PickleError> {
+        let mut items = vec![];
+        loop {
+            match self.stack.pop() {
+                Some(Slot::Mark) => break,
+                Some(Slot::Value(v)) => items.push(v),
+                None => return Err(self.err("mark not found")),
+            }
+        }
+        items.reverse();
+        Ok(items)
+    }
+
+    fn memo_put(&mut self, key: u32) -> Result<(), PickleError> {
+        let v = match self.stack.last() {
+            Some(Slot::Value(v)) => v,
+            _ => return Err(self.err("nothing to memoize")),
+        };
+        // Containers are not memoized by value: they may only be referenced as the top object.
+        let shareable = !matches!(v, PyValue::List(_) | PyValue::Dict(_) | PyValue::Tuple(_));
+        let entry = shareable.then(|| v.clone());
+        self.memo.insert(key, entry);
+        Ok(())
+    }
+
+    fn memo_get(&mut self, key: u32) -> Result<(), PickleError> {
+        let v = self
+            .memo
+            .get(&key)
+            .cloned()
+            .flatten()
+            .ok_or_else(|| self.err(format!("memo entry {key} is missing or a container")))?;
+        self.push(v);
+        Ok(())
+    }
+
+    fn global(&self, module: &str, name: &str) -> Result<PyValue, PickleError> {
+        match (module, name) {
+            ("numpy.core.multiarray" | "numpy._core.multiarray", "scalar") => {
+                Ok(PyValue::Global(AllowedGlobal::NumpyScalar))
+            }
+            ("numpy", "dtype") => Ok(PyValue::Global(AllowedGlobal::NumpyDtype)),
+            _ => Err(self.err(format!("refusing to load the global {module}.{name} (only NumPy scalars are allowed)"))),
+        }
+    }
+
+    fn reduce(&self, callable: PyValue, args: PyValue) -> Result<PyValue, PickleError> {
+        let PyValue::Tuple(args) = args else { return Err(self.err("REDUCE arguments are not a tuple")) };
+        match (callable, args.as_slice()) {
+            (PyValue::Global(AllowedGlobal::NumpyDtype), [PyValue::Str(code), ..]) => Ok(PyValue::Dtype(code.clone())),
+            (PyValue::Global(AllowedGlobal::NumpyScalar), [PyValue::Dtype(code), PyValue::Bytes(b)]) => {
+                numpy_scalar(code, b)
+                    .ok_or_else(|| self.err(format!("unsupported NumPy scalar {code:?} of {} bytes", b.len())))
+            }
+            (c, a) => Err(self.err(format!("refusing to call {c:?} with {} arguments", a.len()))),
+        }
+    }
+}
+
+/// Decodes a little-endian NumPy scalar (`<` or `|` byte order; the dtype's BUILD state is
+/// checked for big-endian order separately).
+fn numpy_scalar(code: &str, b: &[u8]) -> Option<PyValue> {
+    let code = code.trim_start_matches(['<', '|', '=']);
+    Some(match (code, b.len()) {
+        ("i1", 1) => PyValue::Int(i64::from(b[0] as i8)),
+        ("u1", 1) => PyValue::Int(i64::from(b[0])),
+        ("i2", 2) => PyValue::Int(i64::from(i16::from_le_bytes(b.try_into().ok()?))),
+        ("u2", 2) => PyValue::Int(i64::from(u16::from_le_bytes(b.try_into().ok()?))),
+        ("i4", 4) => PyValue::Int(i64::from(i32::from_le_bytes(b.try_into().ok()?))),
+        ("u4", 4) => PyValue::Int(i64::from(u32::from_le_bytes(b.try_into().ok()?))),
+        ("i8", 8) => PyValue::Int(i64::from_le_bytes(b.try_into().ok()?)),
+        ("f4", 4) => PyValue::Float(f64::from(f32::from_le_bytes(b.try_into().ok()?))),
+        ("f8", 8) => PyValue::Float(f64::from_le_bytes(b.try_into().ok()?)),
+        ("b1", 1) => PyValue::Bool(b[0] != 0),
+        _ => return None,
+    })
+}
+
+/// Decodes a pickle into a value; see the module documentation for what is accepted.
+///
+/// # Errors
+/// [`PickleError`] with the byte offset for truncated data, unknown opcodes and refused globals.
+pub fn parse(data: &[u8]) -> Result<PyValue, PickleError> {
+    let mut m = Machine { data, pos: 0, op_at: 0, stack: vec![], memo: HashMap::new() };
+    loop {
+        m.op_at = m.pos;
+        let op = m.u8()?;
+        match op {
+            0x80 => {
+                let proto = m.u8()?;
+                if !(2..=5).contains(&proto) {
+                    return Err(m.err(format!("pickle protocol {proto} is not supported (2 to 5 are)")));
+                }
+            }
+            0x95 => {
+                m.u64()?; // FRAME: a length hint only
+            }
+            b'.' => return m.pop(),
+            b'}' => m.push(PyValue::Dict(vec![])),
+            b']' => m.push(PyValue::List(vec![])),
+            b')' => m.push(PyValue::Tuple(vec![])),
+            b'(' => m.stack.push(Slot::Mark),
+            b'N' => m.push(PyValue::None),
+            0x88 => m.push(PyValue::Bool(true)),
+            0x89 => m.push(PyValue::Bool(false)),
+            b'J' => {
+                let v = m.u32()? as i32;
+                m.push(PyValue::Int(i64::from(v)));
+            }
+            b'K' => {
+                let v = m.u8()?;
+                m.push(PyValue::Int(i64::from(v)));
+            }
+            b'M' => {
+                let v = m.u16()?;
+                m.push(PyValue::Int(i64::from(v)));
+            }
+            0x8a => {
+                let n = usize::from(m.u8()?);
+                let b = m.take(n)?;
+                if n > 8 {
+                    return Err(m.err("integer wider than 64 bits"));
+                }
+                let neg = b.last().is_some_and(|&x| x & 0x80 != 0);
+                let mut buf = [if neg { 0xff } else { 0 }; 8];
+                buf[..n].copy_from_slice(b);
+                m.push(PyValue::Int(i64::from_le_bytes(buf)));
+            }
+            b'G' => {
+                let v = f64::from_be_bytes(m.take(8)?.try_into().expect("8 bytes"));
+                m.push(PyValue::Float(v));
+            }
+            0x8c => {
+                let n = usize::from(m.u8()?);
+                let v = m.string(n)?;
+                m.push(v);
+            }
+            b'X' => {
+                let n = m.u32()?;
+                let n = m.len(u64::from(n))?;
+                let v = m.string(n)?;
+                m.push(v);
+            }
+            0x8d => {
+                let n = m.u64()?;
+                let n = m.len(n)?;
+                let v = m.string(n)?;
+                m.push(v);
+            }
+            b'C' => {
+                let n = usize::from(m.u8()?);
+                let b = m.take(n)?.to_vec();
+                m.push(PyValue::Bytes(b));
+            }
+            b'B' => {
+                let n = m.u32()?;
+                let n = m.len(u64::from(n))?;
+                let b = m.take(n)?.to_vec();
+                m.push(PyValue::Bytes(b));
+            }
+            0x94 => {
+                // MEMOIZE numbers entries by the memo's size, as Python does.
+                let key = u32::try_from(m.memo.len()).map_err(|_| m.err("memo overflow"))?;
+                m.memo_put(key)?;
+            }
+            b'q' => {
+                let k = u32::from(m.u8()?);
+                m.memo_put(k)?;
+            }
+            b'r' => {
+                let k = m.u32()?;
+                m.memo_put(k)?;
+            }
+            b'h' => {
+                let k = u32::from(m.u8()?);
+                m.memo_get(k)?;
+            }
+            b'j' => {
+                let k = m.u32()?;
+                m.memo_get(k)?;
+            }
+            b't' => {
+                let items = m.pop_mark()?;
+                m.push(PyValue::Tuple(items));
+            }
+            0x85..=0x87 => {
+                let n = usize::from(op - 0x84);
+                let mut items = (0..n).map(|_| m.pop()).collect::<Result<Vec<_>, _>>()?;
+                items.reverse();
+                m.push(PyValue::Tuple(items));
+            }
+            b's' => {
+                let v = m.pop()?;
+                let k = m.pop()?;
+                match m.top()? {
+                    PyValue::Dict(d) => d.push((k, v)),
+                    _ => return Err(m.err("SETITEM on a non-dict")),
+                }
+            }
+            b'u' => {
+                let items = m.pop_mark()?;
+                if items.len() % 2 != 0 {
+                    return Err(m.err("odd number of items for SETITEMS"));
+                }
+                let mut it = items.into_iter();
+                let pairs: Vec<_> = std::iter::from_fn(|| Some((it.next()?, it.next()?))).collect();
+                match m.top()? {
+                    PyValue::Dict(d) => d.extend(pairs),
+                    _ => return Err(m.err("SETITEMS on a non-dict")),
+                }
+            }
+            b'a' => {
+                let v = m.pop()?;
+                match m.top()? {
+                    PyValue::List(l) => l.push(v),
+                    _ => return Err(m.err("APPEND on a non-list")),
+                }
+            }
+            b'e' => {
+                let items = m.pop_mark()?;
+                match m.top()? {
+                    PyValue::List(l) => l.extend(items),
+                    _ => return Err(m.err("APPENDS on a non-list")),
+                }
+            }
+            b'c' => {
+                let module = m.line()?;
+                let name = m.line()?;
+                let g = m.global(&module, &name)?;
+                m.push(g);
+            }
+            0x93 => {
+                let name = m.pop()?;
+                let module = m.pop()?;
+                let (PyValue::Str(module), PyValue::Str(name)) = (module, name) else {
+                    return Err(m.err("STACK_GLOBAL needs two strings"));
+                };
+                let g = m.global(&module, &name)?;
+                m.push(g);
+            }
+            b'R' => {
+                let args = m.pop()?;
+                let callable = m.pop()?;
+                let v = m.reduce(callable, args)?;
+                m.push(v);
+            }
+            b'b' => {
+                // BUILD on a dtype sets its state: (version, byte order, …). Only little-endian
+                // or byte-order-free dtypes are accepted.
+                let state = m.pop()?;
+                let order = match &state {
+                    PyValue::Tuple(t) => t.get(1).cloned(),
+                    _ => None,
+                };
+                match (m.top()?, order) {
+                    (PyValue::Dtype(_), Some(PyValue::Str(o))) if o == "<" || o == "|" || o == "=" => {}
+                    (PyValue::Dtype(code), o) => {
+                        let code = code.clone();
+                        return Err(m.err(format!("NumPy dtype {code:?} with byte order {o:?} is not supported")));
+                    }
+                    _ => return Err(m.err("BUILD is only accepted on NumPy dtypes")),
+                }
+            }
+            other => return Err(m.err(format!("opcode 0x{other:02x} is not supported by this restricted reader"))),
+        }
+    }
+}
+
+impl Machine<'_> {
+    fn line(&mut self) -> Result<String, PickleError> {
+        let rest = &self.data[self.pos..];
+        let end = rest.iter().position(|&b| b == b'\n').ok_or_else(|| self.err("unterminated line"))?;
+        let s = std::str::from_utf8(&rest[..end]).map_err(|_| self.err("line is not UTF-8"))?.to_owned();
+        self.pos += end + 1;
+        Ok(s)
+    }
+}

@@ -1,0 +1,221 @@
+//! The vocabulary files of the reference models, read as users have them.
+//!
+//! | model | file | reader |
+//! | --- | --- | --- |
+//! | Geneformer | `token_dictionary_gc*.pkl` | [`geneformer_token_dictionary`] |
+//! | Geneformer | `gene_median_dictionary_gc*.pkl` | [`geneformer_gene_medians`] |
+//! | Geneformer | `gene_name_id_dict_gc*.pkl`, `ensembl_mapping_dict_gc*.pkl` | [`string_map`] |
+//! | scGPT | `vocab.json` | [`scgpt_vocab`] |
+//! | scBERT | `vocab_gene2vec_16906.pkl` or the one-symbol-per-line text list | [`gene_list`] |
+//! | scFoundation | `OS_scRNA_gene_index.19264.tsv` | [`scfoundation_genes`] |
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use scfm_core::GeneVocab;
+
+use crate::error::TokenizeError;
+use crate::pickle::{self, PyValue};
+
+/// The special tokens scGPT appends to its gene vocabulary, in order.
+pub const SCGPT_SPECIALS: [&str; 3] = ["<pad>", "<cls>", "<eoc>"];
+
+fn read(path: &Path) -> Result<Vec<u8>, TokenizeError> {
+    std::fs::read(path).map_err(|source| TokenizeError::Io { path: path.to_owned(), source })
+}
+
+/// Reads a pickle with the restricted reader (see [`crate::pickle`]).
+///
+/// # Errors
+/// [`TokenizeError::Io`] or [`TokenizeError::Pickle`].
+pub fn read_pickle(path: &Path) -> Result<PyValue, TokenizeError> {
+    pickle::parse(&read(path)?).map_err(|source| TokenizeError::Pickle { path: path.to_owned(), source })
+}
+
+fn describe(v: &PyValue) -> &'static str {
+    match v {
+        PyValue::Int(_) => "integer",
+        PyValue::Float(_) => "float",
+        PyValue::Str(_) => "string",
+        PyValue::Bool(_) => "bool",
+        PyValue::None => "None",
+        PyValue::Bytes(_) => "bytes",
+        PyValue::Tuple(_) => "tuple",
+        PyValue::List(_) => "list",
+        PyValue::Dict(_) => "dict",
+        PyValue::Dtype(_) | PyValue::Global(_) => "NumPy object",
+    }
+}
+
+/// What a dict's values look like, for `WrongKind` messages.
+fn dict_kind(d: &[(PyValue, PyValue)]) -> String {
+    match d.first() {
+        None => "an empty dict".into(),
+        Some((k, v)) => {
+            let hint = match v {
+                PyValue::Float(_) => " (a gene median dictionary?)",
+                PyValue::Str(_) => " (a gene name/id mapping?)",
+                PyValue::Int(_) => " (a token dictionary?)",
+                _ => "",
+            };
+            format!("a dict of {} → {}{hint}", describe(k), describe(v))
+        }
+    }
+}
+
+fn as_dict(path: &Path, v: PyValue, expected: &'static str) -> Result<Vec<(PyValue, PyValue)>, TokenizeError> {
+    match v {
+        PyValue::Dict(d) => Ok(d),
+        other => {
+            Err(TokenizeError::WrongKind { path: path.to_owned(), expected, found: format!("a {}", describe(&other)) })
+        }
+    }
+}
+
+/// Geneformer's token dictionary (`dict[str, int]`; V1 stores the ids as NumPy int16 scalars).
+///
+/// # Errors
+/// [`TokenizeError::WrongKind`] for any other dictionary, [`TokenizeError::Vocab`] for duplicate
+/// ids, and read errors.
+pub fn geneformer_token_dictionary(path: &Path) -> Result<GeneVocab, TokenizeError> {
+    const EXPECTED: &str = "a Geneformer token dictionary (gene id → integer token)";
+    let d = as_dict(path, read_pickle(path)?, EXPECTED)?;
+    let kind = dict_kind(&d);
+    let mut pairs = Vec::with_capacity(d.len());
+    for (k, v) in d {
+        match (k, v) {
+            (PyValue::Str(k), PyValue::Int(i)) if (0..=i64::from(u32::MAX)).contains(&i) => pairs.push((k, i as u32)),
+            _ => return Err(TokenizeError::WrongKind { path: path.to_owned(), expected: EXPECTED, found: kind }),
+        }
+    }
+    GeneVocab::from_pairs(pairs).map_err(|source| TokenizeError::Vocab { path: path.to_owned(), source })
+}
+
+/// Geneformer's gene median dictionary (`dict[str, numpy.float64]`): the non-zero median of each
+/// gene's normalised expression over the pretraining corpus.
+///
+/// # Errors
+/// [`TokenizeError::WrongKind`] for any other dictionary, and read errors.
+pub fn geneformer_gene_medians(path: &Path) -> Result<HashMap<String, f64>, TokenizeError> {
+    const EXPECTED: &str = "a Geneformer gene median dictionary (gene id → float)";
+    let d = as_dict(path, read_pickle(path)?, EXPECTED)?;
+    let kind = dict_kind(&d);
+    d.into_iter()
+        .map(|(k, v)| match (k, v) {
+            (PyValue::Str(k), PyValue::Float(f)) if f.is_finite() && f > 0.0 => Ok((k, f)),
+            _ => Err(TokenizeError::WrongKind { path: path.to_owned(), expected: EXPECTED, found: kind.clone() }),
+        })
+        .collect()
+}
+
+/// A `dict[str, str]` pickle: Geneformer's `gene_name_id_dict` (symbol → Ensembl id) or
+/// `ensembl_mapping_dict` (upper-cased symbol or any Ensembl id → current Ensembl id).
+///
+/// # Errors
+/// [`TokenizeError::WrongKind`] for any other dictionary, and read errors.
+pub fn string_map(path: &Path) -> Result<HashMap<String, String>, TokenizeError> {
+    const EXPECTED: &str = "a gene name/id mapping (string → string)";
+    let d = as_dict(path, read_pickle(path)?, EXPECTED)?;
+    let kind = dict_kind(&d);
+    d.into_iter()
+        .map(|(k, v)| match (k, v) {
+            (PyValue::Str(k), PyValue::Str(v)) => Ok((k, v)),
+            _ => Err(TokenizeError::WrongKind { path: path.to_owned(), expected: EXPECTED, found: kind.clone() }),
+        })
+        .collect()
+}
+
+/// scGPT's `vocab.json` (`{gene symbol: id}`). With `append_specials`, the special tokens
+/// `<pad>`, `<cls>`, `<eoc>` that are missing get the next free ids in that order, as the released
+/// whole-human checkpoint's vocabulary has them.
+///
+/// # Errors
+/// [`TokenizeError::Json`] for malformed JSON or non-integer ids, [`TokenizeError::Vocab`] for
+/// duplicate ids, and read errors.
+pub fn scgpt_vocab(path: &Path, append_specials: bool) -> Result<GeneVocab, TokenizeError> {
+    let json_err = |reason: String| TokenizeError::Json { path: path.to_owned(), reason };
+    let value: serde_json::Value = serde_json::from_slice(&read(path)?).map_err(|e| json_err(e.to_string()))?;
+    let obj = value.as_object().ok_or_else(|| json_err("expected an object {gene: id}".into()))?;
+    let mut pairs = Vec::with_capacity(obj.len());
+    for (k, v) in obj {
+        let id = v
+            .as_u64()
+            .and_then(|i| u32::try_from(i).ok())
+            .ok_or_else(|| json_err(format!("id of {k:?} is {v}, not a non-negative integer")))?;
+        pairs.push((k.clone(), id));
+    }
+    let mut vocab =
+        GeneVocab::from_pairs(pairs).map_err(|source| TokenizeError::Vocab { path: path.to_owned(), source })?;
+    if append_specials {
+        for s in SCGPT_SPECIALS {
+            if vocab.id(s).is_none() {
+                let id = vocab.id_bound() as u32;
+                vocab
+                    .insert(s.to_owned(), id)
+                    .map_err(|source| TokenizeError::Vocab { path: path.to_owned(), source })?;
+            }
+        }
+    }
+    Ok(vocab)
+}
+
+/// An ordered gene list: a pickled `list[str]` (scBERT's `vocab_gene2vec_16906.pkl`) or a text
+/// file with one gene per line. The order is the model's input order.
+///
+/// # Errors
+/// [`TokenizeError::WrongKind`] for a pickle that is not a list of strings, and read errors.
+pub fn gene_list(path: &Path) -> Result<Vec<String>, TokenizeError> {
+    const EXPECTED: &str = "a list of gene symbols";
+    let bytes = read(path)?;
+    if bytes.first() == Some(&0x80) {
+        let v = pickle::parse(&bytes).map_err(|source| TokenizeError::Pickle { path: path.to_owned(), source })?;
+        let PyValue::List(items) = v else {
+            return Err(TokenizeError::WrongKind {
+                path: path.to_owned(),
+                expected: EXPECTED,
+                found: format!("a {}", describe(&v)),
+            });
+        };
+        return items
+            .into_iter()
+            .map(|i| match i {
+                PyValue::Str(s) => Ok(s),
+                other => Err(TokenizeError::WrongKind {
+                    path: path.to_owned(),
+                    expected: EXPECTED,
+                    found: format!("a list containing a {}", describe(&other)),
+                }),
+            })
+            .collect();
+    }
+    let text = String::from_utf8(bytes).map_err(|_| TokenizeError::Parse {
+        path: path.to_owned(),
+        line: 0,
+        reason: "not UTF-8 text".into(),
+    })?;
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect())
+}
+
+/// scFoundation's gene index TSV (`gene_name<TAB>index` with a header), 19,264 symbols in model
+/// order; the index column must count 0, 1, 2, ….
+///
+/// # Errors
+/// [`TokenizeError::Parse`] naming the line of a malformed or out-of-order row, and read errors.
+pub fn scfoundation_genes(path: &Path) -> Result<Vec<String>, TokenizeError> {
+    let text = String::from_utf8(read(path)?).map_err(|_| TokenizeError::Parse {
+        path: path.to_owned(),
+        line: 0,
+        reason: "not UTF-8 text".into(),
+    })?;
+    let mut genes = vec![];
+    for (i, line) in text.lines().enumerate().skip(1).filter(|(_, l)| !l.trim().is_empty()) {
+        let err = |reason: String| TokenizeError::Parse { path: path.to_owned(), line: i + 1, reason };
+        let (name, index) = line.split_once('\t').ok_or_else(|| err("expected gene_name<TAB>index".into()))?;
+        let index: usize = index.trim().parse().map_err(|_| err(format!("index {index:?} is not a number")))?;
+        if index != genes.len() {
+            return Err(err(format!("index {index} where {} was expected", genes.len())));
+        }
+        genes.push(name.to_owned());
+    }
+    Ok(genes)
+}

@@ -1,0 +1,15 @@
+//! scfm-tokenize integration tests (one binary).
+
+mod vocab;
+
+use std::path::PathBuf;
+
+/// The shared data folder: `SCFM_DATA_DIR`, or `../shared/data` beside the repository.
+pub fn data(rel: &str) -> PathBuf {
+    let dir = std::env::var_os("SCFM_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
+    let p = dir.join(rel);
+    assert!(p.exists(), "data file {} is missing (set SCFM_DATA_DIR)", p.display());
+    p
+}

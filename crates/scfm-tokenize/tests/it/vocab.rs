@@ -1,0 +1,139 @@
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+use scfm_tokenize::TokenizeError;
+use scfm_tokenize::pickle::{PyValue, parse};
+use scfm_tokenize::vocab::{
+    gene_list, geneformer_gene_medians, geneformer_token_dictionary, scfoundation_genes, scgpt_vocab, string_map,
+};
+
+use crate::data;
+
+/// A two-column TSV export with a header.
+fn tsv(rel: &str) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(data(rel)).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            let (a, b) = l.split_once('\t').unwrap();
+            (a.to_owned(), b.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn geneformer_dictionaries_match_their_tsv_exports() {
+    for (dir, suffix, n_tokens) in [("geneformer", "gc104M", 20_275), ("geneformer/v1_gc30M", "gc30M", 25_426)] {
+        let tokens = geneformer_token_dictionary(&data(&format!("vocab/{dir}/token_dictionary_{suffix}.pkl"))).unwrap();
+        let export = tsv(&format!("vocab/{dir}/geneformer_token_dictionary_{suffix}.tsv"));
+        assert_eq!(tokens.len(), n_tokens, "{suffix}");
+        assert_eq!(export.len(), n_tokens, "{suffix}");
+        for (t, id) in &export {
+            assert_eq!(tokens.id(t), Some(id.parse().unwrap()), "{suffix} {t}");
+        }
+        assert_eq!((tokens.id("<pad>"), tokens.id("<mask>")), (Some(0), Some(1)));
+
+        let medians =
+            geneformer_gene_medians(&data(&format!("vocab/{dir}/gene_median_dictionary_{suffix}.pkl"))).unwrap();
+        let export = tsv(&format!("vocab/{dir}/geneformer_gene_median_dictionary_{suffix}.tsv"));
+        assert_eq!(medians.len(), export.len(), "{suffix}");
+        for (g, m) in &export {
+            // Bit-exact: the TSV holds Python's shortest round-trip repr of the float64.
+            assert_eq!(medians[g], m.parse::<f64>().unwrap(), "{suffix} {g}");
+        }
+
+        let names = string_map(&data(&format!("vocab/{dir}/gene_name_id_dict_{suffix}.pkl"))).unwrap();
+        let export: HashMap<String, String> =
+            tsv(&format!("vocab/{dir}/geneformer_gene_name_id_dict_{suffix}.tsv")).into_iter().collect();
+        assert_eq!(names, export, "{suffix}");
+    }
+    assert_eq!(
+        geneformer_token_dictionary(&data("vocab/geneformer/token_dictionary_gc104M.pkl")).unwrap().id("<eos>"),
+        Some(3)
+    );
+    let mapping = string_map(&data("vocab/geneformer/ensembl_mapping_dict_gc104M.pkl")).unwrap();
+    assert_eq!(mapping.len(), 173_697);
+    assert!(mapping.values().all(|v| v.starts_with("ENSG")));
+}
+
+#[test]
+fn scgpt_vocab_with_specials_is_the_checkpoint_vocabulary() {
+    let v = scgpt_vocab(&data("vocab/scgpt/default_census_vocab.json"), true).unwrap();
+    let export = tsv("vocab/scgpt/scgpt_human_vocab_60697.tsv");
+    assert_eq!(v.len(), 60_697);
+    for (t, id) in &export {
+        assert_eq!(v.id(t), Some(id.parse().unwrap()), "{t}");
+    }
+    assert_eq!([v.id("<pad>"), v.id("<cls>"), v.id("<eoc>")], [Some(60_694), Some(60_695), Some(60_696)]);
+    let plain = scgpt_vocab(&data("vocab/scgpt/default_census_vocab.json"), false).unwrap();
+    assert_eq!(plain.len(), 60_694);
+}
+
+#[test]
+fn scbert_and_scfoundation_gene_lists() {
+    let pkl = gene_list(&data("vocab/scbert/vocab_gene2vec_16906.pkl")).unwrap();
+    let txt = gene_list(&data("vocab/scbert/scbert_panglao_genes_16906.txt")).unwrap();
+    assert_eq!(pkl.len(), 16_906);
+    assert_eq!(pkl, txt, "the pickle and the text list give the same order");
+    let sf = scfoundation_genes(&data("vocab/scfoundation/OS_scRNA_gene_index.19264.tsv")).unwrap();
+    assert_eq!(sf.len(), 19_264);
+    assert_eq!(&sf[..2], ["A1BG", "A1CF"]);
+}
+
+#[test]
+fn files_of_the_wrong_kind_are_named() {
+    let medians = data("vocab/geneformer/gene_median_dictionary_gc104M.pkl");
+    let err = geneformer_token_dictionary(&medians).unwrap_err();
+    assert!(matches!(err, TokenizeError::WrongKind { .. }), "{err}");
+    assert!(err.to_string().contains("gene median dictionary?"), "{err}");
+    let err = geneformer_gene_medians(&data("vocab/geneformer/token_dictionary_gc104M.pkl")).unwrap_err();
+    assert!(err.to_string().contains("token dictionary?"), "{err}");
+    let err = string_map(&data("vocab/scbert/vocab_gene2vec_16906.pkl")).unwrap_err();
+    assert!(err.to_string().contains("found a list"), "{err}");
+    let err = gene_list(&data("vocab/geneformer/gene_name_id_dict_gc104M.pkl")).unwrap_err();
+    assert!(err.to_string().contains("found a dict"), "{err}");
+    let err = scgpt_vocab(&data("vocab/scfoundation/OS_scRNA_gene_index.19264.tsv"), true).unwrap_err();
+    assert!(matches!(err, TokenizeError::Json { .. }), "{err}");
+}
+
+#[test]
+fn hostile_and_corrupt_pickles_are_refused() {
+    // `cos\nsystem\n(S'echo pwned'\ntR.` — the classic code-execution pickle (protocol 0 text).
+    let hostile = b"\x80\x02cos\nsystem\nq\x00X\x0a\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03.";
+    let err = parse(hostile).unwrap_err();
+    assert!(err.reason.contains("refusing to load the global os.system"), "{err}");
+    // The same through STACK_GLOBAL (protocol 4).
+    let hostile4 = b"\x80\x04\x8c\x08builtins\x8c\x04eval\x93\x8c\x011\x85R.";
+    assert!(parse(hostile4).unwrap_err().reason.contains("builtins.eval"));
+    // Truncated copies of a real file fail cleanly at every cut.
+    let real = std::fs::read(data("vocab/geneformer/v1_gc30M/token_dictionary_gc30M.pkl")).unwrap();
+    for cut in [1, 2, 11, 100, 1000, real.len() / 2, real.len() - 1] {
+        assert!(parse(&real[..cut]).is_err(), "cut at {cut}");
+    }
+    // A small well-formed pickle.
+    let ok = parse(b"\x80\x04}\x94(\x8c\x01a\x94K\x01\x8c\x01b\x94h\x01u.").unwrap();
+    assert_eq!(
+        ok,
+        PyValue::Dict(vec![
+            (PyValue::Str("a".into()), PyValue::Int(1)),
+            (PyValue::Str("b".into()), PyValue::Str("a".into()))
+        ])
+    );
+}
+
+proptest! {
+    /// Arbitrary bytes, and real files with random bytes flipped, never panic.
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400), flips in proptest::collection::vec((0usize..5000, any::<u8>()), 0..8)) {
+        let _ = parse(&bytes);
+        let mut with_header = b"\x80\x04".to_vec();
+        with_header.extend_from_slice(&bytes);
+        let _ = parse(&with_header);
+        let mut real = std::fs::read(data("vocab/scbert/vocab_gene2vec_16906.pkl")).unwrap();
+        real.truncate(5000);
+        for (at, b) in flips {
+            real[at] = b;
+        }
+        let _ = parse(&real);
+    }
+}
