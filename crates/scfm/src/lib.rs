@@ -6,6 +6,7 @@
 //! | --- | --- |
 //! | [`core`] (`scfm-core`) | gene tables, CSR cell chunks with obs metadata, the `CellSource` trait |
 //! | [`io`] (`scfm-io`) | h5ad / 10x readers, sharded Arrow corpora, obs filters, h5ad write-back |
+//! | [`tokenize`] (`scfm-tokenize`) | upstream vocabulary files (safe pickle reader); tokenizers to come |
 //!
 //! ## Features
 //! - `parquet`: Parquet corpus shards (`ConvertOptions::format`, `scfm convert --format parquet`).
@@ -29,10 +30,11 @@
 
 pub use scfm_core as core;
 pub use scfm_io as io;
+pub use scfm_tokenize as tokenize;
 
 /// The types most programs need.
 pub mod prelude {
-    pub use scfm_core::{CellChunk, CellSource, CellView, GeneIdKind, GeneTable};
+    pub use scfm_core::{CellChunk, CellSource, CellView, GeneIdKind, GeneTable, GeneVocab};
     pub use scfm_io::corpus::{CellSink, ConvertOptions, CorpusReader, CorpusWriter, convert};
     pub use scfm_io::{AnySource, H5adOptions, H5adSource, MatrixSelector, ObsFilter, ObsSelection, SourceOptions};
 
@@ -49,4 +51,7 @@ pub enum Error {
     /// Invalid domain values.
     #[error(transparent)]
     Core(#[from] scfm_core::CoreError),
+    /// Vocabularies and tokenizers.
+    #[error(transparent)]
+    Tokenize(#[from] scfm_tokenize::TokenizeError),
 }
