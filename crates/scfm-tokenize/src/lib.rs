@@ -1,10 +1,13 @@
 //! Tokenizers of the single-cell foundation models and readers of their upstream vocabulary
 //! files. Burn-free: tokenizing is plain Rust on CPU.
 //!
-//! This first part reads the vocabularies as users have them ([`vocab`]), including Python
+//! - [`geneformer`]: Geneformer V1/V2 rank-value encoding, token-exact against upstream.
+//!
+//! It also reads the vocabularies as users have them ([`vocab`]), including Python
 //! pickles through a restricted reader that never executes code ([`pickle`]).
 
 mod error;
+pub mod geneformer;
 pub mod pickle;
 pub mod vocab;
 

@@ -1,5 +1,7 @@
 //! scfm-tokenize integration tests (one binary).
 
+mod geneformer;
+mod safetensors;
 mod vocab;
 
 use std::path::PathBuf;
