@@ -2,6 +2,7 @@
 //! files. Burn-free: tokenizing is plain Rust on CPU.
 //!
 //! - [`geneformer`]: Geneformer V1/V2 rank-value encoding, token-exact against upstream.
+//! - [`scgpt`]: scGPT value binning with upstream's, helical's or a deterministic tie-break.
 //!
 //! It also reads the vocabularies as users have them ([`vocab`]), including Python
 //! pickles through a restricted reader that never executes code ([`pickle`]).
@@ -9,6 +10,8 @@
 mod error;
 pub mod geneformer;
 pub mod pickle;
+pub mod rng;
+pub mod scgpt;
 pub mod vocab;
 
 pub use error::TokenizeError;

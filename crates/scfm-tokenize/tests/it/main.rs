@@ -2,6 +2,7 @@
 
 mod geneformer;
 mod safetensors;
+mod scgpt;
 mod vocab;
 
 use std::path::PathBuf;

@@ -33,4 +33,12 @@ impl Tensors {
     pub fn f64(&self, name: &str) -> Vec<f64> {
         self.raw(name, "F64", 8).chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()
     }
+
+    pub fn u8(&self, name: &str) -> Vec<u8> {
+        self.raw(name, "U8", 1).to_vec()
+    }
+
+    pub fn f32(&self, name: &str) -> Vec<f32> {
+        self.raw(name, "F32", 4).chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+    }
 }
