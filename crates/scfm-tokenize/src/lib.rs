@@ -2,6 +2,7 @@
 //! files. Burn-free: tokenizing is plain Rust on CPU.
 //!
 //! - [`geneformer`]: Geneformer V1/V2 rank-value encoding, token-exact against upstream.
+//! - [`scbert`]: scBERT's aligned, log2-normalised expression bins.
 //! - [`scgpt`]: scGPT value binning with upstream's, helical's or a deterministic tie-break.
 //!
 //! It also reads the vocabularies as users have them ([`vocab`]), including Python
@@ -11,6 +12,7 @@ mod error;
 pub mod geneformer;
 pub mod pickle;
 pub mod rng;
+pub mod scbert;
 pub mod scgpt;
 pub mod vocab;
 

@@ -2,6 +2,7 @@
 
 mod geneformer;
 mod safetensors;
+mod scbert;
 mod scgpt;
 mod vocab;
 

@@ -41,4 +41,8 @@ impl Tensors {
     pub fn f32(&self, name: &str) -> Vec<f32> {
         self.raw(name, "F32", 4).chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
     }
+
+    pub fn i32(&self, name: &str) -> Vec<i32> {
+        self.raw(name, "I32", 4).chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect()
+    }
 }

@@ -1,0 +1,56 @@
+//! scBERT preprocessing and tokens against upstream `preprocess.py` + `predict.py` on every
+//! `scbert_*` fixture under `$SCFM_PARITY_DIR/tokenizers`.
+
+use std::path::PathBuf;
+
+use scfm_core::CellSource;
+use scfm_io::H5adSource;
+use scfm_tokenize::scbert::ScBertTokenizer;
+use scfm_tokenize::vocab::gene_list;
+
+use crate::data;
+use crate::safetensors::Tensors;
+
+#[test]
+fn scbert_matches_upstream_on_every_fixture() {
+    let dir =
+        std::env::var_os("SCFM_PARITY_DIR").map(PathBuf::from).unwrap_or_else(|| data("parity")).join("tokenizers");
+    let mut fixtures: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("scbert_") && p.extension().unwrap() == "json")
+        .collect();
+    fixtures.sort();
+    assert!(!fixtures.is_empty(), "no scBERT fixture in {}", dir.display());
+    let tokenizer = ScBertTokenizer::new(gene_list(&data("vocab/scbert/vocab_gene2vec_16906.pkl")).unwrap());
+    for json in fixtures {
+        let name = json.file_stem().unwrap().to_string_lossy().into_owned();
+        let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        let t = Tensors::open(&dir.join(format!("{name}.safetensors")));
+        let tokens = t.u8("tokens");
+        let (kept, given, n_genes) = (t.i64("cell_index"), t.i64("input_cell_index"), t.i64("n_genes"));
+        let (log2, log2_idx, log2_ptr) = (t.f32("log2_data"), t.i32("log2_indices"), t.i64("log2_indptr"));
+        let src = H5adSource::open(data(meta["input"]["file"].as_str().unwrap())).unwrap();
+        let plan = tokenizer.plan(src.genes());
+        let all = src.read_rows(0..src.n_cells()).unwrap();
+        let seq = tokenizer.seq_len();
+        let mut k = 0;
+        for &row in &given {
+            let cell = all.cell(row as usize);
+            let got = tokenizer.tokenize(&plan, cell);
+            if kept.get(k) != Some(&row) {
+                assert!(got.is_none(), "{name}: cell {row} should be filtered out");
+                continue;
+            }
+            let pre = tokenizer.preprocess(&plan, cell).unwrap();
+            assert_eq!(pre.values.len() as i64, n_genes[k], "{name} cell {row}: n_genes");
+            let (a, b) = (log2_ptr[k] as usize, log2_ptr[k + 1] as usize);
+            let want: Vec<(u32, f32)> = log2_idx[a..b].iter().zip(&log2[a..b]).map(|(&i, &v)| (i as u32, v)).collect();
+            assert_eq!(pre.values, want, "{name} cell {row}: log2 values (bit-exact)");
+            assert_eq!(got.unwrap(), tokens[k * seq..(k + 1) * seq], "{name} cell {row}: tokens");
+            k += 1;
+        }
+        assert_eq!(k, kept.len(), "{name}: every kept cell compared");
+        assert!(kept.len() < given.len(), "{name}: the fixture exercises the min_genes filter");
+    }
+}
