@@ -3,6 +3,7 @@
 //!
 //! - [`geneformer`]: Geneformer V1/V2 rank-value encoding, token-exact against upstream.
 //! - [`scbert`]: scBERT's aligned, log2-normalised expression bins.
+//! - [`xtrimogene`]: xTrimoGene/scFoundation input with the T/S read-depth tokens.
 //! - [`scgpt`]: scGPT value binning with upstream's, helical's or a deterministic tie-break.
 //!
 //! It also reads the vocabularies as users have them ([`vocab`]), including Python
@@ -15,5 +16,6 @@ pub mod rng;
 pub mod scbert;
 pub mod scgpt;
 pub mod vocab;
+pub mod xtrimogene;
 
 pub use error::TokenizeError;

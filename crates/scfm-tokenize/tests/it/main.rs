@@ -5,6 +5,7 @@ mod safetensors;
 mod scbert;
 mod scgpt;
 mod vocab;
+mod xtrimogene;
 
 use std::path::PathBuf;
 
