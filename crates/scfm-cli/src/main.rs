@@ -9,6 +9,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use scfm::io::corpus::{ConvertOptions, ShardFormat, convert};
 use scfm::io::inspect::inspect;
 use scfm::io::{MatrixSelector, ObsFilter, ObsSelection};
+use scfm::pipeline::{GeneformerFiles, TokenizeOptions, tokenize_geneformer};
+use scfm::tokenize::geneformer::GeneformerVersion;
 
 #[derive(Parser)]
 #[command(name = "scfm", version, about = "Single-cell foundation models: data, tokenizers, models")]
@@ -48,6 +50,27 @@ enum Command {
         /// Refuse negative values (use for raw counts).
         #[arg(long)]
         require_counts: bool,
+    },
+    /// Tokenize cells for a model; writes a Hugging Face `datasets` folder (load_from_disk).
+    Tokenize {
+        /// Input: h5ad, Cell Ranger .h5, Matrix Market folder or scfm corpus (raw counts).
+        input: PathBuf,
+        /// Output dataset folder.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Tokenization scheme (more schemes follow): geneformer-v2 or geneformer-v1.
+        #[arg(long, default_value = "geneformer-v2")]
+        scheme: String,
+        /// Folder with the model's upstream vocabulary files (Geneformer: the *_gc104M.pkl or
+        /// *_gc30M.pkl dictionaries).
+        #[arg(long)]
+        vocab: PathBuf,
+        /// Comma-separated obs columns to carry into the dataset.
+        #[arg(long)]
+        obs: Option<String>,
+        /// Matrix of h5ad inputs: counts (raw.X when present, else X), X, raw or layer:NAME.
+        #[arg(long, default_value = "counts")]
+        matrix: MatrixSelector,
     },
     /// Describe a file: shape, matrices, obs columns and types, count-likeness, gene ids.
     Inspect {
@@ -102,6 +125,38 @@ fn run(cli: Cli) -> Result<()> {
                 manifest.genes.len(),
                 manifest.nnz,
                 manifest.shards.len(),
+                output.display()
+            );
+        }
+        Command::Tokenize { input, output, scheme, vocab, obs, matrix } => {
+            let version = match scheme.as_str() {
+                "geneformer-v2" | "geneformer" => GeneformerVersion::V2,
+                "geneformer-v1" => GeneformerVersion::V1,
+                other => anyhow::bail!("scheme {other:?} is not available yet (use geneformer-v2 or geneformer-v1)"),
+            };
+            let files = GeneformerFiles::find(&vocab, version)?;
+            let opts = TokenizeOptions {
+                matrix,
+                obs_columns: obs.map(|o| o.split(',').map(|c| c.trim().to_owned()).collect()).unwrap_or_default(),
+                ..Default::default()
+            };
+            let bar = ProgressBar::new(0).with_style(
+                ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} cells  {per_sec}  ETA {eta}")
+                    .expect("valid template"),
+            );
+            let report = tokenize_geneformer(&input, &output, version, &files, &opts, &mut |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })
+            .with_context(|| format!("tokenizing {}", input.display()))?;
+            bar.finish_and_clear();
+            println!(
+                "tokenized {} of {} cells ({} of {} genes mapped{}) into {}",
+                report.cells_out,
+                report.cells_in,
+                report.genes_mapped,
+                report.genes_in,
+                if report.collapsed { ", duplicates summed" } else { "" },
                 output.display()
             );
         }

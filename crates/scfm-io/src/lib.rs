@@ -6,6 +6,7 @@
 //! - [`corpus`]: sharded Arrow IPC corpora with a JSON manifest, written atomically and read back
 //!   as a [`CellSource`](scfm_core::CellSource).
 //! - [`ObsFilter`]: metadata filters such as `tissue == "blood" and disease == "normal"`.
+//! - [`hf`]: tokenized datasets in the Hugging Face `datasets` `save_to_disk` layout.
 //! - [`writeback`]: embeddings and predictions written into a copy of an h5ad file.
 //!
 //! Every reader streams: memory depends on the chunk size, not on the file (exceptions are
@@ -15,6 +16,7 @@ pub mod corpus;
 mod error;
 mod filter;
 mod h5ad;
+pub mod hf;
 pub mod inspect;
 mod source;
 mod tenx;

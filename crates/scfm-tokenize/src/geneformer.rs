@@ -30,7 +30,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use scfm_core::{CellView, GeneTable, GeneVocab};
+use scfm_core::{CellView, GeneVocab};
 
 use crate::error::TokenizeError;
 use crate::vocab::{geneformer_gene_medians, geneformer_token_dictionary, string_map};
@@ -151,21 +151,18 @@ impl GeneformerTokenizer {
 
     /// Maps a dataset's gene ids (Ensembl ids or symbols) onto the vocabulary, as upstream's
     /// `sum_ensembl_ids` with `collapse_gene_ids=True`.
-    pub fn plan(&self, genes: &GeneTable) -> GenePlan {
+    pub fn plan(&self, genes: &[String]) -> GenePlan {
         let vocab = &self.dicts.tokens;
         let mapping = &self.dicts.ensembl_mapping;
         let in_vocab = |target: &String| vocab.id(target).is_some();
         // Branch test, on the ids as given (not upper-cased).
         let in_map: HashSet<&str> =
-            genes.ids().iter().filter(|g| mapping.get(*g).is_some_and(in_vocab)).map(String::as_str).collect();
+            genes.iter().filter(|g| mapping.get(*g).is_some_and(in_vocab)).map(String::as_str).collect();
         let targets_of_in_map: HashSet<&str> = in_map.iter().map(|g| mapping[*g].as_str()).collect();
         let collapse = in_map.len() != targets_of_in_map.len();
         // Mapping itself, on upper-cased ids.
-        let mapped: Vec<Option<&str>> = genes
-            .ids()
-            .iter()
-            .map(|g| mapping.get(&g.to_uppercase()).filter(|t| in_vocab(t)).map(String::as_str))
-            .collect();
+        let mapped: Vec<Option<&str>> =
+            genes.iter().map(|g| mapping.get(&g.to_uppercase()).filter(|t| in_vocab(t)).map(String::as_str)).collect();
         let mut target = vec![None; genes.len()];
         let mut columns = vec![];
         let mut summed_groups = 0;

@@ -32,6 +32,8 @@ pub use scfm_core as core;
 pub use scfm_io as io;
 pub use scfm_tokenize as tokenize;
 
+pub mod pipeline;
+
 /// The types most programs need.
 pub mod prelude {
     pub use scfm_core::{CellChunk, CellSource, CellView, GeneIdKind, GeneTable, GeneVocab};

@@ -12,6 +12,11 @@ mod reader;
 mod shard;
 mod writer;
 
+/// Shared by the other writers of this crate.
+pub(crate) mod writer_support {
+    pub(crate) use super::writer::write_atomic;
+}
+
 pub use convert::{ConvertOptions, ConvertProgress, convert};
 pub use manifest::{Manifest, ShardInfo, SourceInfo, file_blake3};
 pub use reader::CorpusReader;

@@ -1,0 +1,203 @@
+//! Datasets in the Hugging Face `datasets` `save_to_disk` layout: Arrow stream files
+//! `data-0000k-of-0000n.arrow`, `dataset_info.json` with the features, and `state.json` — what
+//! `datasets.load_from_disk` opens, so Python users (Geneformer's trainers among them) read
+//! scfm's tokenized output unchanged.
+//!
+//! Written atomically like corpora: shards under temporary names, `state.json` last.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int32Type;
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_ipc::writer::StreamWriter;
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use serde_json::{Value, json};
+
+use crate::corpus::writer_support::write_atomic;
+use crate::error::{IoError, Result, io_err};
+
+/// The `datasets` feature of an Arrow type, or `None` when it has no plain equivalent.
+pub fn hf_feature(dt: &DataType) -> Option<Value> {
+    let value = |d: &str| json!({"dtype": d, "_type": "Value"});
+    Some(match dt {
+        DataType::Boolean => value("bool"),
+        DataType::Int8 => value("int8"),
+        DataType::Int16 => value("int16"),
+        DataType::Int32 => value("int32"),
+        DataType::Int64 => value("int64"),
+        DataType::UInt8 => value("uint8"),
+        DataType::UInt16 => value("uint16"),
+        DataType::UInt32 => value("uint32"),
+        DataType::UInt64 => value("uint64"),
+        DataType::Float32 => value("float32"),
+        DataType::Float64 => value("float64"),
+        DataType::Utf8 => value("string"),
+        DataType::LargeUtf8 => value("large_string"),
+        DataType::List(f) | DataType::LargeList(f) => {
+            json!({"feature": hf_feature(f.data_type())?, "_type": "Sequence"})
+        }
+        _ => return None,
+    })
+}
+
+/// Dictionary (categorical) columns become their values: `datasets` reads plain strings.
+fn plain_type(dt: &DataType) -> DataType {
+    match dt {
+        DataType::Dictionary(_, v) => v.as_ref().clone(),
+        other => other.clone(),
+    }
+}
+
+fn plain_column(col: &ArrayRef) -> std::result::Result<ArrayRef, arrow_schema::ArrowError> {
+    match col.data_type() {
+        DataType::Dictionary(_, _) => {
+            let d = col
+                .as_dictionary_opt::<Int32Type>()
+                .ok_or_else(|| arrow_schema::ArrowError::CastError("dictionary keys other than int32".into()))?;
+            arrow_select::take::take(d.values(), d.keys(), None)
+        }
+        _ => Ok(col.clone()),
+    }
+}
+
+/// Writes a `save_to_disk` dataset; see the [module documentation](self).
+pub struct HfDatasetWriter {
+    dir: PathBuf,
+    schema: SchemaRef,
+    features: Value,
+    shard_rows: usize,
+    current: Option<(PathBuf, StreamWriter<BufWriter<File>>, usize)>,
+    shards: Vec<PathBuf>,
+    rows: usize,
+}
+
+impl std::fmt::Debug for HfDatasetWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HfDatasetWriter").field("dir", &self.dir).field("rows", &self.rows).finish()
+    }
+}
+
+impl HfDatasetWriter {
+    /// Starts a dataset in `dir` for batches of `schema` (dictionary columns are written as
+    /// their values); at most `shard_rows` rows per file.
+    ///
+    /// # Errors
+    /// [`IoError::Corpus`] for a column type `datasets` has no feature for; folder errors.
+    pub fn create(dir: impl AsRef<Path>, schema: &Schema, shard_rows: usize) -> Result<Self> {
+        let dir = dir.as_ref().to_owned();
+        let fields: Vec<Field> =
+            schema.fields().iter().map(|f| Field::new(f.name(), plain_type(f.data_type()), f.is_nullable())).collect();
+        let mut features = serde_json::Map::new();
+        for f in &fields {
+            let feat = hf_feature(f.data_type()).ok_or_else(|| IoError::Corpus {
+                path: dir.clone(),
+                reason: format!("column {:?} of type {} has no Hugging Face feature", f.name(), f.data_type()),
+            })?;
+            features.insert(f.name().clone(), feat);
+        }
+        let features = Value::Object(features);
+        let meta = json!({"info": {"features": features}}).to_string();
+        let metadata = std::collections::HashMap::from([("huggingface".to_owned(), meta)]);
+        let schema = Arc::new(Schema::new(fields).with_metadata(metadata));
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let state = dir.join("state.json");
+        if state.exists() {
+            std::fs::remove_file(&state).map_err(io_err(&state))?;
+        }
+        Ok(Self { dir, schema, features, shard_rows: shard_rows.max(1), current: None, shards: vec![], rows: 0 })
+    }
+
+    /// The schema written (dictionaries replaced by their values, `huggingface` metadata).
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Appends rows.
+    ///
+    /// # Errors
+    /// Arrow and file errors; a batch whose columns differ from the schema.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let arrow = |source| IoError::Arrow { path: self.dir.clone(), source };
+        let cols =
+            batch.columns().iter().map(plain_column).collect::<std::result::Result<Vec<_>, _>>().map_err(arrow)?;
+        let batch = RecordBatch::try_new(self.schema.clone(), cols).map_err(arrow)?;
+        let mut start = 0;
+        while start < batch.num_rows() {
+            if self.current.is_none() {
+                let tmp = self.dir.join(format!("shard-{:05}.arrow.tmp", self.shards.len()));
+                let file = File::create(&tmp).map_err(io_err(&tmp))?;
+                let w = StreamWriter::try_new(BufWriter::with_capacity(1 << 20, file), &self.schema)
+                    .map_err(|source| IoError::Arrow { path: tmp.clone(), source })?;
+                self.current = Some((tmp, w, 0));
+            }
+            let (tmp, w, n) = self.current.as_mut().expect("opened above");
+            let take = (self.shard_rows - *n).min(batch.num_rows() - start);
+            w.write(&batch.slice(start, take)).map_err(|source| IoError::Arrow { path: tmp.clone(), source })?;
+            *n += take;
+            self.rows += take;
+            start += take;
+            if *n >= self.shard_rows {
+                self.close_shard()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn close_shard(&mut self) -> Result<()> {
+        let Some((tmp, mut w, _)) = self.current.take() else { return Ok(()) };
+        w.finish().map_err(|source| IoError::Arrow { path: tmp.clone(), source })?;
+        let mut inner = w.into_inner().map_err(|source| IoError::Arrow { path: tmp.clone(), source })?;
+        inner.flush().map_err(io_err(&tmp))?;
+        inner.get_ref().sync_all().map_err(io_err(&tmp))?;
+        self.shards.push(tmp);
+        Ok(())
+    }
+
+    /// Completes the dataset; returns the number of rows.
+    ///
+    /// # Errors
+    /// File errors.
+    pub fn finish(mut self) -> Result<usize> {
+        self.close_shard()?;
+        if self.shards.is_empty() {
+            // An empty dataset still has one (empty) data file.
+            let tmp = self.dir.join("shard-00000.arrow.tmp");
+            let file = File::create(&tmp).map_err(io_err(&tmp))?;
+            let mut w = StreamWriter::try_new(BufWriter::new(file), &self.schema)
+                .map_err(|source| IoError::Arrow { path: tmp.clone(), source })?;
+            w.finish().map_err(|source| IoError::Arrow { path: tmp.clone(), source })?;
+            self.shards.push(tmp);
+        }
+        let n = self.shards.len();
+        let mut files = vec![];
+        let mut fingerprint = blake3::Hasher::new();
+        for (k, tmp) in self.shards.iter().enumerate() {
+            let name = format!("data-{k:05}-of-{n:05}.arrow");
+            let dest = self.dir.join(&name);
+            std::fs::rename(tmp, &dest).map_err(io_err(&dest))?;
+            fingerprint.update(name.as_bytes());
+            fingerprint.update(&std::fs::metadata(&dest).map_err(io_err(&dest))?.len().to_le_bytes());
+            files.push(json!({"filename": name}));
+        }
+        let info = json!({"citation": "", "description": "", "features": self.features, "homepage": "", "license": ""});
+        write_atomic(
+            &self.dir.join("dataset_info.json"),
+            serde_json::to_string_pretty(&info).expect("json").as_bytes(),
+        )?;
+        let state = json!({
+            "_data_files": files,
+            "_fingerprint": &fingerprint.finalize().to_hex().as_str()[..16],
+            "_format_columns": null,
+            "_format_kwargs": {},
+            "_format_type": null,
+            "_output_all_columns": false,
+            "_split": null
+        });
+        write_atomic(&self.dir.join("state.json"), serde_json::to_string_pretty(&state).expect("json").as_bytes())?;
+        Ok(self.rows)
+    }
+}

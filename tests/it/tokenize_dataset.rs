@@ -1,0 +1,68 @@
+//! `tokenize_geneformer` writes a Hugging Face `save_to_disk` dataset whose Arrow schema,
+//! metadata and tokens are what `datasets.load_from_disk` and upstream Geneformer expect.
+
+use scfm::core::arrow_array::cast::AsArray;
+use scfm::core::arrow_array::types::Int32Type;
+use scfm::core::arrow_schema::DataType;
+use scfm::pipeline::{GeneformerFiles, TokenizeOptions, tokenize_geneformer};
+use scfm::tokenize::geneformer::GeneformerVersion;
+
+use crate::data;
+
+fn safetensors_i64(path: &std::path::Path, name: &str) -> Vec<i64> {
+    let b = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+    let h: serde_json::Value = serde_json::from_slice(&b[8..8 + n]).unwrap();
+    let off = h[name]["data_offsets"].as_array().unwrap();
+    let (a, z) = (off[0].as_u64().unwrap() as usize, off[1].as_u64().unwrap() as usize);
+    b[8 + n + a..8 + n + z].chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+#[test]
+fn geneformer_dataset_has_the_upstream_layout_and_tokens() {
+    let out = tempfile::tempdir().unwrap();
+    let files = GeneformerFiles::find(&data("vocab/geneformer"), GeneformerVersion::V2).unwrap();
+    let opts = TokenizeOptions { obs_columns: vec!["trueLabel".into()], ..Default::default() };
+    let input = data("h5ad/pbmc_sorted_3k5_train.h5ad");
+    let report = tokenize_geneformer(&input, out.path(), GeneformerVersion::V2, &files, &opts, &mut |_, _| {}).unwrap();
+    assert_eq!((report.cells_in, report.cells_out), (2800, 2800));
+    assert!(report.collapsed, "pbmc symbols take upstream's collapse branch");
+
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("state.json")).unwrap()).unwrap();
+    assert_eq!(state["_data_files"][0]["filename"], "data-00000-of-00001.arrow");
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("dataset_info.json")).unwrap()).unwrap();
+    assert_eq!(info["features"]["input_ids"]["_type"], "Sequence");
+    assert_eq!(info["features"]["input_ids"]["feature"]["dtype"], "int32");
+    assert_eq!(info["features"]["length"]["dtype"], "int64");
+    assert_eq!(info["features"]["trueLabel"]["dtype"], "string");
+    assert!(out.path().join("scfm_tokenizer.json").exists(), "the tokenizer spec is saved next to the data");
+
+    // The data file is an Arrow IPC *stream* with the `huggingface` schema metadata.
+    let f = std::fs::File::open(out.path().join("data-00000-of-00001.arrow")).unwrap();
+    let reader = arrow_ipc::reader::StreamReader::try_new(f, None).unwrap();
+    let schema = reader.schema();
+    assert!(schema.metadata().contains_key("huggingface"));
+    assert!(matches!(schema.field(0).data_type(), DataType::List(f) if f.data_type() == &DataType::Int32));
+    assert_eq!(schema.field(2).data_type(), &DataType::Utf8, "categoricals are written as strings");
+    let batches: Vec<_> = reader.map(Result::unwrap).collect();
+    let fixture = data("parity/tokenizers/geneformer_v2_pbmc_train_first300.safetensors");
+    let (ids, offsets) = (safetensors_i64(&fixture, "input_ids"), safetensors_i64(&fixture, "offsets"));
+    let mut row = 0;
+    'outer: for b in &batches {
+        let list = b.column(0).as_list::<i32>();
+        let lengths = b.column(1).as_primitive::<scfm::core::arrow_array::types::Int64Type>();
+        for i in 0..b.num_rows() {
+            if row + 1 >= offsets.len() {
+                break 'outer;
+            }
+            let got: Vec<i64> =
+                list.value(i).as_primitive::<Int32Type>().values().iter().map(|&x| i64::from(x)).collect();
+            assert_eq!(got, ids[offsets[row] as usize..offsets[row + 1] as usize], "cell {row}");
+            assert_eq!(lengths.value(i), got.len() as i64);
+            row += 1;
+        }
+    }
+    assert_eq!(row, offsets.len() - 1, "every fixture cell compared");
+}
