@@ -1,10 +1,14 @@
 """Write a large synthetic h5ad (anndata 0.8+ encoding) chunk by chunk, in bounded memory.
 
-    python scripts/bench/make_synthetic_h5ad.py OUT.h5ad N_CELLS [N_GENES=20000] [DENSITY=0.05]
+    python scripts/bench/make_synthetic_h5ad.py OUT.h5ad N_CELLS [N_GENES=20000] [DENSITY=0.05] [GENES_TSV]
 
 X is CSR int32 counts (1..9) with N_GENES * DENSITY genes per cell at random positions
 (one per stride of 1/DENSITY genes, so rows are sorted and unique); obs has a 12-level
 categorical `cell_type` and a float `n_counts`; no compression (as for a local scratch copy).
+
+With GENES_TSV (a `token<TAB>id` table such as Geneformer's token dictionary export), the var
+index is its first N_GENES gene ids (rows whose token starts with `<` are skipped) and counts are
+negative-binomial (1 + NB(2, 0.4)), as in the tokenizer baselines of MODELS.md §9.
 """
 
 import sys
@@ -15,6 +19,14 @@ import numpy as np
 out, n_cells = sys.argv[1], int(sys.argv[2])
 n_genes = int(sys.argv[3]) if len(sys.argv) > 3 else 20000
 density = float(sys.argv[4]) if len(sys.argv) > 4 else 0.05
+genes_tsv = sys.argv[5] if len(sys.argv) > 5 else None
+if genes_tsv:
+    with open(genes_tsv) as fh:
+        next(fh)
+        gene_ids = [l.split("\t")[0] for l in fh if not l.startswith("<")][:n_genes]
+    assert len(gene_ids) == n_genes, f"{genes_tsv} has only {len(gene_ids)} genes"
+else:
+    gene_ids = [f"ENSG{i:011d}" for i in range(n_genes)]
 stride = int(round(1 / density))
 per_cell = n_genes // stride
 chunk = 10000
@@ -41,7 +53,10 @@ with h5py.File(out, "w") as f:
     for start in range(0, n_cells, chunk):
         n = min(chunk, n_cells - start)
         idx = (base[None, :] + rng.integers(0, stride, size=(n, per_cell), dtype=np.int32)).ravel()
-        val = rng.integers(1, 10, size=n * per_cell, dtype=np.int32)
+        if genes_tsv:
+            val = (1 + rng.negative_binomial(2, 0.4, size=n * per_cell)).astype(np.int32)
+        else:
+            val = rng.integers(1, 10, size=n * per_cell, dtype=np.int32)
         totals[start:start + n] = val.reshape(n, per_cell).sum(axis=1)
         indices[start * per_cell:(start + n) * per_cell] = idx
         data[start * per_cell:(start + n) * per_cell] = val
@@ -64,7 +79,7 @@ with h5py.File(out, "w") as f:
     enc(var, "dataframe", "0.2.0")
     var.attrs["_index"] = "_index"
     var.attrs["column-order"] = np.array([], dtype=np.float64)  # what anndata writes for no columns
-    gid = var.create_dataset("_index", data=np.array([f"ENSG{i:011d}" for i in range(n_genes)], dtype=object), dtype=str_dt)
+    gid = var.create_dataset("_index", data=np.array(gene_ids, dtype=object), dtype=str_dt)
     enc(gid, "string-array", "0.2.0")
     for g in ("obsm", "varm", "obsp", "varp", "layers", "uns"):
         enc(f.create_group(g), "dict", "0.1.0")

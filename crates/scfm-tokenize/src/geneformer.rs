@@ -212,38 +212,52 @@ impl GeneformerTokenizer {
     /// The un-truncated ranking of one cell: `(token, sort key)` by descending key. `n_counts`
     /// is the cell's total raw count over all genes of the input (upstream's `obs["n_counts"]`).
     pub fn rank(&self, plan: &GenePlan, cell: CellView<'_>, n_counts: f64) -> Vec<(u32, f64)> {
-        // Sum the cell's counts per model column, remembering columns in model-column order.
-        let mut acc: Vec<(u32, f64)> = Vec::with_capacity(cell.nnz());
-        let mut seen: HashMap<u32, usize> = HashMap::new();
-        for (&g, &v) in cell.indices.iter().zip(cell.values) {
-            if let Some(Some(col)) = plan.target.get(g as usize) {
-                match seen.get(col) {
-                    Some(&k) => acc[k].1 += f64::from(v),
-                    None => {
-                        seen.insert(*col, acc.len());
-                        acc.push((*col, f64::from(v)));
-                    }
-                }
-            }
-        }
-        acc.sort_unstable_by_key(|&(col, _)| col);
-        let inv_n = 1.0 / n_counts;
-        let mut ranked: Vec<(u32, f64)> = acc
+        self.sorted_keys(plan, cell, n_counts)
             .into_iter()
-            .map(|(col, count)| {
-                let c = &plan.columns[col as usize];
-                (c.token, ((count * inv_n) * 10_000.0) * c.inv_median)
-            })
-            .filter(|&(_, x)| x != 0.0)
+            .map(|k| (k as u32, f64::from_bits(!((k >> 64) as u64))))
+            .collect()
+    }
+
+    /// The ranking packed as `(!key_bits << 64) | (model column << 32) | token`, ascending: keys
+    /// are positive finite f64, whose bit patterns order like their values, so an ascending sort
+    /// of the packed integers is descending by key with ties in model-column order — exactly a
+    /// stable descending sort, at the speed of a primitive sort.
+    fn sorted_keys(&self, plan: &GenePlan, cell: CellView<'_>, n_counts: f64) -> Vec<u128> {
+        // (model column, count) pairs, in model-column order, duplicates (collapsed genes) summed.
+        let mut acc: Vec<(u32, f64)> = cell
+            .indices
+            .iter()
+            .zip(cell.values)
+            .filter_map(|(&g, &v)| plan.target.get(g as usize).copied().flatten().map(|c| (c, f64::from(v))))
             .collect();
-        // Stable: equal keys keep model-column order.
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-        ranked
+        if !acc.is_sorted_by_key(|&(c, _)| c) {
+            acc.sort_unstable_by_key(|&(c, _)| c);
+        }
+        acc.dedup_by(|next, kept| {
+            let same = next.0 == kept.0;
+            if same {
+                kept.1 += next.1;
+            }
+            same
+        });
+        let inv_n = 1.0 / n_counts;
+        let mut keys: Vec<u128> = acc
+            .into_iter()
+            .filter_map(|(col, count)| {
+                let c = &plan.columns[col as usize];
+                let x = ((count * inv_n) * 10_000.0) * c.inv_median;
+                // Zero and non-finite keys (an n_counts of 0) are not ranked.
+                (x > 0.0 && x.is_finite())
+                    .then(|| (u128::from(!x.to_bits()) << 64) | (u128::from(col) << 32) | u128::from(c.token))
+            })
+            .collect();
+        keys.sort_unstable();
+        keys
     }
 
     /// Tokenizes one cell; `None` when it expresses no vocabulary gene (upstream drops such cells).
     pub fn tokenize(&self, plan: &GenePlan, cell: CellView<'_>, n_counts: f64) -> Option<GeneformerCell> {
-        let ranked = self.rank(plan, cell, n_counts);
+        let ranked = self.sorted_keys(plan, cell, n_counts);
         if ranked.is_empty() {
             return None;
         }
@@ -251,11 +265,11 @@ impl GeneformerTokenizer {
         let input_ids = if self.version.special_tokens() {
             let mut ids = Vec::with_capacity(size.min(ranked.len() + 2));
             ids.push(self.cls);
-            ids.extend(ranked.iter().take(size - 2).map(|r| r.0));
+            ids.extend(ranked.iter().take(size - 2).map(|&k| k as u32));
             ids.push(self.eos);
             ids
         } else {
-            ranked.iter().take(size).map(|r| r.0).collect()
+            ranked.iter().take(size).map(|&k| k as u32).collect()
         };
         Some(GeneformerCell { input_ids })
     }

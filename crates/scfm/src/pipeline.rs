@@ -167,45 +167,61 @@ pub fn tokenize_geneformer(
     let schema = Schema::new(fields);
     let mut writer = HfDatasetWriter::create(out, &schema, 200_000)?;
     let (mut cells_in, mut cells_out) = (0, 0);
-    for chunk in source.chunks(opts.chunk_cells) {
-        let chunk = chunk?;
-        let n_counts: Option<Vec<f64>> = n_counts_col.map(|i| {
-            let col = chunk.obs().column(i);
-            numeric_f64(col).unwrap_or_else(|| chunk.cells().map(|c| c.total()).collect())
-        });
-        let (mut keep, mut lengths) = (vec![], vec![]);
-        let mut ids32 = ListBuilder::new(Int32Builder::new());
-        let mut ids16 = ListBuilder::new(Int16Builder::new());
-        for (i, cell) in chunk.cells().enumerate() {
-            let n = n_counts.as_ref().map_or_else(|| cell.total(), |v| v[i]);
-            let Some(tok) = tokenizer.tokenize(&plan, cell, n) else { continue };
-            keep.push(i);
-            lengths.push(tok.input_ids.len() as i64);
-            if version == GeneformerVersion::V1 {
-                ids16.values().append_slice(&tok.input_ids.iter().map(|&t| t as i16).collect::<Vec<_>>());
-                ids16.append(true);
-            } else {
-                ids32.values().append_slice(&tok.input_ids.iter().map(|&t| t as i32).collect::<Vec<_>>());
-                ids32.append(true);
+    let total_cells = source.n_cells();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    std::thread::scope(|scope| -> Result<(), Error> {
+        // Reading (HDF5 decompression, canonical CSR) overlaps with tokenizing and writing.
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        let source = &source;
+        scope.spawn(move || {
+            for chunk in source.chunks(opts.chunk_cells) {
+                let failed = chunk.is_err();
+                if tx.send(chunk).is_err() || failed {
+                    return;
+                }
             }
+        });
+        for chunk in rx {
+            let chunk = chunk?;
+            let n_counts: Vec<f64> = match n_counts_col.and_then(|i| numeric_f64(chunk.obs().column(i))) {
+                Some(v) => v,
+                None => chunk.cells().map(|c| c.total()).collect(),
+            };
+            let tokens = par_map(chunk.n_cells(), threads, |i| tokenizer.tokenize(&plan, chunk.cell(i), n_counts[i]));
+            let (mut keep, mut lengths) = (vec![], vec![]);
+            let mut ids32 = ListBuilder::new(Int32Builder::new());
+            let mut ids16 = ListBuilder::new(Int16Builder::new());
+            for (i, tok) in tokens.into_iter().enumerate() {
+                let Some(tok) = tok else { continue };
+                keep.push(i);
+                lengths.push(tok.input_ids.len() as i64);
+                if version == GeneformerVersion::V1 {
+                    ids16.values().extend(tok.input_ids.iter().map(|&t| Some(t as i16)));
+                    ids16.append(true);
+                } else {
+                    ids32.values().extend(tok.input_ids.iter().map(|&t| Some(t as i32)));
+                    ids32.append(true);
+                }
+            }
+            let ids: ArrayRef =
+                if version == GeneformerVersion::V1 { Arc::new(ids16.finish()) } else { Arc::new(ids32.finish()) };
+            let take = scfm_core::arrow_array::UInt32Array::from(keep.iter().map(|&i| i as u32).collect::<Vec<_>>());
+            let mut cols: Vec<ArrayRef> = vec![ids, Arc::new(Int64Array::from(lengths))];
+            for &c in &carried {
+                cols.push(
+                    scfm_core::arrow_select::take::take(chunk.obs().column(c), &take, None)
+                        .map_err(|source| IoError::Arrow { path: out.to_owned(), source })?,
+                );
+            }
+            let batch = RecordBatch::try_new(Arc::new(Schema::new(schema.fields().clone())), cols)
+                .map_err(|source| IoError::Arrow { path: out.to_owned(), source })?;
+            writer.write(&batch)?;
+            cells_in += chunk.n_cells();
+            cells_out += keep.len();
+            progress(cells_in, total_cells);
         }
-        let ids: ArrayRef =
-            if version == GeneformerVersion::V1 { Arc::new(ids16.finish()) } else { Arc::new(ids32.finish()) };
-        let take = scfm_core::arrow_array::UInt32Array::from(keep.iter().map(|&i| i as u32).collect::<Vec<_>>());
-        let mut cols: Vec<ArrayRef> = vec![ids, Arc::new(Int64Array::from(lengths))];
-        for &c in &carried {
-            cols.push(
-                scfm_core::arrow_select::take::take(chunk.obs().column(c), &take, None)
-                    .map_err(|source| IoError::Arrow { path: out.to_owned(), source })?,
-            );
-        }
-        let batch = RecordBatch::try_new(Arc::new(Schema::new(schema.fields().clone())), cols)
-            .map_err(|source| IoError::Arrow { path: out.to_owned(), source })?;
-        writer.write(&batch)?;
-        cells_in += chunk.n_cells();
-        cells_out += keep.len();
-        progress(cells_in, source.n_cells());
-    }
+        Ok(())
+    })?;
     writer.finish()?;
     let report = TokenizeReport {
         scheme: "geneformer",
@@ -224,6 +240,24 @@ pub fn tokenize_geneformer(
     std::fs::write(&spec, serde_json::to_vec_pretty(&report).expect("serializable"))
         .map_err(|source| IoError::Io { path: spec.clone(), source })?;
     Ok(report)
+}
+
+/// `f(0..n)` on up to `threads` scoped threads (contiguous slices, results in order).
+fn par_map<T: Send>(n: usize, threads: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    if threads <= 1 || n < 64 {
+        return (0..n).map(&f).collect();
+    }
+    let per = n.div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .step_by(per)
+            .map(|start| {
+                let f = &f;
+                s.spawn(move || (start..(start + per).min(n)).map(f).collect::<Vec<T>>())
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("tokenizer threads do not panic")).collect()
+    })
 }
 
 /// A numeric obs column as f64 (nulls as NaN); `None` for other types.
