@@ -66,3 +66,32 @@ fn geneformer_dataset_has_the_upstream_layout_and_tokens() {
     }
     assert_eq!(row, offsets.len() - 1, "every fixture cell compared");
 }
+
+/// All `input_ids` of a written dataset, in order.
+fn read_ids(dir: &std::path::Path) -> Vec<Vec<i32>> {
+    let f = std::fs::File::open(dir.join("data-00000-of-00001.arrow")).unwrap();
+    let reader = arrow_ipc::reader::StreamReader::try_new(f, None).unwrap();
+    let mut out = vec![];
+    for b in reader.map(Result::unwrap) {
+        let list = b.column(0).as_list::<i32>();
+        for i in 0..b.num_rows() {
+            out.push(list.value(i).as_primitive::<Int32Type>().values().to_vec());
+        }
+    }
+    out
+}
+
+#[test]
+fn tokens_do_not_depend_on_chunk_size_or_threads() {
+    let files = GeneformerFiles::find(&data("vocab/geneformer"), GeneformerVersion::V2).unwrap();
+    let input = data("h5ad/pbmc_sorted_train_490.h5ad");
+    let mut results = vec![];
+    for chunk_cells in [7, 64, 10_000] {
+        let out = tempfile::tempdir().unwrap();
+        let opts = TokenizeOptions { chunk_cells, ..Default::default() };
+        tokenize_geneformer(&input, out.path(), GeneformerVersion::V2, &files, &opts, &mut |_, _| {}).unwrap();
+        results.push(read_ids(out.path()));
+    }
+    assert_eq!(results[0].len(), 490);
+    assert!(results.windows(2).all(|w| w[0] == w[1]), "identical datasets for every chunk size");
+}

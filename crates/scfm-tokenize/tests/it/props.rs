@@ -1,0 +1,143 @@
+//! Invariants of every tokenizer on random cells (proptest).
+
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+use scfm_core::{CellChunk, GeneVocab};
+use scfm_tokenize::geneformer::{GeneformerDictionaries, GeneformerTokenizer, GeneformerVersion};
+use scfm_tokenize::scbert::ScBertTokenizer;
+use scfm_tokenize::scgpt::{TieBreak, bin_cell};
+use scfm_tokenize::xtrimogene::{DepthTarget, XTrimoGeneTokenizer};
+
+const N_GENES: usize = 60;
+
+/// A toy Geneformer vocabulary: genes G0..G59 (ids 4..), symbols S0..S59 mapped to them, and
+/// S10 and S11 both mapped to G10 (a collapse), medians with deliberate duplicates (ties).
+fn toy_dicts() -> GeneformerDictionaries {
+    let mut pairs =
+        vec![("<pad>".to_owned(), 0), ("<mask>".to_owned(), 1), ("<cls>".to_owned(), 2), ("<eos>".to_owned(), 3)];
+    pairs.extend((0..N_GENES).map(|g| (format!("G{g}"), g as u32 + 4)));
+    let tokens = GeneVocab::from_pairs(pairs).unwrap();
+    let medians: HashMap<String, f64> = (0..N_GENES).map(|g| (format!("G{g}"), 0.5 + (g % 7) as f64)).collect();
+    let mut mapping: HashMap<String, String> = (0..N_GENES).map(|g| (format!("S{g}"), format!("G{g}"))).collect();
+    mapping.insert("S11".into(), "G10".into());
+    mapping.extend((0..N_GENES).map(|g| (format!("G{g}"), format!("G{g}"))));
+    GeneformerDictionaries { tokens, medians, ensembl_mapping: mapping }
+}
+
+fn cells() -> impl Strategy<Value = Vec<Vec<(u32, f32)>>> {
+    let cell = proptest::collection::btree_map(0..N_GENES as u32, 1u32..50, 0..N_GENES)
+        .prop_map(|m| m.into_iter().map(|(g, v)| (g, v as f32)).collect());
+    proptest::collection::vec(cell, 1..12)
+}
+
+fn chunk(rows: &[Vec<(u32, f32)>]) -> CellChunk {
+    let mut indptr = vec![0];
+    let (mut idx, mut val) = (vec![], vec![]);
+    for r in rows {
+        for &(g, v) in r {
+            idx.push(g);
+            val.push(v);
+        }
+        indptr.push(idx.len());
+    }
+    CellChunk::from_csr((0..rows.len()).map(|i| format!("c{i}")).collect(), indptr, idx, val, N_GENES).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn geneformer_invariants(rows in cells(), symbols in any::<bool>()) {
+        let genes: Vec<String> = (0..N_GENES).map(|g| if symbols { format!("S{g}") } else { format!("G{g}") }).collect();
+        let c = chunk(&rows);
+        for version in [GeneformerVersion::V1, GeneformerVersion::V2] {
+            let tok = GeneformerTokenizer::new(version, toy_dicts());
+            let plan = tok.plan(&genes);
+            prop_assert_eq!(plan.collapsed, symbols, "only the symbol input has two genes mapping to one");
+            for (i, cell) in c.cells().enumerate() {
+                let n = cell.total();
+                let ranked = tok.rank(&plan, cell, n);
+                prop_assert!(ranked.windows(2).all(|w| w[0].1 >= w[1].1), "keys are non-increasing");
+                let out = tok.tokenize(&plan, cell, n);
+                prop_assert_eq!(out.is_none(), cell.is_empty(), "cell {}: dropped only when empty", i);
+                if let Some(out) = out {
+                    prop_assert!(out.input_ids.len() <= version.model_input_size());
+                    let body = if version == GeneformerVersion::V2 {
+                        prop_assert_eq!(out.input_ids[0], 2);
+                        prop_assert_eq!(*out.input_ids.last().unwrap(), 3);
+                        &out.input_ids[1..out.input_ids.len() - 1]
+                    } else {
+                        &out.input_ids[..]
+                    };
+                    prop_assert!(body.iter().all(|&t| (4..4 + N_GENES as u32).contains(&t)));
+                    let mut uniq = body.to_vec();
+                    uniq.sort_unstable();
+                    uniq.dedup();
+                    prop_assert_eq!(uniq.len(), body.len(), "a gene appears once");
+                    prop_assert_eq!(Some(out), tok.tokenize(&plan, cell, n), "deterministic");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scgpt_bins_are_in_range_and_helical_is_order_free(rows in cells()) {
+        let values: Vec<Vec<f32>> = rows.iter().map(|r| {
+            let mut v = vec![0f32; N_GENES];
+            for &(g, x) in r { v[g as usize] = x; }
+            v
+        }).collect();
+        let mut forward = TieBreak::HelicalPcg64;
+        let a: Vec<Vec<u8>> = values.iter().map(|v| bin_cell(v, 51, &mut forward)).collect();
+        let mut backward = TieBreak::HelicalPcg64;
+        let mut b: Vec<Vec<u8>> = values.iter().rev().map(|v| bin_cell(v, 51, &mut backward)).collect();
+        b.reverse();
+        prop_assert_eq!(&a, &b, "helical bins do not depend on cell order");
+        let mut legacy = TieBreak::numpy_legacy(0);
+        let mut det = TieBreak::Deterministic;
+        for v in &values {
+            let det_bins = bin_cell(v, 51, &mut det);
+            for bins in [bin_cell(v, 51, &mut legacy), det_bins.clone()] {
+                for (x, b) in v.iter().zip(&bins) {
+                    prop_assert_eq!(*x == 0.0, *b == 0, "zeros and only zeros get bin 0");
+                    prop_assert!(*b <= 50);
+                }
+            }
+            if v.iter().any(|&x| x != 0.0) {
+                // Deterministic ties take the highest bin, so the maximum always gets 50 (with
+                // random tie-breaks a repeated maximum sits on a run of equal edges).
+                let max = v.iter().cloned().fold(0f32, f32::max);
+                let at = v.iter().position(|&x| x == max).unwrap();
+                prop_assert_eq!(det_bins[at], 50, "the maximum gets the top bin");
+            }
+        }
+    }
+
+    #[test]
+    fn scbert_and_xtrimogene_invariants(rows in cells()) {
+        let names: Vec<String> = (0..N_GENES).map(|g| format!("S{g}")).collect();
+        let table = scfm_core::GeneTable::new(names.clone()).unwrap();
+        let mut scbert = ScBertTokenizer::new(names.iter().rev().cloned().collect());
+        scbert.min_genes = 3;
+        let splan = scbert.plan(&table);
+        let xt = XTrimoGeneTokenizer::new(names.clone(), DepthTarget::Fixed(4.0));
+        let xplan = xt.plan(&table);
+        for cell in chunk(&rows).cells() {
+            match scbert.tokenize(&splan, cell) {
+                None => prop_assert!(cell.nnz() < 3),
+                Some(t) => {
+                    prop_assert_eq!(t.len(), N_GENES + 1);
+                    prop_assert_eq!(*t.last().unwrap(), 0);
+                    prop_assert!(t.iter().all(|&x| x <= 5));
+                    prop_assert_eq!(t.iter().filter(|&&x| x > 0).count() <= cell.nnz(), true);
+                }
+            }
+            let enc = xt.encode_counts(&xplan, cell);
+            prop_assert!(enc.positions.windows(2).all(|w| w[0] < w[1]), "ascending positions");
+            prop_assert!(enc.values.iter().all(|&v| v > 0.0));
+            prop_assert_eq!(enc.positions.first() == Some(&(N_GENES as u32)), cell.is_empty() , "an empty cell has only T (and S when total > 1)");
+            prop_assert_eq!(enc.positions.len(), cell.nnz() + 1 + usize::from(cell.total() > 1.0));
+        }
+    }
+}
