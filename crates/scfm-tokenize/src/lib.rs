@@ -3,6 +3,7 @@
 //!
 //! - [`geneformer`]: Geneformer V1/V2 rank-value encoding, token-exact against upstream.
 //! - [`scbert`]: scBERT's aligned, log2-normalised expression bins.
+//! - [`mask`]: the seeded masking schemes of the four pretraining objectives.
 //! - [`xtrimogene`]: xTrimoGene/scFoundation input with the T/S read-depth tokens.
 //! - [`scgpt`]: scGPT value binning with upstream's, helical's or a deterministic tie-break.
 //!
@@ -11,6 +12,7 @@
 
 mod error;
 pub mod geneformer;
+pub mod mask;
 pub mod pickle;
 pub mod rng;
 pub mod scbert;

@@ -119,7 +119,13 @@ fn seed_sequence(entropy: &[u32], n_words: usize) -> Vec<u32> {
 impl NumpyPcg64 {
     /// `np.random.default_rng(seed)` for a seed below 2^32.
     pub fn new(seed: u32) -> Self {
-        let w = seed_sequence(&[seed], 8);
+        Self::from_entropy(&[seed])
+    }
+
+    /// `np.random.default_rng([w0, w1, …])`: a stream per `(seed, cell, …)` key, so that every
+    /// cell's draws are independent of batch composition and thread count.
+    pub fn from_entropy(entropy: &[u32]) -> Self {
+        let w = seed_sequence(entropy, 8);
         let u64s: Vec<u64> = w.chunks_exact(2).map(|p| u64::from(p[0]) | (u64::from(p[1]) << 32)).collect();
         let initstate = (u128::from(u64s[0]) << 64) | u128::from(u64s[1]);
         let initseq = (u128::from(u64s[2]) << 64) | u128::from(u64s[3]);
@@ -144,5 +150,16 @@ impl NumpyPcg64 {
     /// `Generator.random()`: a double in [0, 1).
     pub fn next_f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0)
+    }
+
+    /// A uniform integer in `0..n` (Lemire's multiply-shift with rejection; `n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        assert!(n > 0, "empty range");
+        loop {
+            let m = u128::from(self.next_u64()) * u128::from(n);
+            if (m as u64) >= n.wrapping_neg() % n {
+                return (m >> 64) as u64;
+            }
+        }
     }
 }

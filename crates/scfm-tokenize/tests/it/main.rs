@@ -1,6 +1,7 @@
 //! scfm-tokenize integration tests (one binary).
 
 mod geneformer;
+mod masking;
 mod props;
 mod safetensors;
 mod scbert;
