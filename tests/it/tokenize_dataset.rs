@@ -4,7 +4,7 @@
 use scfm::core::arrow_array::cast::AsArray;
 use scfm::core::arrow_array::types::Int32Type;
 use scfm::core::arrow_schema::DataType;
-use scfm::pipeline::{GeneformerFiles, TokenizeOptions, tokenize_geneformer};
+use scfm::pipeline::{GeneformerFiles, Scheme, TokenizeOptions, tokenize};
 use scfm::tokenize::geneformer::GeneformerVersion;
 
 use crate::data;
@@ -24,9 +24,10 @@ fn geneformer_dataset_has_the_upstream_layout_and_tokens() {
     let files = GeneformerFiles::find(&data("vocab/geneformer"), GeneformerVersion::V2).unwrap();
     let opts = TokenizeOptions { obs_columns: vec!["trueLabel".into()], ..Default::default() };
     let input = data("h5ad/pbmc_sorted_3k5_train.h5ad");
-    let report = tokenize_geneformer(&input, out.path(), GeneformerVersion::V2, &files, &opts, &mut |_, _| {}).unwrap();
+    let scheme = Scheme::Geneformer { version: GeneformerVersion::V2, files };
+    let report = tokenize(&input, out.path(), &scheme, &opts, &mut |_, _| {}).unwrap();
     assert_eq!((report.cells_in, report.cells_out), (2800, 2800));
-    assert!(report.collapsed, "pbmc symbols take upstream's collapse branch");
+    assert_eq!(report.settings["collapsed_duplicates"], true, "pbmc symbols take upstream's collapse branch");
 
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("state.json")).unwrap()).unwrap();
@@ -89,7 +90,8 @@ fn tokens_do_not_depend_on_chunk_size_or_threads() {
     for chunk_cells in [7, 64, 10_000] {
         let out = tempfile::tempdir().unwrap();
         let opts = TokenizeOptions { chunk_cells, ..Default::default() };
-        tokenize_geneformer(&input, out.path(), GeneformerVersion::V2, &files, &opts, &mut |_, _| {}).unwrap();
+        let scheme = Scheme::Geneformer { version: GeneformerVersion::V2, files: files.clone() };
+        tokenize(&input, out.path(), &scheme, &opts, &mut |_, _| {}).unwrap();
         results.push(read_ids(out.path()));
     }
     assert_eq!(results[0].len(), 490);

@@ -9,8 +9,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use scfm::io::corpus::{ConvertOptions, ShardFormat, convert};
 use scfm::io::inspect::inspect;
 use scfm::io::{MatrixSelector, ObsFilter, ObsSelection};
-use scfm::pipeline::{GeneformerFiles, TokenizeOptions, tokenize_geneformer};
+use scfm::pipeline::{GeneformerFiles, Scheme, TieMode, TokenizeOptions, tokenize};
 use scfm::tokenize::geneformer::GeneformerVersion;
+use scfm::tokenize::scgpt::ScGptSequence;
 
 #[derive(Parser)]
 #[command(name = "scfm", version, about = "Single-cell foundation models: data, tokenizers, models")]
@@ -58,11 +59,11 @@ enum Command {
         /// Output dataset folder.
         #[arg(short, long)]
         output: PathBuf,
-        /// Tokenization scheme (more schemes follow): geneformer-v2 or geneformer-v1.
+        /// geneformer-v2, geneformer-v1, scgpt, scbert or xtrimogene.
         #[arg(long, default_value = "geneformer-v2")]
         scheme: String,
-        /// Folder with the model's upstream vocabulary files (Geneformer: the *_gc104M.pkl or
-        /// *_gc30M.pkl dictionaries).
+        /// The model's upstream vocabulary: a folder holding the upstream files (Geneformer
+        /// dictionaries, scGPT vocab.json, scBERT gene list, scFoundation gene index) or the file.
         #[arg(long)]
         vocab: PathBuf,
         /// Comma-separated obs columns to carry into the dataset.
@@ -71,6 +72,19 @@ enum Command {
         /// Matrix of h5ad inputs: counts (raw.X when present, else X), X, raw or layer:NAME.
         #[arg(long, default_value = "counts")]
         matrix: MatrixSelector,
+        /// scGPT: longest sequence including <cls> (longer cells are sub-sampled, seeded).
+        #[arg(long, default_value_t = 1200)]
+        max_len: usize,
+        /// scGPT: seed of sub-sampling and of the numpy-legacy tie-break.
+        #[arg(long, default_value_t = 0)]
+        seed: u32,
+        /// scGPT binning ties: helical (per-cell PCG64(42)), numpy-legacy (upstream's stream, cells
+        /// in file order) or deterministic (highest bin).
+        #[arg(long, default_value = "helical")]
+        ties: String,
+        /// xTrimoGene target depth: t<v>, f<r> or a<d>.
+        #[arg(long, default_value = "t4")]
+        target: String,
     },
     /// Describe a file: shape, matrices, obs columns and types, count-likeness, gene ids.
     Inspect {
@@ -128,13 +142,49 @@ fn run(cli: Cli) -> Result<()> {
                 output.display()
             );
         }
-        Command::Tokenize { input, output, scheme, vocab, obs, matrix } => {
-            let version = match scheme.as_str() {
-                "geneformer-v2" | "geneformer" => GeneformerVersion::V2,
-                "geneformer-v1" => GeneformerVersion::V1,
-                other => anyhow::bail!("scheme {other:?} is not available yet (use geneformer-v2 or geneformer-v1)"),
+        Command::Tokenize { input, output, scheme, vocab, obs, matrix, max_len, seed, ties, target } => {
+            let file_in = |names: &[&str]| -> Result<PathBuf> {
+                if vocab.is_file() {
+                    return Ok(vocab.clone());
+                }
+                names
+                    .iter()
+                    .map(|n| vocab.join(n))
+                    .find(|p| p.exists())
+                    .with_context(|| format!("{} holds none of {names:?}", vocab.display()))
             };
-            let files = GeneformerFiles::find(&vocab, version)?;
+            let scheme = match scheme.as_str() {
+                "geneformer-v2" | "geneformer" => Scheme::Geneformer {
+                    version: GeneformerVersion::V2,
+                    files: GeneformerFiles::find(&vocab, GeneformerVersion::V2)?,
+                },
+                "geneformer-v1" => Scheme::Geneformer {
+                    version: GeneformerVersion::V1,
+                    files: GeneformerFiles::find(&vocab, GeneformerVersion::V1)?,
+                },
+                "scgpt" => {
+                    let ties = match ties.as_str() {
+                        "helical" => TieMode::Helical,
+                        "numpy-legacy" => TieMode::NumpyLegacy,
+                        "deterministic" => TieMode::Deterministic,
+                        other => anyhow::bail!("unknown --ties {other:?}: use helical, numpy-legacy or deterministic"),
+                    };
+                    let mut sequence = ScGptSequence::zero_shot(0);
+                    sequence.max_len = max_len;
+                    sequence.seed = seed;
+                    Scheme::ScGpt { vocab: file_in(&["vocab.json", "default_census_vocab.json"])?, sequence, ties }
+                }
+                "scbert" => {
+                    Scheme::ScBert { genes: file_in(&["vocab_gene2vec_16906.pkl", "scbert_panglao_genes_16906.txt"])? }
+                }
+                "xtrimogene" | "scfoundation" => Scheme::XTrimoGene {
+                    genes: file_in(&["OS_scRNA_gene_index.19264.tsv"])?,
+                    target: target.parse().map_err(|e: String| anyhow::anyhow!(e))?,
+                },
+                other => anyhow::bail!(
+                    "unknown scheme {other:?}: use geneformer-v2, geneformer-v1, scgpt, scbert or xtrimogene"
+                ),
+            };
             let opts = TokenizeOptions {
                 matrix,
                 obs_columns: obs.map(|o| o.split(',').map(|c| c.trim().to_owned()).collect()).unwrap_or_default(),
@@ -144,19 +194,19 @@ fn run(cli: Cli) -> Result<()> {
                 ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} cells  {per_sec}  ETA {eta}")
                     .expect("valid template"),
             );
-            let report = tokenize_geneformer(&input, &output, version, &files, &opts, &mut |done, total| {
+            let report = tokenize(&input, &output, &scheme, &opts, &mut |done, total| {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
             })
             .with_context(|| format!("tokenizing {}", input.display()))?;
             bar.finish_and_clear();
             println!(
-                "tokenized {} of {} cells ({} of {} genes mapped{}) into {}",
+                "{}: tokenized {} of {} cells ({} of {} genes mapped) into {}",
+                report.scheme,
                 report.cells_out,
                 report.cells_in,
                 report.genes_mapped,
                 report.genes_in,
-                if report.collapsed { ", duplicates summed" } else { "" },
                 output.display()
             );
         }

@@ -38,5 +38,6 @@ pub use vocab::GeneVocab;
 
 /// Re-exported so that downstream crates name the same Arrow types as this crate.
 pub use arrow_array;
+pub use arrow_buffer;
 pub use arrow_schema;
 pub use arrow_select;

@@ -93,3 +93,86 @@ pub fn bin_cell(values: &[f32], n_bins: usize, tie: &mut TieBreak) -> Vec<u8> {
     }
     out
 }
+
+/// How scGPT builds a cell's token sequence (MODELS.md §3.5).
+#[derive(Debug, Clone)]
+pub struct ScGptSequence {
+    /// Id of `<cls>`.
+    pub cls_id: u32,
+    /// Value of the `<cls>` position: −2 (`pad_value`, zero-shot embedding path) or 0 (the
+    /// fine-tuning tutorials).
+    pub cls_value: f32,
+    /// Longest sequence, `<cls>` included; longer cells keep `<cls>` and a seeded uniform sample
+    /// of their genes (in column order).
+    pub max_len: usize,
+    /// Include unexpressed vocabulary genes (integration tutorial) or not (annotation, zero-shot).
+    pub include_zero_genes: bool,
+    /// Number of value bins (51).
+    pub n_bins: usize,
+    /// Seed of the gene sub-sampling.
+    pub seed: u32,
+}
+
+impl ScGptSequence {
+    /// The zero-shot embedding path: `<cls>` value −2, `max_len` 1200, expressed genes only.
+    pub fn zero_shot(cls_id: u32) -> Self {
+        Self { cls_id, cls_value: -2.0, max_len: 1200, include_zero_genes: false, n_bins: 51, seed: 0 }
+    }
+
+    /// Maps dataset columns to vocabulary ids (by gene symbol, exact match).
+    pub fn plan(vocab: &scfm_core::GeneVocab, genes: &scfm_core::GeneTable) -> Vec<Option<u32>> {
+        genes.symbols().unwrap_or(genes.ids()).iter().map(|g| vocab.id(g)).collect()
+    }
+
+    /// `(gene ids, binned values)` of one cell, `<cls>` first. `cell` keys the sub-sampling
+    /// stream; `tie` breaks binning ties (see [`TieBreak`]).
+    pub fn tokenize(
+        &self,
+        plan: &[Option<u32>],
+        cell: scfm_core::CellView<'_>,
+        cell_key: u64,
+        tie: &mut TieBreak,
+    ) -> (Vec<u32>, Vec<f32>) {
+        let (mut ids, mut values) = (vec![], vec![]);
+        if self.include_zero_genes {
+            let mut dense: Vec<f32> = vec![0.0; plan.len()];
+            for (&g, &v) in cell.indices.iter().zip(cell.values) {
+                dense[g as usize] = v;
+            }
+            for (col, id) in plan.iter().enumerate() {
+                if let Some(id) = id {
+                    ids.push(*id);
+                    values.push(dense[col]);
+                }
+            }
+        } else {
+            for (&g, &v) in cell.indices.iter().zip(cell.values) {
+                if let Some(Some(id)) = plan.get(g as usize) {
+                    ids.push(*id);
+                    values.push(v);
+                }
+            }
+        }
+        let bins = bin_cell(&values, self.n_bins, tie);
+        let mut keep: Vec<usize> = (0..ids.len()).collect();
+        if ids.len() + 1 > self.max_len {
+            let mut rng = NumpyPcg64::from_entropy(&[self.seed, cell_key as u32, (cell_key >> 32) as u32]);
+            let k = self.max_len.saturating_sub(1);
+            for i in 0..k {
+                let j = i + rng.below((keep.len() - i) as u64) as usize;
+                keep.swap(i, j);
+            }
+            keep.truncate(k);
+            keep.sort_unstable();
+        }
+        let mut out_ids = Vec::with_capacity(keep.len() + 1);
+        let mut out_values = Vec::with_capacity(keep.len() + 1);
+        out_ids.push(self.cls_id);
+        out_values.push(self.cls_value);
+        for i in keep {
+            out_ids.push(ids[i]);
+            out_values.push(f32::from(bins[i]));
+        }
+        (out_ids, out_values)
+    }
+}

@@ -3,17 +3,22 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use scfm_core::arrow_array::builder::{Int16Builder, Int32Builder, ListBuilder};
 use scfm_core::arrow_array::cast::AsArray;
 use scfm_core::arrow_array::types::Float64Type;
-use scfm_core::arrow_array::{ArrayRef, Int64Array, RecordBatch};
+use scfm_core::arrow_array::{
+    ArrayRef, Float32Array, Int16Array, Int32Array, Int64Array, ListArray, RecordBatch, UInt8Array, UInt32Array,
+};
+use scfm_core::arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use scfm_core::arrow_schema::{DataType, Field, Schema};
 use scfm_core::{CellSource, GeneIdKind};
 use scfm_io::hf::HfDatasetWriter;
 use scfm_io::{AnySource, IoError, MatrixSelector, ObsSelection, SourceOptions};
 use scfm_tokenize::TokenizeError;
 use scfm_tokenize::geneformer::{GeneformerDictionaries, GeneformerTokenizer, GeneformerVersion};
-use scfm_tokenize::vocab::string_map;
+use scfm_tokenize::scbert::ScBertTokenizer;
+use scfm_tokenize::scgpt::{ScGptSequence, TieBreak};
+use scfm_tokenize::vocab::{gene_list, scfoundation_genes, scgpt_vocab, string_map};
+use scfm_tokenize::xtrimogene::{DepthTarget, XTrimoGeneTokenizer};
 use serde::Serialize;
 
 use crate::Error;
@@ -64,7 +69,66 @@ impl GeneformerFiles {
     }
 }
 
-/// Options of [`tokenize_geneformer`].
+/// How scGPT breaks ties between equal quantile edges (see [`TieBreak`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TieMode {
+    /// Upstream's NumPy legacy stream after `np.random.seed(seed)`, cells in file order.
+    NumpyLegacy,
+    /// helical's `default_rng(42)` per cell.
+    Helical,
+    /// The highest candidate bin (no randomness).
+    Deterministic,
+}
+
+/// A tokenization scheme and the upstream files it needs.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Scheme {
+    /// Geneformer rank-value encoding.
+    Geneformer {
+        /// V1 or V2.
+        version: GeneformerVersion,
+        /// The dictionaries.
+        files: GeneformerFiles,
+    },
+    /// scGPT gene ids and binned values.
+    ScGpt {
+        /// `vocab.json` (the release's specials are appended when missing).
+        vocab: PathBuf,
+        /// Sequence settings (`cls_id` is taken from the vocabulary).
+        sequence: ScGptSequence,
+        /// Tie-breaking of the binning.
+        ties: TieMode,
+    },
+    /// scBERT expression bins over its 16,906 genes.
+    ScBert {
+        /// The ordered gene list (`vocab_gene2vec_16906.pkl` or the text list).
+        genes: PathBuf,
+    },
+    /// xTrimoGene / scFoundation encoder input.
+    XTrimoGene {
+        /// `OS_scRNA_gene_index.19264.tsv`.
+        genes: PathBuf,
+        /// The target read depth (`t4`, `f1`, `a5`, …).
+        target: DepthTarget,
+    },
+}
+
+impl Scheme {
+    /// The scheme's command-line name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Geneformer { version: GeneformerVersion::V1, .. } => "geneformer-v1",
+            Self::Geneformer { .. } => "geneformer-v2",
+            Self::ScGpt { .. } => "scgpt",
+            Self::ScBert { .. } => "scbert",
+            Self::XTrimoGene { .. } => "xtrimogene",
+        }
+    }
+}
+
+/// Options of [`tokenize`].
 #[derive(Debug, Clone)]
 pub struct TokenizeOptions {
     /// Matrix of h5ad inputs (raw counts).
@@ -84,68 +148,181 @@ impl Default for TokenizeOptions {
 /// What a tokenization did; also saved as `scfm_tokenizer.json` next to the dataset.
 #[derive(Debug, Clone, Serialize)]
 pub struct TokenizeReport {
-    /// `geneformer`.
+    /// The scheme (`geneformer-v2`, `scgpt`, …).
     pub scheme: &'static str,
-    /// `V1` or `V2`.
-    pub version: String,
-    /// Model input size.
-    pub model_input_size: usize,
-    /// The dictionaries used.
-    pub dictionaries: GeneformerFiles,
+    /// The scheme's settings and files.
+    pub settings: serde_json::Value,
     /// The input.
     pub input: PathBuf,
-    /// Where `n_counts` came from: the obs column, or the cell totals over all genes.
-    pub n_counts_from: &'static str,
     /// Cells read.
     pub cells_in: usize,
-    /// Cells written (cells without any vocabulary gene are dropped, as upstream).
+    /// Cells written (Geneformer drops cells without a vocabulary gene, scBERT cells below its
+    /// 200-gene minimum, as upstream).
     pub cells_out: usize,
     /// Genes in the input.
     pub genes_in: usize,
-    /// Input genes mapped to the vocabulary.
+    /// Input genes that map to the model's genes.
     pub genes_mapped: usize,
-    /// Whether several inputs were summed into one gene (upstream's collapse branch).
-    pub collapsed: bool,
 }
 
-/// Tokenizes any input with Geneformer into a Hugging Face dataset (`input_ids`, `length`,
-/// and the requested obs columns), as upstream `TranscriptomeTokenizer.tokenize_data` does.
+/// One tokenized cell: ids (tokens or positions) and, for value-based schemes, values.
+type Row = (Vec<u32>, Option<Vec<f32>>);
+
+/// The per-cell work of a scheme: `(cell key, cell, n_counts) -> row`.
+type CellFn<'a> = Box<dyn Fn(u64, scfm_core::CellView<'_>, f64) -> Option<Row> + Sync + 'a>;
+
+/// scGPT with upstream's legacy RNG: the state that must be consumed in cell order.
+struct ScGptLegacy {
+    seq: ScGptSequence,
+    plan: Vec<Option<u32>>,
+    tie: TieBreak,
+}
+
+/// A scheme made ready for one dataset.
+struct Prepared<'a> {
+    cell_fn: CellFn<'a>,
+    id_type: DataType,
+    has_values: bool,
+    genes_mapped: usize,
+    settings: serde_json::Value,
+    legacy: Option<ScGptLegacy>,
+}
+
+fn prepare<'a>(scheme: &Scheme, source: &AnySource, has_n_counts: bool) -> Result<Prepared<'a>, Error> {
+    let ids = source.genes().ids().to_vec();
+    Ok(match scheme {
+        Scheme::Geneformer { version, files } => {
+            let dicts =
+                GeneformerDictionaries::load(&files.token_dictionary, &files.gene_medians, &files.ensembl_mapping)?;
+            let tok = GeneformerTokenizer::new(*version, dicts);
+            let mut genes = ids;
+            if *version == GeneformerVersion::V1
+                && source.genes().id_kind() == GeneIdKind::Symbol
+                && let Some(p) = &files.gene_name_id
+            {
+                let names = string_map(p)?;
+                genes = genes.iter().map(|g| names.get(g).cloned().unwrap_or_else(|| g.clone())).collect();
+            }
+            let plan = tok.plan(&genes);
+            let settings = serde_json::json!({
+                "model_input_size": version.model_input_size(),
+                "dictionaries": files,
+                "collapsed_duplicates": plan.collapsed,
+                "n_counts_from": if has_n_counts { "obs column n_counts" } else { "cell totals over all input genes" },
+            });
+            Prepared {
+                genes_mapped: plan.mapped_inputs,
+                id_type: if *version == GeneformerVersion::V1 { DataType::Int16 } else { DataType::Int32 },
+                has_values: false,
+                settings,
+                legacy: None,
+                cell_fn: Box::new(move |_, cell, n| tok.tokenize(&plan, cell, n).map(|t| (t.input_ids, None))),
+            }
+        }
+        Scheme::ScGpt { vocab, sequence, ties } => {
+            let v = scgpt_vocab(vocab, true)?;
+            let mut seq = sequence.clone();
+            seq.cls_id = v.id("<cls>").expect("specials are appended");
+            let plan = ScGptSequence::plan(&v, source.genes());
+            let settings = serde_json::json!({
+                "vocab": vocab, "max_len": seq.max_len, "cls_value": seq.cls_value, "n_bins": seq.n_bins,
+                "include_zero_genes": seq.include_zero_genes, "seed": seq.seed, "ties": ties,
+            });
+            let legacy = (*ties == TieMode::NumpyLegacy).then(|| ScGptLegacy {
+                seq: seq.clone(),
+                plan: plan.clone(),
+                tie: TieBreak::numpy_legacy(seq.seed),
+            });
+            let ties = *ties;
+            Prepared {
+                genes_mapped: plan.iter().flatten().count(),
+                id_type: DataType::Int32,
+                has_values: true,
+                settings,
+                legacy,
+                cell_fn: Box::new(move |key, cell, _| {
+                    let mut tie =
+                        if ties == TieMode::Helical { TieBreak::HelicalPcg64 } else { TieBreak::Deterministic };
+                    let (ids, values) = seq.tokenize(&plan, cell, key, &mut tie);
+                    Some((ids, Some(values)))
+                }),
+            }
+        }
+        Scheme::ScBert { genes } => {
+            let tok = ScBertTokenizer::new(gene_list(genes)?);
+            let plan = tok.plan(source.genes());
+            let settings = serde_json::json!({"genes": genes, "seq_len": tok.seq_len(), "min_genes": tok.min_genes, "bin_num": tok.bin_num});
+            Prepared {
+                genes_mapped: plan.matched,
+                id_type: DataType::UInt8,
+                has_values: false,
+                settings,
+                legacy: None,
+                cell_fn: Box::new(move |_, cell, _| {
+                    tok.tokenize(&plan, cell).map(|t| (t.into_iter().map(u32::from).collect(), None))
+                }),
+            }
+        }
+        Scheme::XTrimoGene { genes, target } => {
+            let tok = XTrimoGeneTokenizer::new(scfoundation_genes(genes)?, *target);
+            let plan = tok.plan(source.genes());
+            let settings = serde_json::json!({"genes": genes, "target": format!("{target:?}"), "seq_len": tok.seq_len(), "values": "computed in f64, rounded once to f32"});
+            Prepared {
+                genes_mapped: plan.matched,
+                id_type: DataType::Int32,
+                has_values: true,
+                settings,
+                legacy: None,
+                cell_fn: Box::new(move |_, cell, _| {
+                    let enc = tok.encode_counts(&plan, cell);
+                    Some((enc.positions, Some(enc.values.into_iter().map(|v| v as f32).collect())))
+                }),
+            }
+        }
+    })
+}
+
+/// Tokenizes any input (h5ad, 10x, corpus) with one scheme into a Hugging Face dataset:
+/// `input_ids`, `values` (scGPT, xTrimoGene), `length`, and the requested obs columns; the
+/// report is saved as `scfm_tokenizer.json` next to the data.
 ///
 /// # Errors
-/// Read, dictionary and write errors; [`TokenizeError::WrongKind`] when no gene maps to the
-/// vocabulary (wrong species or id kind).
-pub fn tokenize_geneformer(
+/// Read, vocabulary and write errors; [`TokenizeError::WrongKind`] when no gene maps to the
+/// model (wrong species or id kind) or the matrix does not hold integer counts.
+pub fn tokenize(
     input: &Path,
     out: &Path,
-    version: GeneformerVersion,
-    files: &GeneformerFiles,
+    scheme: &Scheme,
     opts: &TokenizeOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<TokenizeReport, Error> {
-    let dicts = GeneformerDictionaries::load(&files.token_dictionary, &files.gene_medians, &files.ensembl_mapping)?;
-    let tokenizer = GeneformerTokenizer::new(version, dicts);
     let source = AnySource::open(
         input,
         &SourceOptions { matrix: opts.matrix.clone(), obs: ObsSelection::All, require_counts: true },
     )?;
-    let mut genes = source.genes().ids().to_vec();
-    if version == GeneformerVersion::V1
-        && source.genes().id_kind() == GeneIdKind::Symbol
-        && let Some(p) = &files.gene_name_id
-    {
-        let names = string_map(p)?;
-        genes = genes.iter().map(|g| names.get(g).cloned().unwrap_or_else(|| g.clone())).collect();
-    }
-    let plan = tokenizer.plan(&genes);
-    if plan.mapped_inputs == 0 {
+    let probe = source.read_rows(0..source.n_cells().min(200))?;
+    if let Some(v) = probe.values().iter().find(|v| v.fract() != 0.0) {
         return Err(TokenizeError::WrongKind {
             path: input.to_owned(),
-            expected: "genes that Geneformer's vocabulary knows (human Ensembl ids or symbols)",
-            found: format!("none of its {} genes (e.g. {:?})", genes.len(), genes.iter().take(3).collect::<Vec<_>>()),
+            expected: "raw integer counts (choose them with --matrix counts, raw or layer:NAME)",
+            found: format!("non-integer values such as {v} in the selected matrix"),
         }
         .into());
     }
     let obs_schema = source.obs_schema();
+    let n_counts_col = obs_schema.index_of("n_counts").ok();
+    let Prepared { cell_fn, id_type, has_values, genes_mapped, settings, mut legacy } =
+        prepare(scheme, &source, n_counts_col.is_some())?;
+    let genes_in = source.genes().len();
+    if genes_mapped == 0 {
+        let ids = source.genes().ids();
+        return Err(TokenizeError::WrongKind {
+            path: input.to_owned(),
+            expected: "genes that the model's vocabulary knows (human Ensembl ids or symbols)",
+            found: format!("none of its {} genes (e.g. {:?})", ids.len(), ids.iter().take(3).collect::<Vec<_>>()),
+        }
+        .into());
+    }
     let carried: Vec<usize> = opts
         .obs_columns
         .iter()
@@ -157,14 +334,15 @@ pub fn tokenize_geneformer(
             })
         })
         .collect::<Result<_, _>>()?;
-    let n_counts_col = obs_schema.index_of("n_counts").ok();
-    let item = if version == GeneformerVersion::V1 { DataType::Int16 } else { DataType::Int32 };
-    let mut fields = vec![
-        Field::new("input_ids", DataType::List(Arc::new(Field::new_list_field(item.clone(), true))), true),
-        Field::new("length", DataType::Int64, true),
-    ];
+    let list_of = |t: DataType| DataType::List(Arc::new(Field::new_list_field(t, true)));
+    let mut fields = vec![Field::new("input_ids", list_of(id_type.clone()), true)];
+    if has_values {
+        fields.push(Field::new("values", list_of(DataType::Float32), true));
+    }
+    fields.push(Field::new("length", DataType::Int64, true));
     fields.extend(carried.iter().map(|&i| obs_schema.field(i).clone()));
-    let schema = Schema::new(fields);
+    let schema = Arc::new(Schema::new(fields));
+
     let mut writer = HfDatasetWriter::create(out, &schema, 200_000)?;
     let (mut cells_in, mut cells_out) = (0, 0);
     let total_cells = source.n_cells();
@@ -183,63 +361,91 @@ pub fn tokenize_geneformer(
         });
         for chunk in rx {
             let chunk = chunk?;
+            let base = cells_in as u64;
             let n_counts: Vec<f64> = match n_counts_col.and_then(|i| numeric_f64(chunk.obs().column(i))) {
                 Some(v) => v,
                 None => chunk.cells().map(|c| c.total()).collect(),
             };
-            let tokens = par_map(chunk.n_cells(), threads, |i| tokenizer.tokenize(&plan, chunk.cell(i), n_counts[i]));
-            let (mut keep, mut lengths) = (vec![], vec![]);
-            let mut ids32 = ListBuilder::new(Int32Builder::new());
-            let mut ids16 = ListBuilder::new(Int16Builder::new());
-            for (i, tok) in tokens.into_iter().enumerate() {
-                let Some(tok) = tok else { continue };
-                keep.push(i);
-                lengths.push(tok.input_ids.len() as i64);
-                if version == GeneformerVersion::V1 {
-                    ids16.values().extend(tok.input_ids.iter().map(|&t| Some(t as i16)));
-                    ids16.append(true);
-                } else {
-                    ids32.values().extend(tok.input_ids.iter().map(|&t| Some(t as i32)));
-                    ids32.append(true);
-                }
-            }
-            let ids: ArrayRef =
-                if version == GeneformerVersion::V1 { Arc::new(ids16.finish()) } else { Arc::new(ids32.finish()) };
-            let take = scfm_core::arrow_array::UInt32Array::from(keep.iter().map(|&i| i as u32).collect::<Vec<_>>());
-            let mut cols: Vec<ArrayRef> = vec![ids, Arc::new(Int64Array::from(lengths))];
-            for &c in &carried {
-                cols.push(
-                    scfm_core::arrow_select::take::take(chunk.obs().column(c), &take, None)
-                        .map_err(|source| IoError::Arrow { path: out.to_owned(), source })?,
-                );
-            }
-            let batch = RecordBatch::try_new(Arc::new(Schema::new(schema.fields().clone())), cols)
-                .map_err(|source| IoError::Arrow { path: out.to_owned(), source })?;
+            let rows: Vec<Option<Row>> = match legacy.as_mut() {
+                // One NumPy stream consumed cell after cell in file order, as upstream: sequential.
+                Some(l) => chunk
+                    .cells()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        let (ids, values) = l.seq.tokenize(&l.plan, c, base + i as u64, &mut l.tie);
+                        Some((ids, Some(values)))
+                    })
+                    .collect(),
+                None => par_map(chunk.n_cells(), threads, |i| cell_fn(base + i as u64, chunk.cell(i), n_counts[i])),
+            };
+            let batch = build_batch(&schema, &id_type, has_values, rows, &chunk, &carried, out)?;
+            cells_out += batch.num_rows();
             writer.write(&batch)?;
             cells_in += chunk.n_cells();
-            cells_out += keep.len();
             progress(cells_in, total_cells);
         }
         Ok(())
     })?;
     writer.finish()?;
     let report = TokenizeReport {
-        scheme: "geneformer",
-        version: format!("{version:?}"),
-        model_input_size: version.model_input_size(),
-        dictionaries: files.clone(),
+        scheme: scheme.name(),
+        settings,
         input: input.to_owned(),
-        n_counts_from: if n_counts_col.is_some() { "obs column n_counts" } else { "cell totals over all input genes" },
         cells_in,
         cells_out,
-        genes_in: genes.len(),
-        genes_mapped: plan.mapped_inputs,
-        collapsed: plan.collapsed,
+        genes_in,
+        genes_mapped,
     };
     let spec = out.join("scfm_tokenizer.json");
     std::fs::write(&spec, serde_json::to_vec_pretty(&report).expect("serializable"))
         .map_err(|source| IoError::Io { path: spec.clone(), source })?;
     Ok(report)
+}
+
+/// The record batch of one chunk's tokenized cells (cells without tokens are left out).
+fn build_batch(
+    schema: &Arc<Schema>,
+    id_type: &DataType,
+    has_values: bool,
+    rows: Vec<Option<Row>>,
+    chunk: &scfm_core::CellChunk,
+    carried: &[usize],
+    out: &Path,
+) -> Result<RecordBatch, Error> {
+    let mut keep = vec![];
+    let mut offsets = vec![0i32];
+    let (mut flat_ids, mut flat_values, mut lengths) = (vec![], vec![], vec![]);
+    for (i, row) in rows.into_iter().enumerate() {
+        let Some((ids, values)) = row else { continue };
+        keep.push(i as u32);
+        lengths.push(ids.len() as i64);
+        flat_ids.extend(ids);
+        if let Some(v) = values {
+            flat_values.extend(v);
+        }
+        offsets.push(flat_ids.len() as i32);
+    }
+    let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+    let arrow = |source| IoError::Arrow { path: out.to_owned(), source };
+    let ids: ArrayRef = match id_type {
+        DataType::Int16 => Arc::new(Int16Array::from(flat_ids.iter().map(|&t| t as i16).collect::<Vec<_>>())),
+        DataType::UInt8 => Arc::new(UInt8Array::from(flat_ids.iter().map(|&t| t as u8).collect::<Vec<_>>())),
+        _ => Arc::new(Int32Array::from(flat_ids.iter().map(|&t| t as i32).collect::<Vec<_>>())),
+    };
+    let list = |field: &Field, values: ArrayRef| -> Result<ArrayRef, Error> {
+        let DataType::List(item) = field.data_type() else { unreachable!("list columns") };
+        Ok(Arc::new(ListArray::try_new(item.clone(), offsets.clone(), values, None).map_err(arrow)?))
+    };
+    let mut cols = vec![list(schema.field(0), ids)?];
+    if has_values {
+        cols.push(list(schema.field(1), Arc::new(Float32Array::from(flat_values)))?);
+    }
+    cols.push(Arc::new(Int64Array::from(lengths)));
+    let take = UInt32Array::from(keep);
+    for &c in carried {
+        cols.push(scfm_core::arrow_select::take::take(chunk.obs().column(c), &take, None).map_err(arrow)?);
+    }
+    Ok(RecordBatch::try_new(schema.clone(), cols).map_err(arrow)?)
 }
 
 /// `f(0..n)` on up to `threads` scoped threads (contiguous slices, results in order).
