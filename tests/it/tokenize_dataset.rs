@@ -97,3 +97,68 @@ fn tokens_do_not_depend_on_chunk_size_or_threads() {
     assert_eq!(results[0].len(), 490);
     assert!(results.windows(2).all(|w| w[0] == w[1]), "identical datasets for every chunk size");
 }
+
+#[test]
+fn ensembl_only_inputs_map_through_gencode_and_unknown_genes_can_be_refused() {
+    use scfm::pipeline::{TieMode, UnknownGenePolicy};
+    use scfm::tokenize::scgpt::ScGptSequence;
+    let input = data("h5ad/cellbench_celseq2_5cl.h5ad");
+    let scbert = Scheme::ScBert { genes: data("vocab/scbert/vocab_gene2vec_16906.pkl") };
+    let out = tempfile::tempdir().unwrap();
+    // Ensembl ids only: nothing matches scBERT's symbols…
+    let err = tokenize(&input, out.path(), &scbert, &TokenizeOptions::default(), &mut |_, _| {}).unwrap_err();
+    assert!(err.to_string().contains("none of its 12653 genes"), "{err}");
+    // …until GENCODE translates them.
+    let opts = TokenizeOptions {
+        gene_table: Some(data("vocab/gene_ids/gencode_v48_genes_homo_sapiens.csv.gz")),
+        ..Default::default()
+    };
+    let report = tokenize(&input, out.path(), &scbert, &opts, &mut |_, _| {}).unwrap();
+    assert!(report.genes_mapped > 8_000, "{} genes mapped", report.genes_mapped);
+    let scgpt = Scheme::ScGpt {
+        vocab: data("vocab/scgpt/default_census_vocab.json"),
+        sequence: ScGptSequence::zero_shot(0),
+        ties: TieMode::NumpyLegacy,
+    };
+    let report = tokenize(&input, out.path(), &scgpt, &opts, &mut |_, _| {}).unwrap();
+    assert!(report.genes_mapped > 10_000);
+    let strict = TokenizeOptions { unknown_genes: UnknownGenePolicy::Error, ..opts };
+    let err = tokenize(&input, out.path(), &scgpt, &strict, &mut |_, _| {}).unwrap_err().to_string();
+    assert!(err.contains("are not in the model's vocabulary") && err.contains("ENSG"), "{err}");
+}
+
+#[test]
+fn scgpt_legacy_bins_do_not_depend_on_chunk_size() {
+    use scfm::pipeline::TieMode;
+    use scfm::tokenize::scgpt::ScGptSequence;
+    let input = data("h5ad/pbmc_sorted_train_490.h5ad");
+    let scheme = Scheme::ScGpt {
+        vocab: data("vocab/scgpt/default_census_vocab.json"),
+        sequence: ScGptSequence::zero_shot(0),
+        ties: TieMode::NumpyLegacy,
+    };
+    let mut results = vec![];
+    for chunk_cells in [13, 5000] {
+        let out = tempfile::tempdir().unwrap();
+        tokenize(&input, out.path(), &scheme, &TokenizeOptions { chunk_cells, ..Default::default() }, &mut |_, _| {})
+            .unwrap();
+        results.push((read_ids(out.path()), read_values(out.path())));
+    }
+    assert_eq!(results[0], results[1], "ids and binned values");
+    assert!(results[0].1.iter().flatten().any(|&v| v > 1.0), "values hold bins");
+}
+
+/// All `values` (column 1) of a written dataset, in order.
+fn read_values(dir: &std::path::Path) -> Vec<Vec<f32>> {
+    use scfm::core::arrow_array::types::Float32Type;
+    let f = std::fs::File::open(dir.join("data-00000-of-00001.arrow")).unwrap();
+    let reader = arrow_ipc::reader::StreamReader::try_new(f, None).unwrap();
+    let mut out = vec![];
+    for b in reader.map(Result::unwrap) {
+        let list = b.column(1).as_list::<i32>();
+        for i in 0..b.num_rows() {
+            out.push(list.value(i).as_primitive::<Float32Type>().values().to_vec());
+        }
+    }
+    out
+}

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use scfm::io::corpus::{ConvertOptions, ShardFormat, convert};
 use scfm::io::inspect::inspect;
 use scfm::io::{MatrixSelector, ObsFilter, ObsSelection};
-use scfm::pipeline::{GeneformerFiles, Scheme, TieMode, TokenizeOptions, tokenize};
+use scfm::pipeline::{GeneformerFiles, Scheme, TieMode, TokenizeOptions, UnknownGenePolicy, tokenize};
 use scfm::tokenize::geneformer::GeneformerVersion;
 use scfm::tokenize::scgpt::ScGptSequence;
 
@@ -85,6 +85,13 @@ enum Command {
         /// xTrimoGene target depth: t<v>, f<r> or a<d>.
         #[arg(long, default_value = "t4")]
         target: String,
+        /// Unknown genes: skip (count and leave out) or error.
+        #[arg(long, default_value = "skip")]
+        unknown_genes: String,
+        /// GENCODE gene table (Ensembl id → symbol, e.g. gencode_v48_genes_homo_sapiens.csv.gz)
+        /// for scGPT/scBERT/xTrimoGene on inputs that have Ensembl ids only.
+        #[arg(long)]
+        gene_table: Option<PathBuf>,
     },
     /// Describe a file: shape, matrices, obs columns and types, count-likeness, gene ids.
     Inspect {
@@ -142,7 +149,20 @@ fn run(cli: Cli) -> Result<()> {
                 output.display()
             );
         }
-        Command::Tokenize { input, output, scheme, vocab, obs, matrix, max_len, seed, ties, target } => {
+        Command::Tokenize {
+            input,
+            output,
+            scheme,
+            vocab,
+            obs,
+            matrix,
+            max_len,
+            seed,
+            ties,
+            target,
+            unknown_genes,
+            gene_table,
+        } => {
             let file_in = |names: &[&str]| -> Result<PathBuf> {
                 if vocab.is_file() {
                     return Ok(vocab.clone());
@@ -185,8 +205,15 @@ fn run(cli: Cli) -> Result<()> {
                     "unknown scheme {other:?}: use geneformer-v2, geneformer-v1, scgpt, scbert or xtrimogene"
                 ),
             };
+            let unknown_genes = match unknown_genes.as_str() {
+                "skip" => UnknownGenePolicy::Skip,
+                "error" => UnknownGenePolicy::Error,
+                other => anyhow::bail!("unknown --unknown-genes {other:?}: use skip or error"),
+            };
             let opts = TokenizeOptions {
                 matrix,
+                unknown_genes,
+                gene_table,
                 obs_columns: obs.map(|o| o.split(',').map(|c| c.trim().to_owned()).collect()).unwrap_or_default(),
                 ..Default::default()
             };

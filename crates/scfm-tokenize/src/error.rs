@@ -55,6 +55,20 @@ pub enum TokenizeError {
         /// What the file holds.
         found: String,
     },
+    /// Input genes the model does not know, under the `error` policy.
+    #[error(
+        "{path}: {unknown} of {total} genes are not in the model's vocabulary (e.g. {examples}); use the skip policy to leave them out"
+    )]
+    UnknownGenes {
+        /// The input.
+        path: PathBuf,
+        /// How many are unknown.
+        unknown: usize,
+        /// Genes in the input.
+        total: usize,
+        /// A few of them.
+        examples: String,
+    },
     /// The vocabulary breaks an invariant (duplicate tokens or ids).
     #[error("{path}: {source}")]
     Vocab {

@@ -111,6 +111,11 @@ impl GenePlan {
     pub fn n_columns(&self) -> usize {
         self.columns.len()
     }
+
+    /// Whether input column `i` maps to a vocabulary gene.
+    pub fn is_mapped(&self, i: usize) -> bool {
+        self.target.get(i).is_some_and(Option::is_some)
+    }
 }
 
 /// Geneformer's tokenizer; see the [module documentation](self).

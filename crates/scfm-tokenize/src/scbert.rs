@@ -35,6 +35,13 @@ pub struct ScBertCell {
     pub values: Vec<(u32, f32)>,
 }
 
+impl ScBertPlan {
+    /// Whether input column `i` maps to a model gene.
+    pub fn is_mapped(&self, i: usize) -> bool {
+        self.position.get(i).is_some_and(Option::is_some)
+    }
+}
+
 impl ScBertTokenizer {
     /// A tokenizer over scBERT's gene list (e.g. [`crate::vocab::gene_list`] of
     /// `vocab_gene2vec_16906.pkl`), with upstream's settings.

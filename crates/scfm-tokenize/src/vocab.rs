@@ -196,6 +196,37 @@ pub fn gene_list(path: &Path) -> Result<Vec<String>, TokenizeError> {
     Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect())
 }
 
+/// GENCODE's gene table as CELLxGENE ships it (`gencode_v48_genes_homo_sapiens.csv.gz`:
+/// `ensembl_id,symbol,…` without a header, gzip or plain): Ensembl id (version suffix removed)
+/// → gene symbol.
+///
+/// # Errors
+/// [`TokenizeError::Parse`] for a line without two fields, and read errors.
+pub fn gencode_symbols(path: &Path) -> Result<HashMap<String, String>, TokenizeError> {
+    use std::io::Read;
+    let bytes = read(path)?;
+    let mut text = String::new();
+    let parse_err =
+        |line: usize, reason: &str| TokenizeError::Parse { path: path.to_owned(), line, reason: reason.into() };
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        flate2::read::MultiGzDecoder::new(&bytes[..])
+            .read_to_string(&mut text)
+            .map_err(|_| parse_err(0, "not gzip-compressed UTF-8 text"))?;
+    } else {
+        text = String::from_utf8(bytes).map_err(|_| parse_err(0, "not UTF-8 text"))?;
+    }
+    let mut map = HashMap::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let mut f = line.split(',');
+        let (Some(id), Some(symbol)) = (f.next(), f.next()) else {
+            return Err(parse_err(i + 1, "expected ensembl_id,symbol,…"));
+        };
+        let id = id.split('.').next().unwrap_or(id);
+        map.entry(id.to_owned()).or_insert_with(|| symbol.to_owned());
+    }
+    Ok(map)
+}
+
 /// scFoundation's gene index TSV (`gene_name<TAB>index` with a header), 19,264 symbols in model
 /// order; the index column must count 0, 1, 2, ….
 ///

@@ -84,6 +84,13 @@ pub struct XTrimoGenePlan {
     pub matched: usize,
 }
 
+impl XTrimoGenePlan {
+    /// Whether input column `i` maps to a model gene.
+    pub fn is_mapped(&self, i: usize) -> bool {
+        self.position.get(i).is_some_and(Option::is_some)
+    }
+}
+
 impl XTrimoGeneTokenizer {
     /// A builder over the model's genes (e.g. [`crate::vocab::scfoundation_genes`]).
     pub fn new(genes: Vec<String>, target: DepthTarget) -> Self {

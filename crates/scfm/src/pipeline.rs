@@ -10,14 +10,14 @@ use scfm_core::arrow_array::{
 };
 use scfm_core::arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use scfm_core::arrow_schema::{DataType, Field, Schema};
-use scfm_core::{CellSource, GeneIdKind};
+use scfm_core::{CellSource, GeneIdKind, GeneTable};
 use scfm_io::hf::HfDatasetWriter;
 use scfm_io::{AnySource, IoError, MatrixSelector, ObsSelection, SourceOptions};
 use scfm_tokenize::TokenizeError;
 use scfm_tokenize::geneformer::{GeneformerDictionaries, GeneformerTokenizer, GeneformerVersion};
 use scfm_tokenize::scbert::ScBertTokenizer;
 use scfm_tokenize::scgpt::{ScGptSequence, TieBreak};
-use scfm_tokenize::vocab::{gene_list, scfoundation_genes, scgpt_vocab, string_map};
+use scfm_tokenize::vocab::{gencode_symbols, gene_list, scfoundation_genes, scgpt_vocab, string_map};
 use scfm_tokenize::xtrimogene::{DepthTarget, XTrimoGeneTokenizer};
 use serde::Serialize;
 
@@ -128,11 +128,27 @@ impl Scheme {
     }
 }
 
+/// What to do with input genes the model does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownGenePolicy {
+    /// Leave them out and report how many were mapped (upstream behaviour).
+    #[default]
+    Skip,
+    /// Refuse the input.
+    Error,
+}
+
 /// Options of [`tokenize`].
 #[derive(Debug, Clone)]
 pub struct TokenizeOptions {
     /// Matrix of h5ad inputs (raw counts).
     pub matrix: MatrixSelector,
+    /// Unknown genes: skip (and count) or error.
+    pub unknown_genes: UnknownGenePolicy,
+    /// GENCODE gene table (Ensembl id → symbol) for symbol-based schemes on Ensembl-only
+    /// inputs.
+    pub gene_table: Option<PathBuf>,
     /// Obs columns copied into the dataset.
     pub obs_columns: Vec<String>,
     /// Cells read per step.
@@ -141,7 +157,13 @@ pub struct TokenizeOptions {
 
 impl Default for TokenizeOptions {
     fn default() -> Self {
-        Self { matrix: MatrixSelector::Counts, obs_columns: vec![], chunk_cells: 2048 }
+        Self {
+            matrix: MatrixSelector::Counts,
+            unknown_genes: UnknownGenePolicy::Skip,
+            gene_table: None,
+            obs_columns: vec![],
+            chunk_cells: 2048,
+        }
     }
 }
 
@@ -181,6 +203,8 @@ struct ScGptLegacy {
 /// A scheme made ready for one dataset.
 struct Prepared<'a> {
     cell_fn: CellFn<'a>,
+    /// A few input genes the model does not know.
+    unknown_examples: Vec<String>,
     id_type: DataType,
     has_values: bool,
     genes_mapped: usize,
@@ -188,8 +212,37 @@ struct Prepared<'a> {
     legacy: Option<ScGptLegacy>,
 }
 
-fn prepare<'a>(scheme: &Scheme, source: &AnySource, has_n_counts: bool) -> Result<Prepared<'a>, Error> {
+/// Up to three genes whose column is not mapped.
+fn examples(genes: &[String], mapped: impl Fn(usize) -> bool) -> Vec<String> {
+    genes.iter().enumerate().filter(|&(i, _)| !mapped(i)).take(3).map(|(_, g)| g.clone()).collect()
+}
+
+/// The gene table a symbol-based scheme matches against: the source's symbols, or its Ensembl
+/// ids translated through GENCODE when it has only ids.
+fn symbol_table(source: &AnySource, gene_table: Option<&Path>) -> Result<GeneTable, Error> {
+    let genes = source.genes();
+    match gene_table {
+        Some(p) if genes.symbols().is_none() && genes.id_kind() == GeneIdKind::Ensembl => {
+            let map = gencode_symbols(p)?;
+            let symbols = genes
+                .ids()
+                .iter()
+                .map(|id| map.get(id.split('.').next().unwrap_or(id)).cloned().unwrap_or_else(|| id.clone()))
+                .collect();
+            Ok(genes.clone().with_symbols(symbols)?)
+        }
+        _ => Ok(genes.clone()),
+    }
+}
+
+fn prepare<'a>(
+    scheme: &Scheme,
+    source: &AnySource,
+    has_n_counts: bool,
+    gene_table: Option<&Path>,
+) -> Result<Prepared<'a>, Error> {
     let ids = source.genes().ids().to_vec();
+    let symbols = symbol_table(source, gene_table)?;
     Ok(match scheme {
         Scheme::Geneformer { version, files } => {
             let dicts =
@@ -211,6 +264,7 @@ fn prepare<'a>(scheme: &Scheme, source: &AnySource, has_n_counts: bool) -> Resul
                 "n_counts_from": if has_n_counts { "obs column n_counts" } else { "cell totals over all input genes" },
             });
             Prepared {
+                unknown_examples: examples(&genes, |i| plan.is_mapped(i)),
                 genes_mapped: plan.mapped_inputs,
                 id_type: if *version == GeneformerVersion::V1 { DataType::Int16 } else { DataType::Int32 },
                 has_values: false,
@@ -223,7 +277,7 @@ fn prepare<'a>(scheme: &Scheme, source: &AnySource, has_n_counts: bool) -> Resul
             let v = scgpt_vocab(vocab, true)?;
             let mut seq = sequence.clone();
             seq.cls_id = v.id("<cls>").expect("specials are appended");
-            let plan = ScGptSequence::plan(&v, source.genes());
+            let plan = ScGptSequence::plan(&v, &symbols);
             let settings = serde_json::json!({
                 "vocab": vocab, "max_len": seq.max_len, "cls_value": seq.cls_value, "n_bins": seq.n_bins,
                 "include_zero_genes": seq.include_zero_genes, "seed": seq.seed, "ties": ties,
@@ -235,6 +289,7 @@ fn prepare<'a>(scheme: &Scheme, source: &AnySource, has_n_counts: bool) -> Resul
             });
             let ties = *ties;
             Prepared {
+                unknown_examples: examples(&ids, |i| plan[i].is_some()),
                 genes_mapped: plan.iter().flatten().count(),
                 id_type: DataType::Int32,
                 has_values: true,
@@ -250,9 +305,10 @@ fn prepare<'a>(scheme: &Scheme, source: &AnySource, has_n_counts: bool) -> Resul
         }
         Scheme::ScBert { genes } => {
             let tok = ScBertTokenizer::new(gene_list(genes)?);
-            let plan = tok.plan(source.genes());
+            let plan = tok.plan(&symbols);
             let settings = serde_json::json!({"genes": genes, "seq_len": tok.seq_len(), "min_genes": tok.min_genes, "bin_num": tok.bin_num});
             Prepared {
+                unknown_examples: examples(&ids, |i| plan.is_mapped(i)),
                 genes_mapped: plan.matched,
                 id_type: DataType::UInt8,
                 has_values: false,
@@ -265,9 +321,10 @@ fn prepare<'a>(scheme: &Scheme, source: &AnySource, has_n_counts: bool) -> Resul
         }
         Scheme::XTrimoGene { genes, target } => {
             let tok = XTrimoGeneTokenizer::new(scfoundation_genes(genes)?, *target);
-            let plan = tok.plan(source.genes());
+            let plan = tok.plan(&symbols);
             let settings = serde_json::json!({"genes": genes, "target": format!("{target:?}"), "seq_len": tok.seq_len(), "values": "computed in f64, rounded once to f32"});
             Prepared {
+                unknown_examples: examples(&ids, |i| plan.is_mapped(i)),
                 genes_mapped: plan.matched,
                 id_type: DataType::Int32,
                 has_values: true,
@@ -311,9 +368,21 @@ pub fn tokenize(
     }
     let obs_schema = source.obs_schema();
     let n_counts_col = obs_schema.index_of("n_counts").ok();
-    let Prepared { cell_fn, id_type, has_values, genes_mapped, settings, mut legacy } =
-        prepare(scheme, &source, n_counts_col.is_some())?;
+    // Upstream Geneformer tokenizes only rows whose optional `filter_pass` equals 1.
+    let filter_col =
+        matches!(scheme, Scheme::Geneformer { .. }).then(|| obs_schema.index_of("filter_pass").ok()).flatten();
+    let Prepared { cell_fn, unknown_examples, id_type, has_values, genes_mapped, settings, mut legacy } =
+        prepare(scheme, &source, n_counts_col.is_some(), opts.gene_table.as_deref())?;
     let genes_in = source.genes().len();
+    if opts.unknown_genes == UnknownGenePolicy::Error && genes_mapped < genes_in {
+        return Err(TokenizeError::UnknownGenes {
+            path: input.to_owned(),
+            unknown: genes_in - genes_mapped,
+            total: genes_in,
+            examples: format!("{unknown_examples:?}"),
+        }
+        .into());
+    }
     if genes_mapped == 0 {
         let ids = source.genes().ids();
         return Err(TokenizeError::WrongKind {
@@ -366,7 +435,7 @@ pub fn tokenize(
                 Some(v) => v,
                 None => chunk.cells().map(|c| c.total()).collect(),
             };
-            let rows: Vec<Option<Row>> = match legacy.as_mut() {
+            let mut rows: Vec<Option<Row>> = match legacy.as_mut() {
                 // One NumPy stream consumed cell after cell in file order, as upstream: sequential.
                 Some(l) => chunk
                     .cells()
@@ -378,6 +447,13 @@ pub fn tokenize(
                     .collect(),
                 None => par_map(chunk.n_cells(), threads, |i| cell_fn(base + i as u64, chunk.cell(i), n_counts[i])),
             };
+            if let Some(pass) = filter_col.and_then(|i| numeric_f64(chunk.obs().column(i))) {
+                for (row, p) in rows.iter_mut().zip(pass) {
+                    if p != 1.0 {
+                        *row = None;
+                    }
+                }
+            }
             let batch = build_batch(&schema, &id_type, has_values, rows, &chunk, &carried, out)?;
             cells_out += batch.num_rows();
             writer.write(&batch)?;
@@ -477,6 +553,10 @@ fn numeric_f64(col: &ArrayRef) -> Option<Vec<f64>> {
         }};
     }
     match col.data_type() {
+        DataType::Boolean => {
+            let a = col.as_boolean();
+            Some((0..a.len()).map(|i| if a.is_null(i) { f64::NAN } else { f64::from(u8::from(a.value(i))) }).collect())
+        }
         DataType::Float64 => conv!(Float64Type),
         DataType::Float32 => conv!(Float32Type),
         DataType::Int64 => conv!(Int64Type),
