@@ -1,0 +1,91 @@
+//! Per-cell tokenization cost on one thread, without I/O: cells with 1,000 expressed genes out
+//! of the first 20,000 genes of each model's vocabulary (the MODELS.md §9 benchmark shape).
+//!
+//! `cargo bench --bench tokenize`
+
+use std::path::PathBuf;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use scfm::core::{CellChunk, GeneTable};
+use scfm::tokenize::geneformer::{GeneformerDictionaries, GeneformerTokenizer, GeneformerVersion};
+use scfm::tokenize::rng::NumpyPcg64;
+use scfm::tokenize::scgpt::{ScGptSequence, TieBreak};
+use scfm::tokenize::vocab::scgpt_vocab;
+
+fn data(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(rel)
+}
+
+/// `n` cells with 1,000 expressed genes each (one per stride of 20), NB-like counts.
+fn cells(n: usize) -> CellChunk {
+    let mut rng = NumpyPcg64::new(7);
+    let (mut indptr, mut idx, mut val) = (vec![0], vec![], vec![]);
+    for _ in 0..n {
+        for k in 0..1000u32 {
+            idx.push(k * 20 + rng.below(20) as u32);
+            val.push(1.0 + (rng.below(8) * rng.below(4)) as f32);
+        }
+        indptr.push(idx.len());
+    }
+    CellChunk::from_csr((0..n).map(|i| format!("c{i}")).collect(), indptr, idx, val, 20_000).unwrap()
+}
+
+fn tokenize(c: &mut Criterion) {
+    let chunk = cells(1000);
+    let mut g = c.benchmark_group("tokenize_1000_cells");
+    g.throughput(Throughput::Elements(chunk.n_cells() as u64));
+    g.sample_size(20);
+
+    let v = data("vocab/geneformer");
+    let dicts = GeneformerDictionaries::load(
+        &v.join("token_dictionary_gc104M.pkl"),
+        &v.join("gene_median_dictionary_gc104M.pkl"),
+        &v.join("ensembl_mapping_dict_gc104M.pkl"),
+    )
+    .expect("shared data present");
+    let genes: Vec<String> =
+        dicts.tokens.iter().filter(|(t, _)| !t.starts_with('<')).take(20_000).map(|(t, _)| t.to_owned()).collect();
+    let gf = GeneformerTokenizer::new(GeneformerVersion::V2, dicts);
+    let plan = gf.plan(&genes);
+    g.bench_function("geneformer_v2", |b| {
+        b.iter(|| {
+            chunk
+                .cells()
+                .filter_map(|cell| gf.tokenize(&plan, cell, cell.total()))
+                .map(|t| t.input_ids.len())
+                .sum::<usize>()
+        })
+    });
+
+    let vocab = scgpt_vocab(&data("vocab/scgpt/default_census_vocab.json"), true).unwrap();
+    let symbols: Vec<String> =
+        vocab.iter().filter(|(t, _)| !t.starts_with('<')).take(20_000).map(|(t, _)| t.to_owned()).collect();
+    let table = GeneTable::new(symbols).unwrap();
+    let mut seq = ScGptSequence::zero_shot(vocab.id("<cls>").unwrap());
+    seq.max_len = 1200;
+    let splan = ScGptSequence::plan(&vocab, &table);
+    g.bench_function("scgpt_helical_ties", |b| {
+        b.iter(|| {
+            let mut tie = TieBreak::HelicalPcg64;
+            chunk
+                .cells()
+                .enumerate()
+                .map(|(i, cell)| seq.tokenize(&splan, cell, i as u64, &mut tie).0.len())
+                .sum::<usize>()
+        })
+    });
+    g.bench_function("scgpt_numpy_legacy_ties", |b| {
+        b.iter(|| {
+            let mut tie = TieBreak::numpy_legacy(0);
+            chunk
+                .cells()
+                .enumerate()
+                .map(|(i, cell)| seq.tokenize(&splan, cell, i as u64, &mut tie).0.len())
+                .sum::<usize>()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, tokenize);
+criterion_main!(benches);
