@@ -75,6 +75,13 @@ enum Command {
         /// scGPT: longest sequence including <cls> (longer cells are sub-sampled, seeded).
         #[arg(long, default_value_t = 1200)]
         max_len: usize,
+        /// scGPT: value of the <cls> position (-2 on the zero-shot path, 0 in the fine-tuning
+        /// tutorials).
+        #[arg(long, default_value_t = -2.0, allow_negative_numbers = true)]
+        cls_value: f32,
+        /// scGPT: include unexpressed vocabulary genes (integration tutorial).
+        #[arg(long)]
+        include_zero_genes: bool,
         /// scGPT: seed of sub-sampling and of the numpy-legacy tie-break.
         #[arg(long, default_value_t = 0)]
         seed: u32,
@@ -157,6 +164,8 @@ fn run(cli: Cli) -> Result<()> {
             obs,
             matrix,
             max_len,
+            cls_value,
+            include_zero_genes,
             seed,
             ties,
             target,
@@ -192,6 +201,8 @@ fn run(cli: Cli) -> Result<()> {
                     let mut sequence = ScGptSequence::zero_shot(0);
                     sequence.max_len = max_len;
                     sequence.seed = seed;
+                    sequence.cls_value = cls_value;
+                    sequence.include_zero_genes = include_zero_genes;
                     Scheme::ScGpt { vocab: file_in(&["vocab.json", "default_census_vocab.json"])?, sequence, ties }
                 }
                 "scbert" => {
