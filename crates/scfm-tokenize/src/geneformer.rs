@@ -89,6 +89,8 @@ impl GeneformerDictionaries {
 struct PlanColumn {
     token: u32,
     inv_median: f64,
+    /// Several input columns are summed into this one.
+    summed: bool,
 }
 
 /// How a dataset's genes map onto the vocabulary; computed once per gene table.
@@ -174,7 +176,7 @@ impl GeneformerTokenizer {
         let push = |gene: &str, columns: &mut Vec<PlanColumn>| -> Option<u32> {
             let token = vocab.id(gene)?;
             let median = *self.dicts.medians.get(gene)?;
-            columns.push(PlanColumn { token, inv_median: 1.0 / median });
+            columns.push(PlanColumn { token, inv_median: 1.0 / median, summed: false });
             Some(columns.len() as u32 - 1)
         };
         if collapse {
@@ -210,6 +212,13 @@ impl GeneformerTokenizer {
                 }
             }
         }
+        let mut sources = vec![0usize; columns.len()];
+        for t in target.iter().flatten() {
+            sources[*t as usize] += 1;
+        }
+        for (c, n) in columns.iter_mut().zip(sources) {
+            c.summed = n > 1;
+        }
         let mapped_inputs = target.iter().filter(|t| t.is_some()).count();
         GenePlan { target, columns, collapsed: collapse, mapped_inputs, summed_groups }
     }
@@ -228,34 +237,37 @@ impl GeneformerTokenizer {
     /// of the packed integers is descending by key with ties in model-column order — exactly a
     /// stable descending sort, at the speed of a primitive sort.
     fn sorted_keys(&self, plan: &GenePlan, cell: CellView<'_>, n_counts: f64) -> Vec<u128> {
-        // (model column, count) pairs, in model-column order, duplicates (collapsed genes) summed.
-        let mut acc: Vec<(u32, f64)> = cell
-            .indices
-            .iter()
-            .zip(cell.values)
-            .filter_map(|(&g, &v)| plan.target.get(g as usize).copied().flatten().map(|c| (c, f64::from(v))))
-            .collect();
-        if !acc.is_sorted_by_key(|&(c, _)| c) {
-            acc.sort_unstable_by_key(|&(c, _)| c);
-        }
-        acc.dedup_by(|next, kept| {
-            let same = next.0 == kept.0;
-            if same {
-                kept.1 += next.1;
-            }
-            same
-        });
         let inv_n = 1.0 / n_counts;
-        let mut keys: Vec<u128> = acc
-            .into_iter()
-            .filter_map(|(col, count)| {
-                let c = &plan.columns[col as usize];
-                let x = ((count * inv_n) * 10_000.0) * c.inv_median;
-                // Zero and non-finite keys (an n_counts of 0) are not ranked.
-                (x > 0.0 && x.is_finite())
-                    .then(|| (u128::from(!x.to_bits()) << 64) | (u128::from(col) << 32) | u128::from(c.token))
-            })
-            .collect();
+        let key = |col: u32, count: f64| -> Option<u128> {
+            let c = &plan.columns[col as usize];
+            let x = ((count * inv_n) * 10_000.0) * c.inv_median;
+            // Zero and non-finite keys (an n_counts of 0) are not ranked.
+            (x > 0.0 && x.is_finite())
+                .then(|| (u128::from(!x.to_bits()) << 64) | (u128::from(col) << 32) | u128::from(c.token))
+        };
+        let mut keys: Vec<u128> = Vec::with_capacity(cell.nnz());
+        // Columns that sum several inputs (collapsed genes) are accumulated first.
+        let mut summed: Vec<(u32, f64)> = vec![];
+        for (&g, &v) in cell.indices.iter().zip(cell.values) {
+            let Some(Some(col)) = plan.target.get(g as usize).copied() else { continue };
+            if plan.columns[col as usize].summed {
+                summed.push((col, f64::from(v)));
+            } else if let Some(k) = key(col, f64::from(v)) {
+                keys.push(k);
+            }
+        }
+        if !summed.is_empty() {
+            // Sum in input-column order, as upstream adds the duplicated columns.
+            summed.sort_by_key(|&(c, _)| c);
+            summed.dedup_by(|next, kept| {
+                let same = next.0 == kept.0;
+                if same {
+                    kept.1 += next.1;
+                }
+                same
+            });
+            keys.extend(summed.into_iter().filter_map(|(c, n)| key(c, n)));
+        }
         keys.sort_unstable();
         keys
     }

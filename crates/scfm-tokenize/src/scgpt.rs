@@ -75,7 +75,10 @@ pub fn bin_cell(values: &[f32], n_bins: usize, tie: &mut TieBreak) -> Vec<u8> {
     let mut sorted = nz.clone();
     sorted.sort_by(f64::total_cmp);
     let edges = quantile_edges(&sorted, n_bins - 1);
-    let mut helical = matches!(tie, TieBreak::HelicalPcg64).then(|| NumpyPcg64::new(42));
+    // helical seeds default_rng(42) afresh for every cell: clone the seeded state.
+    static HELICAL: std::sync::OnceLock<NumpyPcg64> = std::sync::OnceLock::new();
+    let mut helical =
+        matches!(tie, TieBreak::HelicalPcg64).then(|| HELICAL.get_or_init(|| NumpyPcg64::new(42)).clone());
     let mut k = 0;
     for (slot, &v) in out.iter_mut().zip(values) {
         if v == 0.0 {
