@@ -87,15 +87,11 @@ impl ScBertMask {
     pub fn mask(&self, tokens: &[u8], cell: u64) -> (Vec<u8>, Vec<u8>) {
         let mut rng = stream(self.seed, cell);
         let mut candidates: Vec<usize> = (0..tokens.len()).filter(|&i| !self.excluded.contains(&tokens[i])).collect();
-        let k = (self.ratio * candidates.len() as f64).ceil() as usize;
-        // Partial Fisher–Yates: the first k entries are a uniform sample without replacement.
-        for i in 0..k.min(candidates.len()) {
-            let j = i + rng.below((candidates.len() - i) as u64) as usize;
-            candidates.swap(i, j);
-        }
+        let want = (self.ratio * candidates.len() as f64).ceil() as usize;
+        let k = rng.shuffle_prefix(&mut candidates, want);
         let mut out = tokens.to_vec();
         let mut labels = vec![self.mask_token; tokens.len()];
-        for &p in &candidates[..k.min(candidates.len())] {
+        for &p in &candidates[..k] {
             labels[p] = tokens[p];
             if rng.next_f64() < self.replace_probability {
                 out[p] = self.mask_token;
@@ -130,11 +126,8 @@ impl ScGptValueMask {
     pub fn mask(&self, values: &[f32], cell: u64) -> (Vec<f32>, Vec<usize>) {
         let mut rng = stream(self.seed, cell);
         let mut pool: Vec<usize> = (0..values.len()).filter(|&i| values[i] != self.pad_value).collect();
-        let k = (pool.len() as f64 * self.ratio) as usize;
-        for i in 0..k {
-            let j = i + rng.below((pool.len() - i) as u64) as usize;
-            pool.swap(i, j);
-        }
+        let want = (pool.len() as f64 * self.ratio) as usize;
+        let k = rng.shuffle_prefix(&mut pool, want);
         let mut chosen = pool[..k].to_vec();
         chosen.sort_unstable();
         let mut out = values.to_vec();
@@ -150,15 +143,12 @@ impl ScGptValueMask {
     pub fn generative_split(&self, n_positions: usize, gen_prob: f64, cell: u64) -> (Vec<usize>, Vec<usize>) {
         let mut rng = stream(self.seed ^ 0x9e37_79b9, cell);
         let mut genes: Vec<usize> = (1..n_positions).collect();
-        let k = (gen_prob * genes.len() as f64).round() as usize;
-        for i in 0..k.min(genes.len()) {
-            let j = i + rng.below((genes.len() - i) as u64) as usize;
-            genes.swap(i, j);
-        }
-        let mut generated = genes[..k.min(genes.len())].to_vec();
+        let want = (gen_prob * genes.len() as f64).round() as usize;
+        let k = rng.shuffle_prefix(&mut genes, want);
+        let mut generated = genes[..k].to_vec();
         generated.sort_unstable();
         let mut prompt: Vec<usize> =
-            std::iter::once(0).filter(|_| n_positions > 0).chain(genes[k.min(genes.len())..].iter().copied()).collect();
+            std::iter::once(0).filter(|_| n_positions > 0).chain(genes[k..].iter().copied()).collect();
         prompt.sort_unstable();
         (prompt, generated)
     }

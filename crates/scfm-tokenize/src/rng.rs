@@ -152,6 +152,17 @@ impl NumpyPcg64 {
         (self.next_u64() >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0)
     }
 
+    /// Partial Fisher–Yates: afterwards the first `min(k, len)` entries of `v` are a uniform
+    /// sample without replacement (in draw order). Returns that prefix length.
+    pub fn shuffle_prefix<T>(&mut self, v: &mut [T], k: usize) -> usize {
+        let k = k.min(v.len());
+        for i in 0..k {
+            let j = i + self.below((v.len() - i) as u64) as usize;
+            v.swap(i, j);
+        }
+        k
+    }
+
     /// A uniform integer in `0..n` (Lemire's multiply-shift with rejection; `n > 0`).
     pub fn below(&mut self, n: u64) -> u64 {
         assert!(n > 0, "empty range");

@@ -160,11 +160,7 @@ impl ScGptSequence {
         let mut keep: Vec<usize> = (0..ids.len()).collect();
         if ids.len() + 1 > self.max_len {
             let mut rng = NumpyPcg64::from_entropy(&[self.seed, cell_key as u32, (cell_key >> 32) as u32]);
-            let k = self.max_len.saturating_sub(1);
-            for i in 0..k {
-                let j = i + rng.below((keep.len() - i) as u64) as usize;
-                keep.swap(i, j);
-            }
+            let k = rng.shuffle_prefix(&mut keep, self.max_len.saturating_sub(1));
             keep.truncate(k);
             keep.sort_unstable();
         }
