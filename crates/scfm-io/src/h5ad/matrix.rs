@@ -251,10 +251,7 @@ impl Matrix {
         let cols: Vec<u32> = (0..self.n_cols as u32).collect();
         for (r, row) in block.outer_iter().enumerate() {
             let vals: Vec<f32> = row.iter().map(|&v| v as f32).collect();
-            // NaN/Inf must be seen before zeros are dropped; check the raw row.
-            if let Some((g, &v)) = row.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-                return Err(self.bad_value(ctx, rows.start + r, g, v));
-            }
+            // NaN and infinities are not zeros, so push_row keeps them and check_row rejects them.
             out.push_row(&cols, &vals);
             self.check_row(ctx, rows.start + r, out.last_row())?;
         }
