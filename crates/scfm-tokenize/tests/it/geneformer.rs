@@ -2,7 +2,6 @@
 //! `$SCFM_PARITY_DIR/tokenizers` (default `../shared/data/parity`).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use scfm_core::{CellChunk, CellSource};
 use scfm_io::H5adSource;
@@ -12,29 +11,13 @@ use scfm_tokenize::vocab::string_map;
 use crate::data;
 use crate::safetensors::Tensors;
 
-fn parity_dir() -> PathBuf {
-    let dir = std::env::var_os("SCFM_PARITY_DIR").map(PathBuf::from).unwrap_or_else(|| data("parity"));
-    assert!(dir.is_dir(), "parity folder {} is missing", dir.display());
-    dir
-}
-
 fn slice<T: Copy>(v: &[T], offsets: &[i64], i: usize) -> Vec<T> {
     v[offsets[i] as usize..offsets[i + 1] as usize].to_vec()
 }
 
 #[test]
 fn geneformer_matches_upstream_on_every_fixture() {
-    let dir = parity_dir().join("tokenizers");
-    let mut fixtures: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            name.starts_with("geneformer_") && name.ends_with(".json")
-        })
-        .collect();
-    fixtures.sort();
-    assert!(!fixtures.is_empty(), "no Geneformer fixture in {}", dir.display());
+    let (dir, fixtures) = crate::tokenizer_fixtures("geneformer_");
     let mut dict_cache: HashMap<String, GeneformerDictionaries> = HashMap::new();
     let (mut cells_checked, mut cells_expected) = (0, 0);
     for json_path in &fixtures {

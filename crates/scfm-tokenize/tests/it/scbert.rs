@@ -1,8 +1,6 @@
 //! scBERT preprocessing and tokens against upstream `preprocess.py` + `predict.py` on every
 //! `scbert_*` fixture under `$SCFM_PARITY_DIR/tokenizers`.
 
-use std::path::PathBuf;
-
 use scfm_core::CellSource;
 use scfm_io::H5adSource;
 use scfm_tokenize::scbert::ScBertTokenizer;
@@ -13,15 +11,7 @@ use crate::safetensors::Tensors;
 
 #[test]
 fn scbert_matches_upstream_on_every_fixture() {
-    let dir =
-        std::env::var_os("SCFM_PARITY_DIR").map(PathBuf::from).unwrap_or_else(|| data("parity")).join("tokenizers");
-    let mut fixtures: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("scbert_") && p.extension().unwrap() == "json")
-        .collect();
-    fixtures.sort();
-    assert!(!fixtures.is_empty(), "no scBERT fixture in {}", dir.display());
+    let (dir, fixtures) = crate::tokenizer_fixtures("scbert_");
     let tokenizer = ScBertTokenizer::new(gene_list(&data("vocab/scbert/vocab_gene2vec_16906.pkl")).unwrap());
     for json in fixtures {
         let name = json.file_stem().unwrap().to_string_lossy().into_owned();

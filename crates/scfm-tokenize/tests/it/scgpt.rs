@@ -1,8 +1,6 @@
 //! scGPT value binning against upstream `scgpt.preprocess.binning` and helical's variant, on
 //! every `scgpt_binning_*` fixture under `$SCFM_PARITY_DIR/tokenizers`.
 
-use std::path::PathBuf;
-
 use scfm_core::CellSource;
 use scfm_io::H5adSource;
 use scfm_tokenize::rng::{NumpyLegacy, NumpyPcg64};
@@ -13,17 +11,7 @@ use crate::safetensors::Tensors;
 
 #[test]
 fn scgpt_binning_matches_upstream_on_every_fixture() {
-    let dir =
-        std::env::var_os("SCFM_PARITY_DIR").map(PathBuf::from).unwrap_or_else(|| data("parity")).join("tokenizers");
-    let mut fixtures: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name().unwrap().to_string_lossy().starts_with("scgpt_binning_") && p.extension().unwrap() == "json"
-        })
-        .collect();
-    fixtures.sort();
-    assert!(!fixtures.is_empty(), "no scGPT binning fixture in {}", dir.display());
+    let (dir, fixtures) = crate::tokenizer_fixtures("scgpt_binning_");
     // The whole-human vocabulary as the checkpoint sees it (genes by exact symbol).
     let vocab = scfm_tokenize::vocab::scgpt_vocab(&data("vocab/scgpt/default_census_vocab.json"), true).unwrap();
     for json in fixtures {

@@ -1,7 +1,7 @@
 //! xTrimoGene / scFoundation input against upstream `get_embedding.py` on every
 //! `scfoundation_*` fixture under `$SCFM_PARITY_DIR/tokenizers`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use scfm_core::{CellChunk, CellSource, GeneTable};
 use scfm_io::H5adSource;
@@ -48,17 +48,7 @@ fn read_npy_f32(path: &Path) -> (usize, usize, Vec<f32>) {
 
 #[test]
 fn xtrimogene_matches_upstream_on_every_fixture() {
-    let dir =
-        std::env::var_os("SCFM_PARITY_DIR").map(PathBuf::from).unwrap_or_else(|| data("parity")).join("tokenizers");
-    let mut fixtures: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name().unwrap().to_string_lossy().starts_with("scfoundation_") && p.extension().unwrap() == "json"
-        })
-        .collect();
-    fixtures.sort();
-    assert!(!fixtures.is_empty(), "no scFoundation fixture in {}", dir.display());
+    let (dir, fixtures) = crate::tokenizer_fixtures("scfoundation_");
     let genes = scfoundation_genes(&data("vocab/scfoundation/OS_scRNA_gene_index.19264.tsv")).unwrap();
     let (mut checked, mut expected) = (0, 0);
     for json in fixtures {
