@@ -87,15 +87,15 @@ fn tokens_do_not_depend_on_chunk_size_or_threads() {
     let files = GeneformerFiles::find(&data("vocab/geneformer"), GeneformerVersion::V2).unwrap();
     let input = data("h5ad/pbmc_sorted_train_490.h5ad");
     let mut results = vec![];
-    for chunk_cells in [7, 64, 10_000] {
+    for (chunk_cells, threads) in [(7, 1), (64, 2), (64, 3), (10_000, 1), (10_000, 4)] {
         let out = tempfile::tempdir().unwrap();
-        let opts = TokenizeOptions { chunk_cells, ..Default::default() };
+        let opts = TokenizeOptions { chunk_cells, threads: Some(threads), ..Default::default() };
         let scheme = Scheme::Geneformer { version: GeneformerVersion::V2, files: files.clone() };
         tokenize(&input, out.path(), &scheme, &opts, &mut |_, _| {}).unwrap();
         results.push(read_ids(out.path()));
     }
     assert_eq!(results[0].len(), 490);
-    assert!(results.windows(2).all(|w| w[0] == w[1]), "identical datasets for every chunk size");
+    assert!(results.windows(2).all(|w| w[0] == w[1]), "identical datasets for every chunk size and thread count");
 }
 
 #[test]

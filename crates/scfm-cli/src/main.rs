@@ -99,6 +99,9 @@ enum Command {
         /// for scGPT/scBERT/xTrimoGene on inputs that have Ensembl ids only.
         #[arg(long)]
         gene_table: Option<PathBuf>,
+        /// Tokenizer threads (default: one per core); the output does not depend on it.
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Describe a file: shape, matrices, obs columns and types, count-likeness, gene ids.
     Inspect {
@@ -171,6 +174,7 @@ fn run(cli: Cli) -> Result<()> {
             target,
             unknown_genes,
             gene_table,
+            threads,
         } => {
             let file_in = |names: &[&str]| -> Result<PathBuf> {
                 if vocab.is_file() {
@@ -226,6 +230,7 @@ fn run(cli: Cli) -> Result<()> {
                 unknown_genes,
                 gene_table,
                 obs_columns: obs.map(|o| o.split(',').map(|c| c.trim().to_owned()).collect()).unwrap_or_default(),
+                threads,
                 ..Default::default()
             };
             let bar = ProgressBar::new(0).with_style(

@@ -93,11 +93,28 @@ struct PlanColumn {
     summed: bool,
 }
 
+/// Where one input column goes, flattened for the per-cell loop (one memory access per
+/// expressed gene): its model column (or [`InputGene::UNMAPPED`], with
+/// [`InputGene::SUMMED`] set when it is summed with others), token and median.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct InputGene {
+    inv_median: f64,
+    token: u32,
+    col: u32,
+}
+
+impl InputGene {
+    const UNMAPPED: u32 = u32::MAX;
+    const SUMMED: u32 = 1 << 31;
+}
+
 /// How a dataset's genes map onto the vocabulary; computed once per gene table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenePlan {
     /// For every input column, the model column it adds to.
     target: Vec<Option<u32>>,
+    /// `target` and `columns` joined per input column.
+    inputs: Vec<InputGene>,
     columns: Vec<PlanColumn>,
     /// Whether duplicates were summed (upstream's collapse branch).
     pub collapsed: bool,
@@ -220,74 +237,108 @@ impl GeneformerTokenizer {
             c.summed = n > 1;
         }
         let mapped_inputs = target.iter().filter(|t| t.is_some()).count();
-        GenePlan { target, columns, collapsed: collapse, mapped_inputs, summed_groups }
+        assert!(columns.len() < InputGene::SUMMED as usize, "fewer than 2^31 vocabulary genes");
+        let inputs = target
+            .iter()
+            .map(|t| match *t {
+                None => InputGene { inv_median: 0.0, token: 0, col: InputGene::UNMAPPED },
+                Some(col) => {
+                    let c = &columns[col as usize];
+                    let flag = if c.summed { InputGene::SUMMED } else { 0 };
+                    InputGene { inv_median: c.inv_median, token: c.token, col: col | flag }
+                }
+            })
+            .collect();
+        GenePlan { target, inputs, columns, collapsed: collapse, mapped_inputs, summed_groups }
     }
 
     /// The un-truncated ranking of one cell: `(token, sort key)` by descending key. `n_counts`
     /// is the cell's total raw count over all genes of the input (upstream's `obs["n_counts"]`).
     pub fn rank(&self, plan: &GenePlan, cell: CellView<'_>, n_counts: f64) -> Vec<(u32, f64)> {
-        self.sorted_keys(plan, cell, n_counts)
-            .into_iter()
-            .map(|k| (k as u32, f64::from_bits(!((k >> 64) as u64))))
-            .collect()
+        self.with_sorted_keys(plan, cell, n_counts, |keys| {
+            keys.iter().map(|&k| (k as u32, f64::from_bits(!((k >> 64) as u64)))).collect()
+        })
     }
 
-    /// The ranking packed as `(!key_bits << 64) | (model column << 32) | token`, ascending: keys
-    /// are positive finite f64, whose bit patterns order like their values, so an ascending sort
-    /// of the packed integers is descending by key with ties in model-column order — exactly a
-    /// stable descending sort, at the speed of a primitive sort.
-    fn sorted_keys(&self, plan: &GenePlan, cell: CellView<'_>, n_counts: f64) -> Vec<u128> {
+    /// Calls `f` with the ranking packed as `(!key_bits << 64) | (model column << 32) | token`,
+    /// ascending: keys are positive finite f64, whose bit patterns order like their values, so
+    /// an ascending sort of the packed integers is descending by key with ties in model-column
+    /// order — exactly a stable descending sort. Buffers are reused per thread.
+    fn with_sorted_keys<R>(
+        &self,
+        plan: &GenePlan,
+        cell: CellView<'_>,
+        n_counts: f64,
+        f: impl FnOnce(&[u128]) -> R,
+    ) -> R {
+        /// Per-thread buffers: packed keys, sort scratch, summed (collapsed) columns.
+        #[derive(Default)]
+        struct Buffers {
+            keys: Vec<u128>,
+            scratch: crate::radix::Scratch,
+            summed: Vec<(u32, f64)>,
+        }
+        thread_local! {
+            static BUFFERS: std::cell::RefCell<Buffers> = Default::default();
+        }
         let inv_n = 1.0 / n_counts;
-        let key = |col: u32, count: f64| -> Option<u128> {
-            let c = &plan.columns[col as usize];
-            let x = ((count * inv_n) * 10_000.0) * c.inv_median;
+        let key = |col: u32, token: u32, inv_median: f64, count: f64| -> Option<u128> {
+            let x = ((count * inv_n) * 10_000.0) * inv_median;
             // Zero and non-finite keys (an n_counts of 0) are not ranked.
             (x > 0.0 && x.is_finite())
-                .then(|| (u128::from(!x.to_bits()) << 64) | (u128::from(col) << 32) | u128::from(c.token))
+                .then(|| (u128::from(!x.to_bits()) << 64) | (u128::from(col) << 32) | u128::from(token))
         };
-        let mut keys: Vec<u128> = Vec::with_capacity(cell.nnz());
-        // Columns that sum several inputs (collapsed genes) are accumulated first.
-        let mut summed: Vec<(u32, f64)> = vec![];
-        for (&g, &v) in cell.indices.iter().zip(cell.values) {
-            let Some(Some(col)) = plan.target.get(g as usize).copied() else { continue };
-            if plan.columns[col as usize].summed {
-                summed.push((col, f64::from(v)));
-            } else if let Some(k) = key(col, f64::from(v)) {
-                keys.push(k);
-            }
-        }
-        if !summed.is_empty() {
-            // Sum in input-column order, as upstream adds the duplicated columns.
-            summed.sort_by_key(|&(c, _)| c);
-            summed.dedup_by(|next, kept| {
-                let same = next.0 == kept.0;
-                if same {
-                    kept.1 += next.1;
+        BUFFERS.with_borrow_mut(|Buffers { keys, scratch, summed }| {
+            keys.clear();
+            summed.clear();
+            for (&g, &v) in cell.indices.iter().zip(cell.values) {
+                let Some(&InputGene { inv_median, token, col }) = plan.inputs.get(g as usize) else { continue };
+                if col == InputGene::UNMAPPED {
+                    continue;
                 }
-                same
-            });
-            keys.extend(summed.into_iter().filter_map(|(c, n)| key(c, n)));
-        }
-        keys.sort_unstable();
-        keys
+                if col & InputGene::SUMMED != 0 {
+                    summed.push((col & !InputGene::SUMMED, f64::from(v)));
+                } else if let Some(k) = key(col, token, inv_median, f64::from(v)) {
+                    keys.push(k);
+                }
+            }
+            if !summed.is_empty() {
+                // Sum in input-column order, as upstream adds the duplicated columns.
+                summed.sort_by_key(|&(c, _)| c);
+                summed.dedup_by(|next, kept| {
+                    let same = next.0 == kept.0;
+                    if same {
+                        kept.1 += next.1;
+                    }
+                    same
+                });
+                keys.extend(summed.iter().filter_map(|&(col, n)| {
+                    let c = &plan.columns[col as usize];
+                    key(col, c.token, c.inv_median, n)
+                }));
+            }
+            crate::radix::sort_by_high_stable(keys, scratch);
+            f(keys)
+        })
     }
 
     /// Tokenizes one cell; `None` when it expresses no vocabulary gene (upstream drops such cells).
     pub fn tokenize(&self, plan: &GenePlan, cell: CellView<'_>, n_counts: f64) -> Option<GeneformerCell> {
-        let ranked = self.sorted_keys(plan, cell, n_counts);
-        if ranked.is_empty() {
-            return None;
-        }
-        let size = self.version.model_input_size();
-        let input_ids = if self.version.special_tokens() {
-            let mut ids = Vec::with_capacity(size.min(ranked.len() + 2));
-            ids.push(self.cls);
-            ids.extend(ranked.iter().take(size - 2).map(|&k| k as u32));
-            ids.push(self.eos);
-            ids
-        } else {
-            ranked.iter().take(size).map(|&k| k as u32).collect()
-        };
-        Some(GeneformerCell { input_ids })
+        self.with_sorted_keys(plan, cell, n_counts, |ranked| {
+            if ranked.is_empty() {
+                return None;
+            }
+            let size = self.version.model_input_size();
+            let input_ids = if self.version.special_tokens() {
+                let mut ids = Vec::with_capacity(size.min(ranked.len() + 2));
+                ids.push(self.cls);
+                ids.extend(ranked.iter().take(size - 2).map(|&k| k as u32));
+                ids.push(self.eos);
+                ids
+            } else {
+                ranked.iter().take(size).map(|&k| k as u32).collect()
+            };
+            Some(GeneformerCell { input_ids })
+        })
     }
 }

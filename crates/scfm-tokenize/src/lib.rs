@@ -14,6 +14,7 @@ mod error;
 pub mod geneformer;
 pub mod mask;
 pub mod pickle;
+mod radix;
 pub mod rng;
 pub mod scbert;
 pub mod scgpt;

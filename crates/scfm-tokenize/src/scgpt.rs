@@ -67,34 +67,85 @@ pub fn digitize(x: f64, edges: &[f64]) -> (usize, usize) {
 /// When `n_bins < 3`.
 pub fn bin_cell(values: &[f32], n_bins: usize, tie: &mut TieBreak) -> Vec<u8> {
     assert!((3..=256).contains(&n_bins));
-    let nz: Vec<f64> = values.iter().filter(|&&v| v != 0.0).map(|&v| f64::from(v)).collect();
+    /// Per-thread buffers: packed (value, rank) keys, sort scratch, sorted values, digitize
+    /// bounds by rank.
+    #[derive(Default)]
+    struct Buffers {
+        order: Vec<u128>,
+        scratch: crate::radix::Scratch,
+        sorted: Vec<f64>,
+        bounds: Vec<(u8, u8)>,
+    }
+    thread_local! {
+        static BUFFERS: std::cell::RefCell<Buffers> = Default::default();
+    }
     let mut out = vec![0u8; values.len()];
-    if nz.is_empty() {
-        return out;
-    }
-    let mut sorted = nz.clone();
-    sorted.sort_by(f64::total_cmp);
-    let edges = quantile_edges(&sorted, n_bins - 1);
-    // helical seeds default_rng(42) afresh for every cell: clone the seeded state.
-    static HELICAL: std::sync::OnceLock<NumpyPcg64> = std::sync::OnceLock::new();
-    let mut helical =
-        matches!(tie, TieBreak::HelicalPcg64).then(|| HELICAL.get_or_init(|| NumpyPcg64::new(42)).clone());
-    let mut k = 0;
-    for (slot, &v) in out.iter_mut().zip(values) {
-        if v == 0.0 {
-            continue;
+    BUFFERS.with_borrow_mut(|Buffers { order, scratch, sorted, bounds }| {
+        // Non-zero values as order-preserving integers, packed with their rank among the
+        // non-zeros, sorted by value.
+        order.clear();
+        order.extend(
+            values
+                .iter()
+                .filter(|&&v| v != 0.0)
+                .enumerate()
+                .map(|(k, &v)| u128::from(ordered_bits(v)) << 64 | k as u128),
+        );
+        if order.is_empty() {
+            return;
         }
-        let (left, right) = digitize(nz[k], &edges);
-        k += 1;
-        let u = match tie {
-            TieBreak::Deterministic => 0.0,
-            TieBreak::NumpyLegacy(g) => g.next_f64(),
-            TieBreak::HelicalPcg64 => helical.as_mut().expect("set above").next_f64(),
-        };
-        let (l, r) = (left as f64, right as f64);
-        *slot = (u * (r - l) + l).ceil() as u8;
-    }
+        crate::radix::sort_by_high_stable(order, scratch);
+        sorted.clear();
+        sorted.extend(order.iter().map(|&t| f64::from(from_ordered_bits((t >> 64) as u32))));
+        let edges = quantile_edges(sorted, n_bins - 1);
+        // `digitize` of every value in one merge walk over the ascending values and edges.
+        bounds.clear();
+        bounds.resize(order.len(), (0, 0));
+        let (mut left, mut right) = (0, 0);
+        for (&t, &x) in order.iter().zip(sorted.iter()) {
+            while left < edges.len() && edges[left] <= x {
+                left += 1;
+            }
+            while right < edges.len() && edges[right] < x {
+                right += 1;
+            }
+            bounds[t as u64 as usize] = (left as u8, right as u8);
+        }
+        // helical seeds default_rng(42) afresh for every cell: clone the seeded state.
+        static HELICAL: std::sync::OnceLock<NumpyPcg64> = std::sync::OnceLock::new();
+        let mut helical =
+            matches!(tie, TieBreak::HelicalPcg64).then(|| HELICAL.get_or_init(|| NumpyPcg64::new(42)).clone());
+        // Draws are consumed in column order, one per non-zero value.
+        let slots = out.iter_mut().zip(values).filter(|(_, v)| **v != 0.0);
+        for ((slot, _), &(left, right)) in slots.zip(bounds.iter()) {
+            let u = match tie {
+                TieBreak::Deterministic => 0.0,
+                TieBreak::NumpyLegacy(g) => g.next_f64(),
+                TieBreak::HelicalPcg64 => helical.as_mut().expect("set above").next_f64(),
+            };
+            let (l, r) = (f64::from(left), f64::from(right));
+            *slot = ceil_non_negative(u * (r - l) + l);
+        }
+    });
     out
+}
+
+/// The bits of `v` as an integer that orders like `v` (total order; negatives below positives).
+fn ordered_bits(v: f32) -> u32 {
+    let b = v.to_bits();
+    if b >> 31 == 1 { !b } else { b | 0x8000_0000 }
+}
+
+/// The inverse of [`ordered_bits`].
+fn from_ordered_bits(o: u32) -> f32 {
+    f32::from_bits(if o >> 31 == 1 { o & 0x7fff_ffff } else { !o })
+}
+
+/// `y.ceil() as u8` for `0 ≤ y < 256`, without a libm call (`ceil` is not inlined on baseline
+/// x86-64): the truncation, plus one when a fraction was cut off.
+fn ceil_non_negative(y: f64) -> u8 {
+    let t = y as u8;
+    if f64::from(t) < y { t + 1 } else { t }
 }
 
 /// How scGPT builds a cell's token sequence (MODELS.md §3.5).

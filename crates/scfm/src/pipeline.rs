@@ -153,6 +153,9 @@ pub struct TokenizeOptions {
     pub obs_columns: Vec<String>,
     /// Cells read per step.
     pub chunk_cells: usize,
+    /// Tokenizer threads (the reader is one more); `None`: one per available core. Output is
+    /// identical for any number.
+    pub threads: Option<usize>,
 }
 
 impl Default for TokenizeOptions {
@@ -163,6 +166,7 @@ impl Default for TokenizeOptions {
             gene_table: None,
             obs_columns: vec![],
             chunk_cells: 2048,
+            threads: None,
         }
     }
 }
@@ -415,7 +419,7 @@ pub fn tokenize(
     let mut writer = HfDatasetWriter::create(out, &schema, 200_000)?;
     let (mut cells_in, mut cells_out) = (0, 0);
     let total_cells = source.n_cells();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     std::thread::scope(|scope| -> Result<(), Error> {
         // Reading (HDF5 decompression, canonical CSR) overlaps with tokenizing and writing.
         let (tx, rx) = std::sync::mpsc::sync_channel(2);
