@@ -1,0 +1,13 @@
+//! Geneformer (Theodoris et al. 2023; V2: Chen et al. 2024): a BERT encoder over rank-value
+//! encoded cells, with the masked-LM head it was pretrained with.
+//!
+//! Load a released model from its Hugging Face folder with [`Geneformer::from_hf_dir`] and
+//! compute cell embeddings with [`Geneformer::cell_embeddings`], exactly as upstream
+//! `EmbExtractor` does (see [`CellPooling`] and [`EmbeddingLayer`]).
+
+mod config;
+mod import;
+mod model;
+
+pub use config::GeneformerConfig;
+pub use model::{CellPooling, EmbeddingLayer, Encoded, Geneformer, MlmHead};

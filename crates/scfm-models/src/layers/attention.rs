@@ -1,0 +1,79 @@
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Linear};
+use burn::tensor::activation::softmax;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Tensor};
+
+/// Multi-head scaled dot-product self-attention with separate query/key/value projections
+/// (BERT's `BertSelfAttention` + `BertSelfOutput.dense`; PyTorch's `nn.MultiheadAttention` with
+/// its stacked `in_proj` split into three).
+#[derive(Module, Debug)]
+pub struct SelfAttention<B: Backend> {
+    pub query: Linear<B>,
+    pub key: Linear<B>,
+    pub value: Linear<B>,
+    pub output: Linear<B>,
+    pub dropout: Dropout,
+    pub n_heads: usize,
+}
+
+/// What [`SelfAttention::forward`] returns.
+#[derive(Debug, Clone)]
+pub struct AttentionOutput<B: Backend> {
+    /// `[batch, len, d_model]`.
+    pub context: Tensor<B, 3>,
+    /// Attention probabilities `[batch, heads, len (queries), len (keys)]`, when asked for.
+    pub probs: Option<Tensor<B, 4>>,
+}
+
+/// The additive attention bias of a key-padding mask: 0 for real keys, `f32::MIN` for padded
+/// ones (as Hugging Face BERT), shaped `[batch, 1, 1, len]` to broadcast over heads and queries.
+///
+/// # Shapes
+/// - `padded`: `[batch, len]`, true = padding.
+/// - output: `[batch, 1, 1, len]`.
+pub fn key_padding_bias<B: Backend>(padded: Tensor<B, 2, Bool>) -> Tensor<B, 4> {
+    let [b, l] = padded.dims();
+    padded.float().mul_scalar(f32::MIN).reshape([b, 1, 1, l])
+}
+
+impl<B: Backend> SelfAttention<B> {
+    /// A layer from its four projections (`d_model` in and out each).
+    ///
+    /// # Panics
+    /// When `n_heads` does not divide `d_model` (a configuration error caught at import).
+    pub fn new(
+        query: Linear<B>,
+        key: Linear<B>,
+        value: Linear<B>,
+        output: Linear<B>,
+        n_heads: usize,
+        dropout: f64,
+    ) -> Self {
+        let d_model = query.weight.dims()[1];
+        assert!(n_heads > 0 && d_model.is_multiple_of(n_heads), "{n_heads} heads do not divide d_model {d_model}");
+        Self { query, key, value, output, dropout: DropoutConfig::new(dropout).init(), n_heads }
+    }
+
+    /// Self-attention over `x`; `bias` is added to the scores (e.g. [`key_padding_bias`]).
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, len, d_model]`
+    /// - `bias`: broadcastable to `[batch, heads, len, len]`
+    /// - output: `context` `[batch, len, d_model]`, `probs` `[batch, heads, len, len]`
+    pub fn forward(&self, x: Tensor<B, 3>, bias: Option<Tensor<B, 4>>, return_probs: bool) -> AttentionOutput<B> {
+        let [b, l, d] = x.dims();
+        let (h, dh) = (self.n_heads, d / self.n_heads);
+        let heads = |t: Tensor<B, 3>| t.reshape([b, l, h, dh]).swap_dims(1, 2);
+        let q = heads(self.query.forward(x.clone()));
+        let k = heads(self.key.forward(x.clone()));
+        let v = heads(self.value.forward(x));
+        let mut scores = q.matmul(k.swap_dims(2, 3)).div_scalar((dh as f64).sqrt());
+        if let Some(bias) = bias {
+            scores = scores + bias;
+        }
+        let probs = softmax(scores, 3);
+        let context = self.dropout.forward(probs.clone()).matmul(v).swap_dims(1, 2).reshape([b, l, d]);
+        AttentionOutput { context: self.output.forward(context), probs: return_probs.then_some(probs) }
+    }
+}

@@ -1,0 +1,7 @@
+//! Building blocks shared by every model family.
+
+mod attention;
+mod encoder;
+
+pub use attention::{AttentionOutput, SelfAttention, key_padding_bias};
+pub use encoder::{Activation, EncoderLayer};
