@@ -27,6 +27,7 @@
 mod chunk;
 mod error;
 mod genes;
+pub mod pickle;
 mod source;
 mod vocab;
 

@@ -94,6 +94,26 @@ impl TensorFile {
         Self::parse_safetensors(path, data)
     }
 
+    /// Reads a PyTorch zip checkpoint (`pytorch_model.bin`, `best_model.pt`, `.pth`, `.ckpt`)
+    /// without executing code. Tensors inside nested dicts are named by the joined keys
+    /// (`model_state_dict.token_emb.weight`); tensors that share a storage (tied weights) are
+    /// copied apart.
+    ///
+    /// # Errors
+    /// [`ImportError::Io`] and [`ImportError::Format`] (not a zip, compressed members, a pickle
+    /// that needs a global outside PyTorch's tensor set, views outside their storage).
+    pub fn read_torch(path: &Path) -> Result<Self, ImportError> {
+        let raw = std::fs::read(path).map_err(|source| ImportError::Io { path: path.to_owned(), source })?;
+        let mut data = vec![];
+        let mut tensors = BTreeMap::new();
+        for t in crate::torch::read_tensors(path, &raw)? {
+            let start = data.len();
+            data.extend_from_slice(&t.bytes);
+            tensors.insert(t.name, TensorEntry { shape: t.shape, dtype: t.dtype, bytes: start..data.len() });
+        }
+        Ok(Self { path: path.to_owned(), data, tensors })
+    }
+
     fn parse_safetensors(path: &Path, data: Vec<u8>) -> Result<Self, ImportError> {
         let bad = |reason: String| ImportError::Format { path: path.to_owned(), kind: "safetensors file", reason };
         let n = data.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize);

@@ -5,7 +5,7 @@
 //!   post-norm encoder layer); every family is built from them.
 //! - [`geneformer`]: Geneformer V1/V2 (a BERT encoder with its masked-LM head), loaded from a
 //!   Hugging Face folder, and its cell embeddings.
-//! - [`checkpoint`]: readers of the tensor containers (safetensors) and the strict key
+//! - [`checkpoint`]: readers of the tensor containers (safetensors, PyTorch zip pickles) and the strict key
 //!   bookkeeping every import goes through: a missing, unexpected or mis-shaped tensor is an
 //!   [`ImportError`] that names it.
 //!
@@ -15,5 +15,6 @@ pub mod checkpoint;
 mod error;
 pub mod geneformer;
 pub mod layers;
+mod torch;
 
 pub use error::{ImportError, TensorProblem};

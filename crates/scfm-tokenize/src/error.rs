@@ -79,5 +79,3 @@ pub enum TokenizeError {
         source: scfm_core::CoreError,
     },
 }
-
-impl std::error::Error for PickleError {}

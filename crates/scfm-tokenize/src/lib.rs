@@ -13,7 +13,8 @@
 mod error;
 pub mod geneformer;
 pub mod mask;
-pub mod pickle;
+/// The restricted pickle reader (it lives in `scfm-core`, shared with the checkpoint loaders).
+pub use scfm_core::pickle;
 mod radix;
 pub mod rng;
 pub mod scbert;

@@ -44,6 +44,7 @@ fn describe(v: &PyValue) -> &'static str {
         PyValue::List(_) => "list",
         PyValue::Dict(_) => "dict",
         PyValue::Dtype(_) | PyValue::Global(_) => "NumPy object",
+        PyValue::TorchStorage { .. } | PyValue::TorchTensor(_) => "PyTorch tensor",
     }
 }
 

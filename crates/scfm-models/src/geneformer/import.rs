@@ -61,7 +61,7 @@ const IGNORABLE: [&str; 3] =
 
 impl<B: Backend> Geneformer<B> {
     /// Loads a released Geneformer from its Hugging Face folder (`config.json` +
-    /// `model.safetensors`).
+    /// `model.safetensors`, or `pytorch_model.bin` when there is no safetensors file).
     ///
     /// The masked-LM head is loaded when the checkpoint has it (`cls.predictions.*`, as every
     /// pretrained release); its decoder is tied to the word embeddings.
@@ -71,11 +71,17 @@ impl<B: Backend> Geneformer<B> {
     /// missing, unexpected or mis-shaped tensor.
     pub fn from_hf_dir(dir: &Path, device: &B::Device) -> Result<Self, ImportError> {
         let config = GeneformerConfig::from_hf_json(&dir.join("config.json"))?;
-        let weights = dir.join("model.safetensors");
-        if !weights.is_file() {
-            return Err(ImportError::NoCheckpoint { dir: dir.to_owned(), expected: vec!["model.safetensors"] });
-        }
-        let file = TensorFile::read_safetensors(&weights)?;
+        let (safetensors, bin) = (dir.join("model.safetensors"), dir.join("pytorch_model.bin"));
+        let file = if safetensors.is_file() {
+            TensorFile::read_safetensors(&safetensors)?
+        } else if bin.is_file() {
+            TensorFile::read_torch(&bin)?
+        } else {
+            return Err(ImportError::NoCheckpoint {
+                dir: dir.to_owned(),
+                expected: vec!["model.safetensors", "pytorch_model.bin"],
+            });
+        };
         Self::from_tensors(&config, &file, device)
     }
 

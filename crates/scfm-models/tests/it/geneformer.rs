@@ -148,3 +148,32 @@ fn a_fresh_model_has_the_configured_shapes_and_masks_padding() {
     }
     assert_eq!(model.mlm_logits(enc.last().clone()).unwrap().dims(), [2, 4, 64]);
 }
+
+#[test]
+fn pytorch_model_bin_holds_the_same_tensors_as_model_safetensors() {
+    use scfm_models::geneformer::GeneformerConfig;
+    let device = Default::default();
+    let mut checked = 0;
+    for dir in model_fixtures("geneformer") {
+        let bin = dir.join("pytorch_model.bin");
+        if !bin.is_file() {
+            continue;
+        }
+        let torch = TensorFile::read_torch(&bin).unwrap();
+        let st = TensorFile::read_safetensors(&dir.join("model.safetensors")).unwrap();
+        for (name, e) in st.entries() {
+            let t = torch.get(name).unwrap_or_else(|| panic!("{}: {name} missing", bin.display()));
+            assert_eq!((&t.shape, t.dtype), (&e.shape, e.dtype), "{name}");
+            assert_eq!(torch.f32(name), st.f32(name), "{name}");
+        }
+        // The extra keys are the tied decoder (same values as the word embeddings).
+        let extra: Vec<&str> = torch.entries().map(|(n, _)| n).filter(|n| st.get(n).is_none()).collect();
+        assert!(extra.contains(&"cls.predictions.decoder.weight"), "{extra:?}");
+        assert_eq!(torch.f32("cls.predictions.decoder.weight"), st.f32("bert.embeddings.word_embeddings.weight"));
+        // And the model loads from it (its extra keys are documented ignorable ones).
+        let config = GeneformerConfig::from_hf_json(&dir.join("config.json")).unwrap();
+        Geneformer::<B>::from_tensors(&config, &torch, &device).unwrap();
+        checked += 1;
+    }
+    assert!(checked >= 2, "the tiny fixtures ship pytorch_model.bin");
+}

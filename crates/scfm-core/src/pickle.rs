@@ -4,8 +4,13 @@
 //! tuples, strings, bytes, ints, floats, booleans, `None`), and exactly two globals, the ones
 //! NumPy uses for scalars (`numpy.core.multiarray.scalar` / `numpy._core.multiarray.scalar` and
 //! `numpy.dtype`). Nothing is ever executed: any other global, or any opcode outside this set, is
-//! an error. Memo references may only point at scalars and strings, so a hostile file cannot
-//! blow up memory by sharing containers.
+//! an error. Memo references may only point at scalars, strings and short tuples of scalars, so
+//! a hostile file cannot blow up memory by sharing containers.
+//!
+//! [`parse_torch`] additionally reads the `data.pkl` of PyTorch's zip checkpoints
+//! (`torch.save`): the persistent ids of tensor storages, `torch._utils._rebuild_tensor_v2` /
+//! `_rebuild_parameter`, the storage-type globals and `collections.OrderedDict` — as descriptions
+//! ([`PyValue::TorchTensor`]); the tensor bytes live in the archive and are read by the caller.
 
 use std::collections::HashMap;
 
@@ -34,6 +39,58 @@ pub enum PyValue {
     Dtype(String),
     /// One of the allowed globals, before it is called.
     Global(AllowedGlobal),
+    /// A PyTorch storage reference (a persistent id `('storage', type, key, location, numel)`).
+    TorchStorage { dtype: TorchDType, key: String },
+    /// A PyTorch tensor: a strided view of the storage `key` in the archive's `data/` folder.
+    TorchTensor(TorchTensor),
+}
+
+/// Element types of PyTorch storages (`torch.FloatStorage`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TorchDType {
+    F64,
+    F32,
+    F16,
+    BF16,
+    I64,
+    I32,
+    I16,
+    I8,
+    U8,
+    Bool,
+}
+
+impl TorchDType {
+    fn from_storage(name: &str) -> Option<Self> {
+        Some(match name {
+            "DoubleStorage" => Self::F64,
+            "FloatStorage" => Self::F32,
+            "HalfStorage" => Self::F16,
+            "BFloat16Storage" => Self::BF16,
+            "LongStorage" => Self::I64,
+            "IntStorage" => Self::I32,
+            "ShortStorage" => Self::I16,
+            "CharStorage" => Self::I8,
+            "ByteStorage" => Self::U8,
+            "BoolStorage" => Self::Bool,
+            _ => return None,
+        })
+    }
+}
+
+/// A tensor of a PyTorch checkpoint, as `_rebuild_tensor_v2` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TorchTensor {
+    /// Storage record name (`{root}/data/{key}` in the zip archive).
+    pub storage: String,
+    /// Element type of the storage.
+    pub dtype: TorchDType,
+    /// Offset into the storage, in elements.
+    pub offset: usize,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Strides, in elements.
+    pub stride: Vec<usize>,
 }
 
 /// The globals the reader accepts.
@@ -43,6 +100,14 @@ pub enum AllowedGlobal {
     NumpyScalar,
     /// `numpy.dtype(code, align, copy)`.
     NumpyDtype,
+    /// `collections.OrderedDict` (torch dialect).
+    OrderedDict,
+    /// `torch._utils._rebuild_tensor_v2` (torch dialect).
+    RebuildTensor,
+    /// `torch._utils._rebuild_parameter` (torch dialect).
+    RebuildParameter,
+    /// A storage type such as `torch.FloatStorage` (torch dialect).
+    Storage(TorchDType),
 }
 
 /// Why a pickle was refused.
@@ -53,6 +118,8 @@ pub struct PickleError {
     /// What is wrong.
     pub reason: String,
 }
+
+impl std::error::Error for PickleError {}
 
 impl std::fmt::Display for PickleError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -66,6 +133,8 @@ enum Slot {
 }
 
 struct Machine<'a> {
+    /// Whether the PyTorch globals and persistent ids are accepted.
+    torch: bool,
     data: &'a [u8],
     pos: usize,
     op_at: usize,
@@ -155,7 +224,12 @@ impl<'a> Machine<'a> {
             _ => return Err(self.err("nothing to memoize")),
         };
         // Containers are not memoized by value: they may only be referenced as the top object.
-        let shareable = !matches!(v, PyValue::List(_) | PyValue::Dict(_) | PyValue::Tuple(_));
+        // Short tuples of scalars (shapes, strides) are.
+        let shareable = match v {
+            PyValue::List(_) | PyValue::Dict(_) => false,
+            PyValue::Tuple(t) => t.len() <= 16 && t.iter().all(|x| matches!(x, PyValue::Int(_) | PyValue::Str(_))),
+            _ => true,
+        };
         let entry = shareable.then(|| v.clone());
         self.memo.insert(key, entry);
         Ok(())
@@ -178,6 +252,14 @@ impl<'a> Machine<'a> {
                 Ok(PyValue::Global(AllowedGlobal::NumpyScalar))
             }
             ("numpy", "dtype") => Ok(PyValue::Global(AllowedGlobal::NumpyDtype)),
+            ("collections", "OrderedDict") if self.torch => Ok(PyValue::Global(AllowedGlobal::OrderedDict)),
+            ("torch._utils", "_rebuild_tensor_v2") if self.torch => Ok(PyValue::Global(AllowedGlobal::RebuildTensor)),
+            ("torch._utils", "_rebuild_parameter") if self.torch => {
+                Ok(PyValue::Global(AllowedGlobal::RebuildParameter))
+            }
+            ("torch", storage) if self.torch && TorchDType::from_storage(storage).is_some() => {
+                Ok(PyValue::Global(AllowedGlobal::Storage(TorchDType::from_storage(storage).expect("checked"))))
+            }
             _ => Err(self.err(format!("refusing to load the global {module}.{name} (only NumPy scalars are allowed)"))),
         }
     }
@@ -190,6 +272,34 @@ impl<'a> Machine<'a> {
                 numpy_scalar(code, b)
                     .ok_or_else(|| self.err(format!("unsupported NumPy scalar {code:?} of {} bytes", b.len())))
             }
+            (PyValue::Global(AllowedGlobal::OrderedDict), []) => Ok(PyValue::Dict(vec![])),
+            (
+                PyValue::Global(AllowedGlobal::RebuildTensor),
+                [
+                    PyValue::TorchStorage { dtype, key },
+                    PyValue::Int(offset),
+                    PyValue::Tuple(shape),
+                    PyValue::Tuple(stride),
+                    ..,
+                ],
+            ) => {
+                let dims = |t: &[PyValue]| -> Option<Vec<usize>> {
+                    t.iter().map(|d| if let PyValue::Int(d) = d { usize::try_from(*d).ok() } else { None }).collect()
+                };
+                match (dims(shape), dims(stride), usize::try_from(*offset)) {
+                    (Some(shape), Some(stride), Ok(offset)) if shape.len() == stride.len() => {
+                        Ok(PyValue::TorchTensor(TorchTensor {
+                            storage: key.clone(),
+                            dtype: *dtype,
+                            offset,
+                            shape,
+                            stride,
+                        }))
+                    }
+                    _ => Err(self.err("malformed tensor shape, stride or offset")),
+                }
+            }
+            (PyValue::Global(AllowedGlobal::RebuildParameter), [t @ PyValue::TorchTensor(_), ..]) => Ok(t.clone()),
             (c, a) => Err(self.err(format!("refusing to call {c:?} with {} arguments", a.len()))),
         }
     }
@@ -219,7 +329,21 @@ fn numpy_scalar(code: &str, b: &[u8]) -> Option<PyValue> {
 /// # Errors
 /// [`PickleError`] with the byte offset for truncated data, unknown opcodes and refused globals.
 pub fn parse(data: &[u8]) -> Result<PyValue, PickleError> {
-    let mut m = Machine { data, pos: 0, op_at: 0, stack: vec![], memo: HashMap::new() };
+    run(data, false)
+}
+
+/// Decodes the `data.pkl` of a PyTorch zip checkpoint: like [`parse`], plus the PyTorch
+/// globals and storage persistent ids (see the module documentation). Tensors come back as
+/// [`PyValue::TorchTensor`] descriptions.
+///
+/// # Errors
+/// [`PickleError`] as [`parse`]; any other global (custom classes, `torch.device`, …) is refused.
+pub fn parse_torch(data: &[u8]) -> Result<PyValue, PickleError> {
+    run(data, true)
+}
+
+fn run(data: &[u8], torch: bool) -> Result<PyValue, PickleError> {
+    let mut m = Machine { torch, data, pos: 0, op_at: 0, stack: vec![], memo: HashMap::new() };
     loop {
         m.op_at = m.pos;
         let op = m.u8()?;
@@ -382,6 +506,29 @@ pub fn parse(data: &[u8]) -> Result<PyValue, PickleError> {
                 let v = m.reduce(callable, args)?;
                 m.push(v);
             }
+            b'Q' if m.torch => {
+                // BINPERSID: ('storage', storage type, key, location, numel).
+                let pid = m.pop()?;
+                let storage = match &pid {
+                    PyValue::Tuple(t) => match t.as_slice() {
+                        [PyValue::Str(kind), PyValue::Global(AllowedGlobal::Storage(dtype)), PyValue::Str(key), ..]
+                            if kind == "storage" =>
+                        {
+                            Some(PyValue::TorchStorage { dtype: *dtype, key: key.clone() })
+                        }
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let storage = storage.ok_or_else(|| m.err(format!("unsupported persistent id {pid:?}")))?;
+                m.push(storage);
+            }
+            b'b' if m.torch
+                && matches!(m.stack.get(m.stack.len().saturating_sub(2)), Some(Slot::Value(PyValue::Dict(_)))) =>
+            {
+                // BUILD on an OrderedDict sets attributes (a state dict's `_metadata`): ignored.
+                m.pop()?;
+            }
             b'b' => {
                 // BUILD on a dtype sets its state: (version, byte order, …). Only little-endian
                 // or byte-order-free dtypes are accepted.
@@ -411,5 +558,31 @@ impl Machine<'_> {
         let s = std::str::from_utf8(&rest[..end]).map_err(|_| self.err("line is not UTF-8"))?.to_owned();
         self.pos += end + 1;
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `os.system("true")` as protocol 2 would pickle it.
+    const HOSTILE: &[u8] = b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00true\x85R.";
+
+    #[test]
+    fn code_executing_globals_are_refused_in_both_dialects() {
+        for result in [parse(HOSTILE), parse_torch(HOSTILE)] {
+            let e = result.unwrap_err();
+            assert!(e.reason.contains("os.system"), "{e}");
+        }
+    }
+
+    #[test]
+    fn torch_globals_and_persistent_ids_are_refused_outside_the_torch_dialect() {
+        let rebuild = b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n.";
+        assert!(parse(rebuild).is_err());
+        assert!(matches!(parse_torch(rebuild), Ok(PyValue::Global(AllowedGlobal::RebuildTensor))));
+        let pid = b"\x80\x02X\x01\x00\x00\x00aQ.";
+        assert!(parse(pid).unwrap_err().reason.contains("0x51"));
+        assert!(parse_torch(pid).unwrap_err().reason.contains("persistent id"));
     }
 }
