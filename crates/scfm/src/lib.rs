@@ -6,12 +6,15 @@
 //! | --- | --- |
 //! | [`core`] (`scfm-core`) | gene tables, CSR cell chunks with obs metadata, the `CellSource` trait |
 //! | [`io`] (`scfm-io`) | h5ad / 10x readers, sharded Arrow corpora, obs filters, h5ad write-back |
-//! | [`tokenize`] (`scfm-tokenize`) | upstream vocabulary files (safe pickle reader); tokenizers to come |
+//! | [`tokenize`] (`scfm-tokenize`) | upstream vocabulary files (safe pickle reader), the four tokenizers |
+//! | `models` (`scfm-models`, feature `models`) | burn models loading the released checkpoints (Geneformer) |
 //!
 //! ## Features
 //! - `parquet`: Parquet corpus shards (`ConvertOptions::format`, `scfm convert --format parquet`).
 //! - `static-hdf5`: build HDF5 from source (needs CMake ≥ 3.26) instead of linking the system
 //!   `libhdf5` (Debian/Ubuntu: `apt-get install libhdf5-dev`).
+//! - `models`: the model zoo ([`models`]) with burn's CPU backend ([`backend::Cpu`]).
+//! - `cuda`, `wgpu`: GPU backends ([`backend::Cuda`], [`backend::Wgpu`]); they imply `models`.
 //!
 //! ## Example: convert an h5ad file into a corpus, keeping blood cells only
 //!
@@ -30,7 +33,24 @@
 
 pub use scfm_core as core;
 pub use scfm_io as io;
+#[cfg(feature = "models")]
+pub use scfm_models as models;
 pub use scfm_tokenize as tokenize;
+
+/// The burn backends scfm is built and tested with (library crates stay generic over
+/// `B: Backend`; programs pick one here).
+#[cfg(feature = "models")]
+pub mod backend {
+    /// burn's default CPU backend (burn-flex): the fastest CPU inference among burn 0.21's CPU
+    /// backends on transformer shapes (docs/benchmarks.md).
+    pub type Cpu = burn::backend::Flex;
+    /// NVIDIA GPUs (CUDA).
+    #[cfg(feature = "cuda")]
+    pub type Cuda = burn::backend::Cuda;
+    /// GPUs through wgpu.
+    #[cfg(feature = "wgpu")]
+    pub type Wgpu = burn::backend::Wgpu;
+}
 
 pub mod pipeline;
 
