@@ -45,7 +45,8 @@ pub enum PyValue {
     TorchTensor(TorchTensor),
 }
 
-/// Element types of PyTorch storages (`torch.FloatStorage`, …).
+/// Element types of PyTorch storages (`torch.FloatStorage`, …) and of the other tensor
+/// containers (safetensors).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TorchDType {
     F64,
@@ -61,6 +62,21 @@ pub enum TorchDType {
 }
 
 impl TorchDType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            Self::F64 | Self::I64 => 8,
+            Self::F32 | Self::I32 => 4,
+            Self::F16 | Self::BF16 | Self::I16 => 2,
+            Self::I8 | Self::U8 | Self::Bool => 1,
+        }
+    }
+
+    /// Whether this is a floating-point type.
+    pub fn is_float(self) -> bool {
+        matches!(self, Self::F64 | Self::F32 | Self::F16 | Self::BF16)
+    }
+
     fn from_storage(name: &str) -> Option<Self> {
         Some(match name {
             "DoubleStorage" => Self::F64,

@@ -18,51 +18,22 @@ use burn::tensor::{Int, Tensor, TensorData};
 use crate::{ImportError, TensorProblem};
 
 /// Element types found in the checkpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DType {
-    F64,
-    F32,
-    F16,
-    BF16,
-    I64,
-    I32,
-    I16,
-    I8,
-    U8,
-    Bool,
-}
+pub use scfm_core::pickle::TorchDType as DType;
 
-impl DType {
-    /// Bytes per element.
-    pub fn size(self) -> usize {
-        match self {
-            Self::F64 | Self::I64 => 8,
-            Self::F32 | Self::I32 => 4,
-            Self::F16 | Self::BF16 | Self::I16 => 2,
-            Self::I8 | Self::U8 | Self::Bool => 1,
-        }
-    }
-
-    fn from_safetensors(s: &str) -> Option<Self> {
-        Some(match s {
-            "F64" => Self::F64,
-            "F32" => Self::F32,
-            "F16" => Self::F16,
-            "BF16" => Self::BF16,
-            "I64" => Self::I64,
-            "I32" => Self::I32,
-            "I16" => Self::I16,
-            "I8" => Self::I8,
-            "U8" => Self::U8,
-            "BOOL" => Self::Bool,
-            _ => return None,
-        })
-    }
-
-    fn is_float(self) -> bool {
-        matches!(self, Self::F64 | Self::F32 | Self::F16 | Self::BF16)
-    }
+fn dtype_from_safetensors(s: &str) -> Option<DType> {
+    Some(match s {
+        "F64" => DType::F64,
+        "F32" => DType::F32,
+        "F16" => DType::F16,
+        "BF16" => DType::BF16,
+        "I64" => DType::I64,
+        "I32" => DType::I32,
+        "I16" => DType::I16,
+        "I8" => DType::I8,
+        "U8" => DType::U8,
+        "BOOL" => DType::Bool,
+        _ => return None,
+    })
 }
 
 /// One stored tensor: where its bytes are in the file's buffer.
@@ -130,7 +101,7 @@ impl TensorFile {
             let field = |f: &str| v.get(f).ok_or_else(|| bad(format!("{name}: no {f}")));
             let dtype_s = field("dtype")?.as_str().unwrap_or_default();
             let dtype =
-                DType::from_safetensors(dtype_s).ok_or_else(|| bad(format!("{name}: element type {dtype_s:?}")))?;
+                dtype_from_safetensors(dtype_s).ok_or_else(|| bad(format!("{name}: element type {dtype_s:?}")))?;
             let nums = |f: &str| -> Result<Vec<usize>, ImportError> {
                 field(f)?
                     .as_array()

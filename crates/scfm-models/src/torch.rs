@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use scfm_core::pickle::{self, PyValue, TorchDType, TorchTensor};
+use scfm_core::pickle::{self, PyValue, TorchTensor};
 
 use crate::ImportError;
 use crate::checkpoint::DType;
@@ -83,21 +83,6 @@ fn zip_members(path: &Path, data: &[u8]) -> Result<BTreeMap<String, std::ops::Ra
     Ok(members)
 }
 
-fn dtype(d: TorchDType) -> DType {
-    match d {
-        TorchDType::F64 => DType::F64,
-        TorchDType::F32 => DType::F32,
-        TorchDType::F16 => DType::F16,
-        TorchDType::BF16 => DType::BF16,
-        TorchDType::I64 => DType::I64,
-        TorchDType::I32 => DType::I32,
-        TorchDType::I16 => DType::I16,
-        TorchDType::I8 => DType::I8,
-        TorchDType::U8 => DType::U8,
-        TorchDType::Bool => DType::Bool,
-    }
-}
-
 /// One tensor of a checkpoint, materialised in C order.
 pub(crate) struct RawTensor {
     pub name: String,
@@ -131,11 +116,10 @@ pub(crate) fn read_tensors(path: &Path, data: &[u8]) -> Result<Vec<RawTensor>, I
             .get(&format!("{root}data/{}", t.storage))
             .ok_or_else(|| bad(format!("{name}: storage record {} is missing", t.storage)))?;
         let bytes = &data[storage.clone()];
-        let dt = dtype(t.dtype);
-        let contiguous = gather(bytes, dt.size(), &t).ok_or_else(|| {
+        let contiguous = gather(bytes, t.dtype.size(), &t).ok_or_else(|| {
             bad(format!("{name}: view {:?} (stride {:?}, offset {}) exceeds its storage", t.shape, t.stride, t.offset))
         })?;
-        out.push(RawTensor { name, dtype: dt, shape: t.shape, bytes: contiguous });
+        out.push(RawTensor { name, dtype: t.dtype, shape: t.shape, bytes: contiguous });
     }
     Ok(out)
 }
