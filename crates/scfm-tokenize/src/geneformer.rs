@@ -111,9 +111,7 @@ impl InputGene {
 /// How a dataset's genes map onto the vocabulary; computed once per gene table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenePlan {
-    /// For every input column, the model column it adds to.
-    target: Vec<Option<u32>>,
-    /// `target` and `columns` joined per input column.
+    /// For every input column, the model column it adds to, with that column's token and median.
     inputs: Vec<InputGene>,
     columns: Vec<PlanColumn>,
     /// Whether duplicates were summed (upstream's collapse branch).
@@ -133,7 +131,7 @@ impl GenePlan {
 
     /// Whether input column `i` maps to a vocabulary gene.
     pub fn is_mapped(&self, i: usize) -> bool {
-        self.target.get(i).is_some_and(Option::is_some)
+        self.inputs.get(i).is_some_and(|g| g.col != InputGene::UNMAPPED)
     }
 }
 
@@ -249,7 +247,7 @@ impl GeneformerTokenizer {
                 }
             })
             .collect();
-        GenePlan { target, inputs, columns, collapsed: collapse, mapped_inputs, summed_groups }
+        GenePlan { inputs, columns, collapsed: collapse, mapped_inputs, summed_groups }
     }
 
     /// The un-truncated ranking of one cell: `(token, sort key)` by descending key. `n_counts`
