@@ -77,10 +77,8 @@ impl TensorFile {
         let raw = std::fs::read(path).map_err(|source| ImportError::Io { path: path.to_owned(), source })?;
         let mut data = vec![];
         let mut tensors = BTreeMap::new();
-        for t in crate::torch::read_tensors(path, &raw)? {
-            let start = data.len();
-            data.extend_from_slice(&t.bytes);
-            tensors.insert(t.name, TensorEntry { shape: t.shape, dtype: t.dtype, bytes: start..data.len() });
+        for t in crate::torch::read_tensors(path, &raw, &mut data)? {
+            tensors.insert(t.name, TensorEntry { shape: t.shape, dtype: t.dtype, bytes: t.bytes });
         }
         Ok(Self { path: path.to_owned(), data, tensors })
     }

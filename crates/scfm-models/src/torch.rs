@@ -88,13 +88,13 @@ pub(crate) struct RawTensor {
     pub name: String,
     pub dtype: DType,
     pub shape: Vec<usize>,
-    /// Little-endian element bytes.
-    pub bytes: Vec<u8>,
+    /// Where its little-endian element bytes are in the output buffer.
+    pub bytes: std::ops::Range<usize>,
 }
 
 /// Every tensor reachable through (nested) dicts of the checkpoint, named by the dict keys
-/// joined with `.`.
-pub(crate) fn read_tensors(path: &Path, data: &[u8]) -> Result<Vec<RawTensor>, ImportError> {
+/// joined with `.`; their elements are appended to `out` in C order.
+pub(crate) fn read_tensors(path: &Path, data: &[u8], out: &mut Vec<u8>) -> Result<Vec<RawTensor>, ImportError> {
     let bad = |reason: String| ImportError::Format { path: path.to_owned(), kind: "PyTorch zip checkpoint", reason };
     let members = zip_members(path, data)?;
     let (pkl_name, pkl) = members
@@ -110,18 +110,18 @@ pub(crate) fn read_tensors(path: &Path, data: &[u8]) -> Result<Vec<RawTensor>, I
     let top = pickle::parse_torch(&data[pkl.clone()]).map_err(|e| bad(e.to_string()))?;
     let mut described = vec![];
     collect(String::new(), top, &mut described);
-    let mut out = Vec::with_capacity(described.len());
+    let mut tensors = Vec::with_capacity(described.len());
     for (name, t) in described {
         let storage = members
             .get(&format!("{root}data/{}", t.storage))
             .ok_or_else(|| bad(format!("{name}: storage record {} is missing", t.storage)))?;
-        let bytes = &data[storage.clone()];
-        let contiguous = gather(bytes, t.dtype.size(), &t).ok_or_else(|| {
+        let start = out.len();
+        gather(&data[storage.clone()], t.dtype.size(), &t, out).ok_or_else(|| {
             bad(format!("{name}: view {:?} (stride {:?}, offset {}) exceeds its storage", t.shape, t.stride, t.offset))
         })?;
-        out.push(RawTensor { name, dtype: t.dtype, shape: t.shape, bytes: contiguous });
+        tensors.push(RawTensor { name, dtype: t.dtype, shape: t.shape, bytes: start..out.len() });
     }
-    Ok(out)
+    Ok(tensors)
 }
 
 fn collect(prefix: String, v: PyValue, out: &mut Vec<(String, TorchTensor)>) {
@@ -141,11 +141,12 @@ fn collect(prefix: String, v: PyValue, out: &mut Vec<(String, TorchTensor)>) {
     }
 }
 
-/// The elements of a strided view, in C order; `None` when the view exceeds the storage.
-fn gather(storage: &[u8], size: usize, t: &TorchTensor) -> Option<Vec<u8>> {
+/// Appends the elements of a strided view to `out`, in C order; `None` (nothing appended) when
+/// the view exceeds the storage.
+fn gather(storage: &[u8], size: usize, t: &TorchTensor, out: &mut Vec<u8>) -> Option<()> {
     let n: usize = t.shape.iter().product();
     if n == 0 {
-        return Some(vec![]);
+        return Some(());
     }
     let last = t.offset + t.shape.iter().zip(&t.stride).map(|(d, s)| (d - 1) * s).sum::<usize>();
     if (last + 1) * size > storage.len() {
@@ -158,9 +159,10 @@ fn gather(storage: &[u8], size: usize, t: &TorchTensor) -> Option<Vec<u8>> {
         ok
     });
     if contiguous {
-        return Some(storage[t.offset * size..(t.offset + n) * size].to_vec());
+        out.extend_from_slice(&storage[t.offset * size..(t.offset + n) * size]);
+        return Some(());
     }
-    let mut out = Vec::with_capacity(n * size);
+    out.reserve(n * size);
     let mut index = vec![0usize; t.shape.len()];
     for _ in 0..n {
         let at = t.offset + index.iter().zip(&t.stride).map(|(i, s)| i * s).sum::<usize>();
@@ -173,5 +175,5 @@ fn gather(storage: &[u8], size: usize, t: &TorchTensor) -> Option<Vec<u8>> {
             index[d] = 0;
         }
     }
-    Some(out)
+    Some(())
 }
