@@ -237,6 +237,11 @@ impl<'a, B: Backend> Loader<'a, B> {
         self.file.get(key).is_some()
     }
 
+    /// The shape of `key` in the file, if present (to size optional heads from the checkpoint).
+    pub fn shape(&self, key: &str) -> Option<&[usize]> {
+        self.file.get(key).map(|e| e.shape.as_slice())
+    }
+
     /// Marks keys as known but unused (tied copies, buffers such as `position_ids`).
     pub fn ignore(&mut self, keys: impl IntoIterator<Item = String>) {
         for k in keys {
@@ -274,6 +279,8 @@ pub trait ModuleSource<B: Backend> {
     fn linear(&mut self, prefix: &str, d_in: usize, d_out: usize) -> Linear<B>;
     /// A `Linear` from rows `rows` of a stacked PyTorch projection (`in_proj_weight` `[3d, d]`).
     fn linear_rows(&mut self, weight: &str, bias: &str, d_in: usize, stacked: usize, rows: Range<usize>) -> Linear<B>;
+    /// A PyTorch `nn.Linear(bias=False)` (`weight` `[d_out, d_in]`).
+    fn linear_no_bias(&mut self, weight: &str, d_in: usize, d_out: usize) -> Linear<B>;
     /// A PyTorch `nn.LayerNorm` (`{prefix}.weight`, `{prefix}.bias`) with `epsilon`.
     fn layer_norm(&mut self, prefix: &str, d: usize, epsilon: f64) -> LayerNorm<B>;
     /// A PyTorch `nn.Embedding` (`key` `[n, d]`).
@@ -295,6 +302,10 @@ impl<B: Backend> ModuleSource<B> for Loader<'_, B> {
         let w = self.tensor(weight, [stacked, d_in]).slice([rows.clone(), 0..d_in]).transpose();
         let b = self.tensor(bias, [stacked]).slice([rows]);
         Linear { weight: Param::from_tensor(w), bias: Some(Param::from_tensor(b)) }
+    }
+
+    fn linear_no_bias(&mut self, weight: &str, d_in: usize, d_out: usize) -> Linear<B> {
+        Linear { weight: Param::from_tensor(self.tensor(weight, [d_out, d_in]).transpose()), bias: None }
     }
 
     /// A PyTorch `nn.LayerNorm` (`{prefix}.weight`, `{prefix}.bias`) with `epsilon`.
@@ -339,6 +350,10 @@ impl<B: Backend> ModuleSource<B> for Fresh<'_, B> {
 
     fn linear_rows(&mut self, _: &str, _: &str, d_in: usize, _: usize, rows: Range<usize>) -> Linear<B> {
         self.linear("", d_in, rows.len())
+    }
+
+    fn linear_no_bias(&mut self, _: &str, d_in: usize, d_out: usize) -> Linear<B> {
+        LinearConfig::new(d_in, d_out).with_bias(false).with_initializer(self.init.clone()).init(self.device)
     }
 
     fn layer_norm(&mut self, _: &str, d: usize, epsilon: f64) -> LayerNorm<B> {

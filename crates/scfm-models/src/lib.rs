@@ -5,6 +5,8 @@
 //!   post-norm encoder layer); every family is built from them.
 //! - [`geneformer`]: Geneformer V1/V2 (a BERT encoder with its masked-LM head), loaded from a
 //!   Hugging Face folder, and its cell embeddings.
+//! - [`scgpt`]: scGPT's `TransformerModel` (expression, MVC and classification decoders),
+//!   loaded from a released folder (`args.json` + `vocab.json` + `best_model.pt`).
 //! - [`checkpoint`]: readers of the tensor containers (safetensors, PyTorch zip pickles) and the strict key
 //!   bookkeeping every import goes through: a missing, unexpected or mis-shaped tensor is an
 //!   [`ImportError`] that names it.
@@ -15,6 +17,7 @@ pub mod checkpoint;
 mod error;
 pub mod geneformer;
 pub mod layers;
+pub mod scgpt;
 mod torch;
 
 pub use error::{ImportError, TensorProblem};

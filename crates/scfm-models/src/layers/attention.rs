@@ -2,6 +2,8 @@ use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Tensor};
 
 /// Multi-head scaled dot-product self-attention with separate query/key/value projections
@@ -57,6 +59,11 @@ impl<B: Backend> SelfAttention<B> {
 
     /// Self-attention over `x`; `bias` is added to the scores (e.g. [`key_padding_bias`]).
     ///
+    /// Unless the probabilities are asked for (or dropout is active in training), this runs
+    /// the backend's fused attention, which never materialises the `[len, len]` score matrix
+    /// per head (burn-flex tiles long sequences with an online softmax), so memory stays
+    /// linear in the number of heads at 4,096 tokens.
+    ///
     /// # Shapes
     /// - `x`: `[batch, len, d_model]`
     /// - `bias`: broadcastable to `[batch, heads, len, len]`
@@ -68,6 +75,18 @@ impl<B: Backend> SelfAttention<B> {
         let q = heads(self.query.forward(x.clone()));
         let k = heads(self.key.forward(x.clone()));
         let v = heads(self.value.forward(x));
+        let training = B::ad_enabled(&v.device()) && self.dropout.prob > 0.0;
+        if !return_probs && !training {
+            // Broadcast over queries here (one [len, len] tile per cell, shared by the heads):
+            // burn-flex would otherwise expand a query-broadcast bias over the heads too.
+            let bias = bias.map(|t| {
+                let [bb, _, _, lk] = t.dims();
+                t.expand([bb, 1, l, lk])
+            });
+            let context = attention(q, k, v, None, bias, AttentionModuleOptions::default());
+            let context = context.swap_dims(1, 2).reshape([b, l, d]);
+            return AttentionOutput { context: self.output.forward(context), probs: None };
+        }
         let mut scores = q.matmul(k.swap_dims(2, 3)).div_scalar((dh as f64).sqrt());
         if let Some(bias) = bias {
             scores = scores + bias;

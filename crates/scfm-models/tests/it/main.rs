@@ -2,6 +2,7 @@
 //! (`SCFM_PARITY_DIR`, default `../shared/data/parity`) and import errors.
 
 mod geneformer;
+mod scgpt;
 
 use std::path::PathBuf;
 
@@ -25,6 +26,26 @@ pub fn model_fixtures(family: &str) -> Vec<PathBuf> {
     found.sort();
     assert!(!found.is_empty(), "no fixture folder in {}", dir.display());
     found
+}
+
+/// Writes float32 tensors `(name, shape, values)` as a safetensors file (to build checkpoints
+/// with renamed, missing or extra keys from a fixture's).
+pub fn write_safetensors(path: &std::path::Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
+    let (mut header, mut data) = (serde_json::Map::new(), Vec::<u8>::new());
+    for (name, shape, values) in tensors {
+        assert_eq!(values.len(), shape.iter().product::<usize>(), "{name}");
+        let start = data.len();
+        data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [start, data.len()]}),
+        );
+    }
+    let header = serde_json::to_vec(&header).unwrap();
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header);
+    bytes.extend(data);
+    std::fs::write(path, bytes).unwrap();
 }
 
 /// `max |got − want| ≤ 1e-5 · max(1, max |want|)`, the fixtures' tolerance.

@@ -1,0 +1,244 @@
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, Linear};
+use burn::tensor::activation::{leaky_relu, relu, sigmoid};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Int, Tensor, TensorData};
+
+use super::ScGptConfig;
+use crate::checkpoint::Fresh;
+use crate::layers::{EncoderLayer, key_padding_bias};
+
+/// `GeneEncoder`: the gene-token embedding followed by `enc_norm`.
+#[derive(Module, Debug)]
+pub struct GeneEncoder<B: Backend> {
+    pub embedding: Embedding<B>,
+    pub norm: LayerNorm<B>,
+}
+
+impl<B: Backend> GeneEncoder<B> {
+    /// # Shapes
+    /// - `ids`: `[batch, len]`
+    /// - output: `[batch, len, d_model]`
+    pub fn forward(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        self.norm.forward(self.embedding.forward(ids))
+    }
+}
+
+/// `ContinuousValueEncoder`: `norm(linear2(relu(linear1(min(x, max_value)))))`.
+#[derive(Module, Debug)]
+pub struct ValueEncoder<B: Backend> {
+    pub linear1: Linear<B>,
+    pub linear2: Linear<B>,
+    pub norm: LayerNorm<B>,
+    pub dropout: Dropout,
+    #[module(skip)]
+    pub max_value: f32,
+}
+
+impl<B: Backend> ValueEncoder<B> {
+    /// # Shapes
+    /// - `values`: `[batch, len]`
+    /// - output: `[batch, len, d_model]`
+    pub fn forward(&self, values: Tensor<B, 2>) -> Tensor<B, 3> {
+        let x = values.clamp_max(self.max_value).unsqueeze_dim::<3>(2);
+        let x = self.linear2.forward(relu(self.linear1.forward(x)));
+        self.dropout.forward(self.norm.forward(x))
+    }
+}
+
+/// `ExprDecoder`: per-token expression prediction, `fc.4(leaky(fc.2(leaky(fc.0(x)))))` with
+/// LeakyReLU slope 0.01.
+#[derive(Module, Debug)]
+pub struct ExprDecoder<B: Backend> {
+    pub fc0: Linear<B>,
+    pub fc2: Linear<B>,
+    pub fc4: Linear<B>,
+}
+
+impl<B: Backend> ExprDecoder<B> {
+    /// # Shapes
+    /// - `x`: `[batch, len, d_model]`
+    /// - output: `[batch, len]`
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 2> {
+        let h = leaky_relu(self.fc0.forward(x), 0.01);
+        let h = leaky_relu(self.fc2.forward(h), 0.01);
+        self.fc4.forward(h).squeeze_dim(2)
+    }
+}
+
+/// `MVCDecoder` in "inner product" style: `pred_g = W(sigmoid(gene2query(gene_emb_g))) · cell`.
+#[derive(Module, Debug)]
+pub struct MvcDecoder<B: Backend> {
+    pub gene2query: Linear<B>,
+    pub w: Linear<B>,
+}
+
+impl<B: Backend> MvcDecoder<B> {
+    /// # Shapes
+    /// - `cell`: `[batch, d_model]`
+    /// - `gene_embeddings`: `[batch, len, d_model]` (the [`GeneEncoder`] output)
+    /// - output: `[batch, len]`
+    pub fn forward(&self, cell: Tensor<B, 2>, gene_embeddings: Tensor<B, 3>) -> Tensor<B, 2> {
+        let q = self.w.forward(sigmoid(self.gene2query.forward(gene_embeddings)));
+        (q * cell.unsqueeze_dim::<3>(1)).sum_dim(2).squeeze_dim(2)
+    }
+}
+
+/// One hidden block of [`ClsDecoder`]: `norm(relu(linear(x)))`.
+#[derive(Module, Debug)]
+pub struct ClsBlock<B: Backend> {
+    pub linear: Linear<B>,
+    pub norm: LayerNorm<B>,
+}
+
+/// `ClsDecoder`: `n_layers_cls − 1` blocks of Linear → ReLU → LayerNorm, then `out_layer`.
+#[derive(Module, Debug)]
+pub struct ClsDecoder<B: Backend> {
+    pub blocks: Vec<ClsBlock<B>>,
+    pub out: Linear<B>,
+}
+
+impl<B: Backend> ClsDecoder<B> {
+    /// # Shapes
+    /// - `cell`: `[batch, d_model]`
+    /// - output: logits `[batch, n_cls]`
+    pub fn forward(&self, cell: Tensor<B, 2>) -> Tensor<B, 2> {
+        let h = self.blocks.iter().fold(cell, |h, b| b.norm.forward(relu(b.linear.forward(h))));
+        self.out.forward(h)
+    }
+}
+
+/// scGPT's `TransformerModel` (inference path of the released checkpoints).
+#[derive(Module, Debug)]
+pub struct ScGpt<B: Backend> {
+    pub gene_encoder: GeneEncoder<B>,
+    pub value_encoder: ValueEncoder<B>,
+    pub layers: Vec<EncoderLayer<B>>,
+    pub expr_decoder: ExprDecoder<B>,
+    pub mvc_decoder: Option<MvcDecoder<B>>,
+    pub cls_decoder: Option<ClsDecoder<B>>,
+    #[module(skip)]
+    pub config: ScGptConfig,
+}
+
+/// The encoder's outputs.
+#[derive(Debug, Clone)]
+pub struct ScGptEncoded<B: Backend> {
+    /// The [`GeneEncoder`] output (`cur_gene_token_embs`), which the MVC decoder reads,
+    /// `[batch, len, d_model]`.
+    pub gene_embeddings: Tensor<B, 3>,
+    /// The last layer's output (`_encode`), the contextual gene embeddings,
+    /// `[batch, len, d_model]`.
+    pub output: Tensor<B, 3>,
+    /// Attention probabilities per layer, `[batch, heads, len, len]`, when asked for.
+    pub attentions: Vec<Tensor<B, 4>>,
+}
+
+/// How [`ScGpt::cell_embeddings`] pools a cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScGptPooling {
+    /// `cell_emb_style="cls"` (the released models): the `<cls>` position; with `normalize`,
+    /// divided by its L2 norm as `embed_data` returns it.
+    Cls { normalize: bool },
+    /// The mean over the real (non-padded) positions, `<cls>` included. (Upstream's "avg-pool"
+    /// averages over padding too, which makes a cell's embedding depend on its batch; scfm
+    /// does not.)
+    Mean,
+}
+
+impl<B: Backend> ScGpt<B> {
+    pub(super) fn init(config: &ScGptConfig, device: &B::Device) -> Self {
+        super::import::assemble(config, &mut Fresh::new(device, 0.02))
+    }
+
+    /// Runs the gene and value encoders and the transformer.
+    ///
+    /// # Shapes
+    /// - `ids`: `[batch, len]` gene tokens, `<cls>` first, right-padded with `<pad>`
+    /// - `values`: `[batch, len]` binned values (padding: `pad_value`)
+    /// - `padded`: `[batch, len]`, true at padding positions
+    /// - output: [`ScGptEncoded`] (`[batch, len, d_model]` each; `n_layers` maps
+    ///   `[batch, heads, len, len]` with `return_attentions`)
+    pub fn encode(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        values: Tensor<B, 2>,
+        padded: Tensor<B, 2, Bool>,
+        return_attentions: bool,
+    ) -> ScGptEncoded<B> {
+        let gene_embeddings = self.gene_encoder.forward(ids);
+        let bias = key_padding_bias(padded);
+        let mut x = gene_embeddings.clone() + self.value_encoder.forward(values);
+        let mut attentions = vec![];
+        for layer in &self.layers {
+            let (y, probs) = layer.forward(x, Some(bias.clone()), return_attentions);
+            attentions.extend(probs);
+            x = y;
+        }
+        ScGptEncoded { gene_embeddings, output: x, attentions }
+    }
+
+    /// The expression decoder's prediction per position (`mlm_output`).
+    ///
+    /// # Shapes
+    /// - `output`: `[batch, len, d_model]` ([`ScGptEncoded::output`])
+    /// - output: `[batch, len]`
+    pub fn expression(&self, output: Tensor<B, 3>) -> Tensor<B, 2> {
+        self.expr_decoder.forward(output)
+    }
+
+    /// The MVC decoder's prediction per position (`mvc_output`) from the un-normalised CLS cell
+    /// embedding; `None` without an MVC decoder (fine-tunes).
+    ///
+    /// # Shapes
+    /// - `cell`: `[batch, d_model]`; `gene_embeddings`: `[batch, len, d_model]`
+    /// - output: `[batch, len]`
+    pub fn mvc(&self, cell: Tensor<B, 2>, gene_embeddings: Tensor<B, 3>) -> Option<Tensor<B, 2>> {
+        Some(self.mvc_decoder.as_ref()?.forward(cell, gene_embeddings))
+    }
+
+    /// Class logits (`cls_output`) from the un-normalised CLS cell embedding; `None` without a
+    /// classification decoder (pretrained checkpoints).
+    ///
+    /// # Shapes
+    /// - `cell`: `[batch, d_model]`
+    /// - output: `[batch, n_cls]`
+    pub fn classify(&self, cell: Tensor<B, 2>) -> Option<Tensor<B, 2>> {
+        Some(self.cls_decoder.as_ref()?.forward(cell))
+    }
+
+    /// Cell embeddings.
+    ///
+    /// # Shapes
+    /// - `output`: `[batch, len, d_model]` ([`ScGptEncoded::output`])
+    /// - `lengths`: real tokens per row (`<cls>` included); read by [`ScGptPooling::Mean`]
+    /// - output: `[batch, d_model]`
+    pub fn cell_embeddings(output: Tensor<B, 3>, lengths: &[usize], pooling: ScGptPooling) -> Tensor<B, 2> {
+        let [b, l, d] = output.dims();
+        match pooling {
+            ScGptPooling::Cls { normalize } => {
+                let cls = output.slice([0..b, 0..1, 0..d]).reshape([b, d]);
+                if normalize {
+                    let norm = cls.clone().powi_scalar(2).sum_dim(1).sqrt();
+                    cls / norm
+                } else {
+                    cls
+                }
+            }
+            ScGptPooling::Mean => {
+                let device = output.device();
+                let mut weights = vec![0f32; b * l];
+                for (row, &n) in lengths.iter().enumerate() {
+                    let n = n.clamp(1, l);
+                    weights[row * l..row * l + n].fill(1.0 / n as f32);
+                }
+                let w = Tensor::<B, 3>::from_data(TensorData::new(weights, [b, l, 1]), &device);
+                (output * w).sum_dim(1).reshape([b, d])
+            }
+        }
+    }
+}
+
+pub(super) fn dropout(p: f64) -> Dropout {
+    DropoutConfig::new(p).init()
+}
