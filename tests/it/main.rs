@@ -1,5 +1,6 @@
-//! Cross-crate integration tests (one binary): pipelines that compose io and tokenize.
+//! Cross-crate integration tests (one binary): pipelines that compose io, tokenize and models.
 
+mod embed;
 mod tokenize_dataset;
 
 use std::path::PathBuf;

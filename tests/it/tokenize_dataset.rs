@@ -2,7 +2,7 @@
 //! metadata and tokens are what `datasets.load_from_disk` and upstream Geneformer expect.
 
 use scfm::core::arrow_array::cast::AsArray;
-use scfm::core::arrow_array::types::Int32Type;
+use scfm::core::arrow_array::types::{Int16Type, Int32Type};
 use scfm::core::arrow_schema::DataType;
 use scfm::pipeline::{GeneformerFiles, Scheme, TokenizeOptions, tokenize};
 use scfm::tokenize::geneformer::GeneformerVersion;
@@ -68,15 +68,19 @@ fn geneformer_dataset_has_the_upstream_layout_and_tokens() {
     assert_eq!(row, offsets.len() - 1, "every fixture cell compared");
 }
 
-/// All `input_ids` of a written dataset, in order.
-fn read_ids(dir: &std::path::Path) -> Vec<Vec<i32>> {
+/// All `input_ids` of a written dataset (int16 for Geneformer V1, int32 otherwise), in order.
+pub(crate) fn read_ids(dir: &std::path::Path) -> Vec<Vec<i32>> {
     let f = std::fs::File::open(dir.join("data-00000-of-00001.arrow")).unwrap();
     let reader = arrow_ipc::reader::StreamReader::try_new(f, None).unwrap();
     let mut out = vec![];
     for b in reader.map(Result::unwrap) {
         let list = b.column(0).as_list::<i32>();
         for i in 0..b.num_rows() {
-            out.push(list.value(i).as_primitive::<Int32Type>().values().to_vec());
+            let ids = list.value(i);
+            out.push(match ids.data_type() {
+                DataType::Int16 => ids.as_primitive::<Int16Type>().values().iter().map(|&t| i32::from(t)).collect(),
+                _ => ids.as_primitive::<Int32Type>().values().to_vec(),
+            });
         }
     }
     out

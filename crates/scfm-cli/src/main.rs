@@ -6,9 +6,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use scfm::embed::{EmbedModel, EmbedOptions, Embedder, OutputFormat, Pooling, write_outputs};
 use scfm::io::corpus::{ConvertOptions, ShardFormat, convert};
 use scfm::io::inspect::inspect;
 use scfm::io::{MatrixSelector, ObsFilter, ObsSelection};
+use scfm::models::geneformer::EmbeddingLayer;
 use scfm::pipeline::{GeneformerFiles, Scheme, TieMode, TokenizeOptions, UnknownGenePolicy, tokenize};
 use scfm::tokenize::geneformer::GeneformerVersion;
 use scfm::tokenize::scgpt::ScGptSequence;
@@ -102,6 +104,56 @@ enum Command {
         /// Tokenizer threads (default: one per core); the output does not depend on it.
         #[arg(long)]
         threads: Option<usize>,
+    },
+    /// Cell embeddings with a released model: writes embeddings.arrow (or .parquet), a copy of
+    /// an h5ad input with obsm["X_scfm_<model>"], and scfm_embed.json into the output folder.
+    Embed {
+        /// Input: h5ad, Cell Ranger .h5, Matrix Market folder or scfm corpus (raw counts).
+        input: PathBuf,
+        /// Output folder.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// geneformer or scgpt.
+        #[arg(long)]
+        model: String,
+        /// The checkpoint folder (Geneformer: config.json + model.safetensors or
+        /// pytorch_model.bin; scGPT: args.json + vocab.json + best_model.pt).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Geneformer: the folder of its dictionaries (token_dictionary_gc*.pkl, …).
+        #[arg(long)]
+        dictionaries: Option<PathBuf>,
+        /// Geneformer: v1 or v2 (default: v1 for checkpoints with 2,048 positions, else v2).
+        #[arg(long)]
+        version: Option<String>,
+        /// mean or cls (default: Geneformer mean, scGPT cls).
+        #[arg(long)]
+        pooling: Option<String>,
+        /// L2-normalise embeddings: true or false (default: scGPT true, Geneformer false).
+        #[arg(long)]
+        l2_normalize: Option<bool>,
+        /// Geneformer layer: -1 = penultimate (upstream default), 0 = last, or a hidden-state
+        /// index from 1 (first layer).
+        #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+        layer: i64,
+        /// Most padded tokens per forward pass (bounds memory; results do not depend on it).
+        #[arg(long, default_value_t = 16_384)]
+        max_batch_tokens: usize,
+        /// Matrix of h5ad inputs: counts (raw.X when present, else X), X, raw or layer:NAME.
+        #[arg(long, default_value = "counts")]
+        matrix: MatrixSelector,
+        /// GENCODE gene table (Ensembl id → symbol) for scGPT on inputs with Ensembl ids only.
+        #[arg(long)]
+        gene_table: Option<PathBuf>,
+        /// scGPT: seed of the sub-sampling of cells with more genes than max_seq_len.
+        #[arg(long, default_value_t = 0)]
+        seed: u32,
+        /// Table format: arrow or parquet (with the `parquet` feature).
+        #[arg(long, default_value = "arrow")]
+        format: String,
+        /// cpu, cuda (feature `cuda`) or wgpu (feature `wgpu`).
+        #[arg(long, default_value = "cpu")]
+        backend: String,
     },
     /// Describe a file: shape, matrices, obs columns and types, count-likeness, gene ids.
     Inspect {
@@ -253,6 +305,74 @@ fn run(cli: Cli) -> Result<()> {
                 output.display()
             );
         }
+        Command::Embed {
+            input,
+            output,
+            model,
+            checkpoint,
+            dictionaries,
+            version,
+            pooling,
+            l2_normalize,
+            layer,
+            max_batch_tokens,
+            matrix,
+            gene_table,
+            seed,
+            format,
+            backend,
+        } => {
+            let model = match model.as_str() {
+                "geneformer" => EmbedModel::Geneformer {
+                    checkpoint,
+                    dictionaries: dictionaries.context("--model geneformer needs --dictionaries DIR")?,
+                    version: match version.as_deref() {
+                        None => None,
+                        Some("v1") => Some(GeneformerVersion::V1),
+                        Some("v2") => Some(GeneformerVersion::V2),
+                        Some(other) => anyhow::bail!("unknown --version {other:?}: use v1 or v2"),
+                    },
+                },
+                "scgpt" => EmbedModel::ScGpt { checkpoint },
+                other => anyhow::bail!("unknown --model {other:?}: use geneformer or scgpt"),
+            };
+            let opts = EmbedOptions {
+                matrix,
+                gene_table,
+                max_batch_tokens,
+                pooling: match pooling.as_deref() {
+                    None => None,
+                    Some("mean") => Some(Pooling::Mean),
+                    Some("cls") => Some(Pooling::Cls),
+                    Some(other) => anyhow::bail!("unknown --pooling {other:?}: use mean or cls"),
+                },
+                l2_normalize,
+                geneformer_layer: match layer {
+                    -1 => EmbeddingLayer::Penultimate,
+                    0 => EmbeddingLayer::Last,
+                    i if i > 0 => EmbeddingLayer::Index(i as usize),
+                    other => anyhow::bail!("--layer {other}: use -1, 0 or a positive index"),
+                },
+                seed,
+                ..Default::default()
+            };
+            let format = match format.as_str() {
+                "arrow" => OutputFormat::Arrow,
+                #[cfg(feature = "parquet")]
+                "parquet" => OutputFormat::Parquet,
+                other => anyhow::bail!("unknown --format {other:?}: use arrow or parquet (feature `parquet`)"),
+            };
+            match backend.as_str() {
+                "cpu" => embed_with::<scfm::backend::Cpu>(&model, opts, &input, &output, format, Default::default())?,
+                #[cfg(feature = "cuda")]
+                "cuda" => embed_with::<scfm::backend::Cuda>(&model, opts, &input, &output, format, Default::default())?,
+                #[cfg(feature = "wgpu")]
+                "wgpu" => embed_with::<scfm::backend::Wgpu>(&model, opts, &input, &output, format, Default::default())?,
+                other => {
+                    anyhow::bail!("--backend {other:?} is not in this build: cpu, or cuda/wgpu with those features")
+                }
+            }
+        }
         Command::Inspect { file, json } => {
             let s = inspect(&file)?;
             if json {
@@ -300,5 +420,43 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// `scfm embed` on one backend.
+fn embed_with<B: scfm::burn::tensor::backend::Backend>(
+    model: &EmbedModel,
+    opts: EmbedOptions,
+    input: &std::path::Path,
+    output: &std::path::Path,
+    format: OutputFormat,
+    device: B::Device,
+) -> Result<()> {
+    let embedder = Embedder::<B>::prepare(model, opts, &device).context("loading the model")?;
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} cells  {per_sec}  ETA {eta}")
+            .expect("valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let cells = embedder
+        .embed(input, &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })
+        .with_context(|| format!("embedding {}", input.display()))?;
+    bar.finish_and_clear();
+    let out = write_outputs(&cells, input, output, format)?;
+    let r = &cells.report;
+    println!(
+        "{}: {} cells → {}-dim embeddings ({} of {} genes mapped, {} cells without tokens) in {}{}",
+        r.model,
+        r.cells,
+        r.dim,
+        r.genes_mapped,
+        r.genes_in,
+        r.cells_without_tokens,
+        out.table.display(),
+        out.h5ad.map(|h| format!(" and {} (obsm[\"{}\"])", h.display(), embedder.obsm_key())).unwrap_or_default()
+    );
     Ok(())
 }

@@ -41,7 +41,16 @@ pub enum Annotation<'a> {
 /// read/write error; on error `dst` is left untouched.
 pub fn annotate_copy(src: &Path, dst: &Path, annotations: &[Annotation<'_>]) -> Result<()> {
     let tmp = tmp_name(dst);
-    std::fs::copy(src, &tmp).map_err(io_err(src))?;
+    // A fresh file (not fs::copy, which would also copy a read-only mode and leave a copy that
+    // cannot be annotated or overwritten later).
+    let copied = std::fs::File::open(src).map_err(io_err(src)).and_then(|mut from| {
+        let mut to = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        std::io::copy(&mut from, &mut to).map_err(io_err(&tmp))
+    });
+    if let Err(e) = copied {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     let r = annotate_in_place(&tmp, annotations);
     if r.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -7,7 +7,8 @@
 //! | [`core`] (`scfm-core`) | gene tables, CSR cell chunks with obs metadata, the `CellSource` trait |
 //! | [`io`] (`scfm-io`) | h5ad / 10x readers, sharded Arrow corpora, obs filters, h5ad write-back |
 //! | [`tokenize`] (`scfm-tokenize`) | upstream vocabulary files (safe pickle reader), the four tokenizers |
-//! | `models` (`scfm-models`, feature `models`) | burn models loading the released checkpoints (Geneformer) |
+//! | `models` (`scfm-models`, feature `models`) | burn models loading the released checkpoints (Geneformer, scGPT) |
+//! | `embed` (feature `models`) | cell embeddings of any input with a released model, written to Arrow/Parquet and h5ad |
 //!
 //! ## Features
 //! - `parquet`: Parquet corpus shards (`ConvertOptions::format`, `scfm convert --format parquet`).
@@ -31,6 +32,9 @@
 //! # Ok::<(), scfm::Error>(())
 //! ```
 
+/// burn itself, at the version scfm is built with (for `Backend` bounds and devices).
+#[cfg(feature = "models")]
+pub use burn;
 pub use scfm_core as core;
 pub use scfm_io as io;
 #[cfg(feature = "models")]
@@ -52,6 +56,8 @@ pub mod backend {
     pub type Wgpu = burn::backend::Wgpu;
 }
 
+#[cfg(feature = "models")]
+pub mod embed;
 pub mod pipeline;
 
 /// The types most programs need.
@@ -76,4 +82,15 @@ pub enum Error {
     /// Vocabularies and tokenizers.
     #[error(transparent)]
     Tokenize(#[from] scfm_tokenize::TokenizeError),
+    /// Checkpoints that do not load.
+    #[cfg(feature = "models")]
+    #[error(transparent)]
+    Model(#[from] scfm_models::ImportError),
+    /// Files that do not fit together (a tokenizer vocabulary and a checkpoint, a model and
+    /// an option).
+    #[error("{reason}")]
+    Incompatible {
+        /// What does not fit.
+        reason: String,
+    },
 }

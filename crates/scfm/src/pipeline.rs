@@ -192,10 +192,10 @@ pub struct TokenizeReport {
 }
 
 /// One tokenized cell: ids (tokens or positions) and, for value-based schemes, values.
-type Row = (Vec<u32>, Option<Vec<f32>>);
+pub(crate) type Row = (Vec<u32>, Option<Vec<f32>>);
 
 /// The per-cell work of a scheme: `(cell key, cell, n_counts) -> row`.
-type CellFn<'a> = Box<dyn Fn(u64, scfm_core::CellView<'_>, f64) -> Option<Row> + Sync + 'a>;
+pub(crate) type CellFn<'a> = Box<dyn Fn(u64, scfm_core::CellView<'_>, f64) -> Option<Row> + Sync + 'a>;
 
 /// scGPT with upstream's legacy RNG: the state that must be consumed in cell order.
 struct ScGptLegacy {
@@ -205,14 +205,14 @@ struct ScGptLegacy {
 }
 
 /// A scheme made ready for one dataset.
-struct Prepared<'a> {
-    cell_fn: CellFn<'a>,
+pub(crate) struct Prepared<'a> {
+    pub(crate) cell_fn: CellFn<'a>,
     /// A few input genes the model does not know.
-    unknown_examples: Vec<String>,
-    id_type: DataType,
-    has_values: bool,
-    genes_mapped: usize,
-    settings: serde_json::Value,
+    pub(crate) unknown_examples: Vec<String>,
+    pub(crate) id_type: DataType,
+    pub(crate) has_values: bool,
+    pub(crate) genes_mapped: usize,
+    pub(crate) settings: serde_json::Value,
     legacy: Option<ScGptLegacy>,
 }
 
@@ -239,7 +239,7 @@ fn symbol_table(source: &AnySource, gene_table: Option<&Path>) -> Result<GeneTab
     }
 }
 
-fn prepare<'a>(
+pub(crate) fn prepare_scheme<'a>(
     scheme: &Scheme,
     source: &AnySource,
     has_n_counts: bool,
@@ -361,22 +361,14 @@ pub fn tokenize(
         input,
         &SourceOptions { matrix: opts.matrix.clone(), obs: ObsSelection::All, require_counts: true },
     )?;
-    let probe = source.read_rows(0..source.n_cells().min(200))?;
-    if let Some(v) = probe.values().iter().find(|v| v.fract() != 0.0) {
-        return Err(TokenizeError::WrongKind {
-            path: input.to_owned(),
-            expected: "raw integer counts (choose them with --matrix counts, raw or layer:NAME)",
-            found: format!("non-integer values such as {v} in the selected matrix"),
-        }
-        .into());
-    }
+    require_counts(&source, input)?;
     let obs_schema = source.obs_schema();
     let n_counts_col = obs_schema.index_of("n_counts").ok();
     // Upstream Geneformer tokenizes only rows whose optional `filter_pass` equals 1.
     let filter_col =
         matches!(scheme, Scheme::Geneformer { .. }).then(|| obs_schema.index_of("filter_pass").ok()).flatten();
     let Prepared { cell_fn, unknown_examples, id_type, has_values, genes_mapped, settings, mut legacy } =
-        prepare(scheme, &source, n_counts_col.is_some(), opts.gene_table.as_deref())?;
+        prepare_scheme(scheme, &source, n_counts_col.is_some(), opts.gene_table.as_deref())?;
     let genes_in = source.genes().len();
     if opts.unknown_genes == UnknownGenePolicy::Error && genes_mapped < genes_in {
         return Err(TokenizeError::UnknownGenes {
@@ -387,15 +379,7 @@ pub fn tokenize(
         }
         .into());
     }
-    if genes_mapped == 0 {
-        let ids = source.genes().ids();
-        return Err(TokenizeError::WrongKind {
-            path: input.to_owned(),
-            expected: "genes that the model's vocabulary knows (human Ensembl ids or symbols)",
-            found: format!("none of its {} genes (e.g. {:?})", ids.len(), ids.iter().take(3).collect::<Vec<_>>()),
-        }
-        .into());
-    }
+    require_mapped(&source, input, genes_mapped)?;
     let carried: Vec<usize> = opts
         .obs_columns
         .iter()
@@ -482,6 +466,35 @@ pub fn tokenize(
     Ok(report)
 }
 
+/// Refuses a matrix whose first 200 cells hold non-integer values (every tokenizer needs raw
+/// counts).
+pub(crate) fn require_counts(source: &AnySource, input: &Path) -> Result<(), Error> {
+    let probe = source.read_rows(0..source.n_cells().min(200))?;
+    if let Some(v) = probe.values().iter().find(|v| v.fract() != 0.0) {
+        return Err(TokenizeError::WrongKind {
+            path: input.to_owned(),
+            expected: "raw integer counts (choose them with --matrix counts, raw or layer:NAME)",
+            found: format!("non-integer values such as {v} in the selected matrix"),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Refuses an input none of whose genes the model knows (wrong species or id kind).
+pub(crate) fn require_mapped(source: &AnySource, input: &Path, genes_mapped: usize) -> Result<(), Error> {
+    if genes_mapped == 0 {
+        let ids = source.genes().ids();
+        return Err(TokenizeError::WrongKind {
+            path: input.to_owned(),
+            expected: "genes that the model's vocabulary knows (human Ensembl ids or symbols)",
+            found: format!("none of its {} genes (e.g. {:?})", ids.len(), ids.iter().take(3).collect::<Vec<_>>()),
+        }
+        .into());
+    }
+    Ok(())
+}
+
 /// The record batch of one chunk's tokenized cells (cells without tokens are left out).
 fn build_batch(
     schema: &Arc<Schema>,
@@ -529,7 +542,7 @@ fn build_batch(
 }
 
 /// `f(0..n)` on up to `threads` scoped threads (contiguous slices, results in order).
-fn par_map<T: Send>(n: usize, threads: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+pub(crate) fn par_map<T: Send>(n: usize, threads: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
     if threads <= 1 || n < 64 {
         return (0..n).map(&f).collect();
     }
@@ -547,7 +560,7 @@ fn par_map<T: Send>(n: usize, threads: usize, f: impl Fn(usize) -> T + Sync) -> 
 }
 
 /// A numeric obs column as f64 (nulls as NaN); `None` for other types.
-fn numeric_f64(col: &ArrayRef) -> Option<Vec<f64>> {
+pub(crate) fn numeric_f64(col: &ArrayRef) -> Option<Vec<f64>> {
     use scfm_core::arrow_array::Array;
     use scfm_core::arrow_array::types::{Float32Type, Int32Type, Int64Type, UInt32Type, UInt64Type};
     macro_rules! conv {

@@ -20,7 +20,7 @@ pub(crate) mod writer_support {
 pub use convert::{ConvertOptions, ConvertProgress, convert};
 pub use manifest::{Manifest, ShardInfo, SourceInfo, file_blake3};
 pub use reader::CorpusReader;
-pub use shard::ShardFormat;
+pub use shard::{ShardFormat, write_table};
 pub use writer::{CellSink, CorpusWriter, CorpusWriterOptions};
 
 /// Name of the manifest file inside a corpus folder.

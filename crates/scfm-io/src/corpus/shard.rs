@@ -96,6 +96,30 @@ impl<W: Write + Send> ShardWriter<W> {
     }
 }
 
+/// Writes one table (e.g. cell embeddings) as a single Arrow IPC or Parquet file, through a
+/// temporary name and a rename, so a crash never leaves a half-written file at `path`.
+///
+/// # Errors
+/// [`crate::IoError::Io`] and [`crate::IoError::Arrow`]; on error `path` is left untouched.
+pub fn write_table(path: &std::path::Path, format: ShardFormat, batch: &RecordBatch) -> crate::Result<()> {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
+    let arrow = |source| crate::IoError::Arrow { path: path.to_owned(), source };
+    let write = || -> crate::Result<()> {
+        let file = std::fs::File::create(&tmp).map_err(crate::error::io_err(&tmp))?;
+        let mut w = ShardWriter::create(format, std::io::BufWriter::new(file), &batch.schema()).map_err(arrow)?;
+        w.write(batch).map_err(arrow)?;
+        w.finish().map_err(arrow)?.flush().map_err(crate::error::io_err(&tmp))?;
+        std::fs::rename(&tmp, path).map_err(crate::error::io_err(path))
+    };
+    let r = write();
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}
+
 /// Reads record batch (IPC) or row group (Parquet) `index` of a shard file.
 pub(crate) fn read_shard_batch(
     path: &std::path::Path,

@@ -1,0 +1,480 @@
+//! Cell embeddings of any input with a released model, in two calls: [`Embedder::prepare`]
+//! loads the checkpoint and its tokenizer files, [`Embedder::embed`] streams the input through
+//! ingestion → tokenizer → model in batches bounded by a token budget and returns one embedding
+//! per input cell, in input order. [`write_outputs`] saves them as an Arrow/Parquet table and
+//! into a copy of the h5ad as `obsm["X_scfm_<model>"]`.
+//!
+//! ```no_run
+//! use scfm::embed::{EmbedModel, EmbedOptions, Embedder, OutputFormat, write_outputs};
+//!
+//! let model = EmbedModel::ScGpt { checkpoint: "scGPT_human".into() };
+//! let embedder = Embedder::<scfm::backend::Cpu>::prepare(&model, EmbedOptions::default(), &Default::default())?;
+//! let cells = embedder.embed("pbmc.h5ad".as_ref(), &mut |_, _| {})?;
+//! write_outputs(&cells, "pbmc.h5ad".as_ref(), "out".as_ref(), OutputFormat::Arrow)?;
+//! # Ok::<(), scfm::Error>(())
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Int, Tensor, TensorData};
+use scfm_core::CellSource;
+use scfm_core::arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
+use scfm_core::arrow_array::{ArrayRef, RecordBatch, StringArray};
+use scfm_core::arrow_schema::{DataType, Field, Schema};
+use scfm_io::corpus::{ShardFormat, write_table};
+use scfm_io::writeback::{Annotation, annotate_copy};
+use scfm_io::{AnySource, IoError, MatrixSelector, ObsSelection, SourceOptions};
+use scfm_models::geneformer::{CellPooling, EmbeddingLayer, Geneformer};
+use scfm_models::scgpt::{ScGpt, ScGptPooling};
+use scfm_tokenize::geneformer::GeneformerVersion;
+use scfm_tokenize::scgpt::ScGptSequence;
+use serde::Serialize;
+
+use crate::Error;
+use crate::pipeline::{GeneformerFiles, Prepared, Scheme, TieMode, par_map, prepare_scheme};
+
+/// The model to embed with and where its files are.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum EmbedModel {
+    /// A Geneformer Hugging Face folder (`config.json` + weights) and the folder of the
+    /// dictionaries it was trained with (`token_dictionary_gc*.pkl`, …).
+    Geneformer {
+        /// The checkpoint folder.
+        checkpoint: PathBuf,
+        /// The dictionaries' folder.
+        dictionaries: PathBuf,
+        /// V1 (gc30M dictionaries, 2,048 tokens) or V2 (gc104M, 4,096, `<cls>`/`<eos>`);
+        /// `None`: V1 when the checkpoint has 2,048 positions, else V2.
+        version: Option<GeneformerVersion>,
+    },
+    /// A released scGPT folder (`args.json` + `vocab.json` + `best_model.pt`).
+    ScGpt {
+        /// The checkpoint folder.
+        checkpoint: PathBuf,
+    },
+}
+
+/// How cells are pooled into one vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// Mean over the cell's real tokens (Geneformer's `emb_mode="cell"`, excluding
+    /// `<cls>`/`<eos>` for V2).
+    Mean,
+    /// The `<cls>` position (scGPT's `cell_emb_style="cls"`, Geneformer V2's `emb_mode="cls"`).
+    Cls,
+}
+
+/// Options of [`Embedder`].
+#[derive(Debug, Clone)]
+pub struct EmbedOptions {
+    /// Matrix of h5ad inputs (raw counts).
+    pub matrix: MatrixSelector,
+    /// GENCODE gene table (Ensembl id → symbol) for scGPT on Ensembl-only inputs.
+    pub gene_table: Option<PathBuf>,
+    /// Most padded tokens (`cells × longest cell`) per forward pass; a cell longer than the
+    /// budget runs alone. Bounds activation memory; results do not depend on it.
+    pub max_batch_tokens: usize,
+    /// Cells read (and tokenized) per step.
+    pub chunk_cells: usize,
+    /// `None`: the family's upstream default (Geneformer mean, scGPT CLS).
+    pub pooling: Option<Pooling>,
+    /// Divide each embedding by its L2 norm; `None`: the upstream default (scGPT's
+    /// `embed_data` normalises, Geneformer does not).
+    pub l2_normalize: Option<bool>,
+    /// Geneformer's layer (upstream `emb_layer`; default the penultimate layer).
+    pub geneformer_layer: EmbeddingLayer,
+    /// scGPT: seed of the gene sub-sampling of cells longer than `max_seq_len`.
+    pub seed: u32,
+    /// Tokenizer threads; `None`: one per core. Results do not depend on it.
+    pub threads: Option<usize>,
+}
+
+impl Default for EmbedOptions {
+    fn default() -> Self {
+        Self {
+            matrix: MatrixSelector::Counts,
+            gene_table: None,
+            max_batch_tokens: 16_384,
+            chunk_cells: 1024,
+            pooling: None,
+            l2_normalize: None,
+            geneformer_layer: EmbeddingLayer::Penultimate,
+            seed: 0,
+            threads: None,
+        }
+    }
+}
+
+enum Loaded<B: Backend> {
+    Geneformer(Box<Geneformer<B>>, GeneformerVersion),
+    ScGpt(Box<ScGpt<B>>),
+}
+
+/// A loaded model with its tokenizer, ready to embed inputs ([`Embedder::embed`]).
+pub struct Embedder<B: Backend> {
+    model: Loaded<B>,
+    scheme: Scheme,
+    checkpoint: PathBuf,
+    opts: EmbedOptions,
+    pooling: Pooling,
+    l2_normalize: bool,
+    device: B::Device,
+}
+
+/// What an embedding run did; saved as `scfm_embed.json` by [`write_outputs`].
+#[derive(Debug, Clone, Serialize)]
+pub struct EmbedReport {
+    /// `geneformer-v1`, `geneformer-v2` or `scgpt`.
+    pub model: &'static str,
+    /// The checkpoint folder.
+    pub checkpoint: PathBuf,
+    /// The input.
+    pub input: PathBuf,
+    /// The tokenizer's settings.
+    pub tokenizer: serde_json::Value,
+    /// Pooling and normalisation.
+    pub pooling: Pooling,
+    /// Whether embeddings are L2-normalised.
+    pub l2_normalized: bool,
+    /// Embedding size.
+    pub dim: usize,
+    /// Cells read (= rows of the output).
+    pub cells: usize,
+    /// Cells without any token the model knows; their embedding is NaN.
+    pub cells_without_tokens: usize,
+    /// Genes in the input.
+    pub genes_in: usize,
+    /// Input genes the model knows.
+    pub genes_mapped: usize,
+    /// Forward passes.
+    pub batches: usize,
+    /// Real tokens run through the model.
+    pub tokens: usize,
+    /// Tokens including padding.
+    pub padded_tokens: usize,
+}
+
+/// Embeddings of every input cell, in input order.
+#[derive(Debug, Clone)]
+pub struct CellEmbeddings {
+    /// The input's cell ids (obs names).
+    pub cell_ids: Vec<String>,
+    /// Embedding size.
+    pub dim: usize,
+    /// Row-major `cells × dim`.
+    pub values: Vec<f32>,
+    /// What was done.
+    pub report: EmbedReport,
+}
+
+/// One tokenized cell waiting for the model: its index in the input and its tokens.
+struct Pending {
+    cell: usize,
+    ids: Vec<u32>,
+    values: Option<Vec<f32>>,
+}
+
+impl<B: Backend> Embedder<B> {
+    /// Loads the checkpoint and the tokenizer files (first call of the two-call API).
+    ///
+    /// # Errors
+    /// [`Error::Model`] for checkpoints that do not load, [`Error::Incompatible`] when the
+    /// tokenizer's vocabulary or input length does not fit the checkpoint, and the tokenizer's
+    /// file errors.
+    pub fn prepare(model: &EmbedModel, opts: EmbedOptions, device: &B::Device) -> Result<Self, Error> {
+        let (loaded, scheme, checkpoint) = match model {
+            EmbedModel::Geneformer { checkpoint, dictionaries, version } => {
+                let m = Geneformer::<B>::from_hf_dir(checkpoint, device)?;
+                let version = version.unwrap_or(if m.config.max_len == 2048 {
+                    GeneformerVersion::V1
+                } else {
+                    GeneformerVersion::V2
+                });
+                if version.model_input_size() > m.config.max_len {
+                    return Err(Error::Incompatible {
+                        reason: format!(
+                            "{}: {} position embeddings, but the {version:?} tokenizer writes up to {} tokens",
+                            checkpoint.display(),
+                            m.config.max_len,
+                            version.model_input_size()
+                        ),
+                    });
+                }
+                let files = GeneformerFiles::find(dictionaries, version)?;
+                let tokens = scfm_tokenize::vocab::geneformer_token_dictionary(&files.token_dictionary)?;
+                if tokens.id_bound() > m.config.vocab_size {
+                    return Err(Error::Incompatible {
+                        reason: format!(
+                            "{} has {} token ids, the checkpoint {} only {}: dictionaries of another version?",
+                            files.token_dictionary.display(),
+                            tokens.id_bound(),
+                            checkpoint.display(),
+                            m.config.vocab_size
+                        ),
+                    });
+                }
+                (Loaded::Geneformer(Box::new(m), version), Scheme::Geneformer { version, files }, checkpoint)
+            }
+            EmbedModel::ScGpt { checkpoint } => {
+                let m = ScGpt::<B>::from_dir(checkpoint, device)?;
+                let mut sequence = ScGptSequence::zero_shot(m.config.cls_token_id as u32);
+                sequence.max_len = m.config.max_seq_len;
+                sequence.cls_value = m.config.pad_value;
+                sequence.n_bins = m.config.n_bins;
+                sequence.seed = opts.seed;
+                let scheme = Scheme::ScGpt { vocab: checkpoint.join("vocab.json"), sequence, ties: TieMode::Helical };
+                (Loaded::ScGpt(Box::new(m)), scheme, checkpoint)
+            }
+        };
+        let is_scgpt = matches!(loaded, Loaded::ScGpt(_));
+        let pooling = opts.pooling.unwrap_or(if is_scgpt { Pooling::Cls } else { Pooling::Mean });
+        if pooling == Pooling::Cls && matches!(loaded, Loaded::Geneformer(_, GeneformerVersion::V1)) {
+            return Err(Error::Incompatible { reason: "Geneformer V1 has no <cls> token: use mean pooling".into() });
+        }
+        let l2_normalize = opts.l2_normalize.unwrap_or(is_scgpt);
+        Ok(Self {
+            model: loaded,
+            scheme,
+            checkpoint: checkpoint.clone(),
+            opts,
+            pooling,
+            l2_normalize,
+            device: device.clone(),
+        })
+    }
+
+    /// The embedding size.
+    pub fn dim(&self) -> usize {
+        match &self.model {
+            Loaded::Geneformer(m, _) => m.config.d_model,
+            Loaded::ScGpt(m) => m.config.d_model,
+        }
+    }
+
+    /// The model's short name (`geneformer-v2`, `scgpt`, …).
+    pub fn model_name(&self) -> &'static str {
+        self.scheme.name()
+    }
+
+    /// The obsm key the embeddings are written under: `X_scfm_geneformer` or `X_scfm_scgpt`.
+    pub fn obsm_key(&self) -> &'static str {
+        match self.model {
+            Loaded::Geneformer(..) => "X_scfm_geneformer",
+            Loaded::ScGpt(_) => "X_scfm_scgpt",
+        }
+    }
+
+    /// Embeds every cell of `input` (h5ad, 10x, corpus); `progress(done, total)` after each
+    /// chunk.
+    ///
+    /// # Errors
+    /// Read errors, non-count matrices, inputs without any gene the model knows.
+    pub fn embed(&self, input: &Path, progress: &mut dyn FnMut(usize, usize)) -> Result<CellEmbeddings, Error> {
+        let source = AnySource::open(
+            input,
+            &SourceOptions { matrix: self.opts.matrix.clone(), obs: ObsSelection::All, require_counts: true },
+        )?;
+        crate::pipeline::require_counts(&source, input)?;
+        let n_counts_col = source.obs_schema().index_of("n_counts").ok();
+        let Prepared { cell_fn, genes_mapped, settings, .. } =
+            prepare_scheme(&self.scheme, &source, n_counts_col.is_some(), self.opts.gene_table.as_deref())?;
+        crate::pipeline::require_mapped(&source, input, genes_mapped)?;
+        let (n, dim) = (source.n_cells(), self.dim());
+        let threads = self.opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let mut values = vec![f32::NAN; n * dim];
+        let mut cell_ids = Vec::with_capacity(n);
+        let mut report = EmbedReport {
+            model: self.scheme.name(),
+            checkpoint: self.checkpoint.clone(),
+            input: input.to_owned(),
+            tokenizer: settings,
+            pooling: self.pooling,
+            l2_normalized: self.l2_normalize,
+            dim,
+            cells: 0,
+            cells_without_tokens: 0,
+            genes_in: source.genes().len(),
+            genes_mapped,
+            batches: 0,
+            tokens: 0,
+            padded_tokens: 0,
+        };
+        for chunk in source.chunks(self.opts.chunk_cells) {
+            let chunk = chunk?;
+            let base = cell_ids.len();
+            let n_counts: Vec<f64> =
+                match n_counts_col.and_then(|i| crate::pipeline::numeric_f64(chunk.obs().column(i))) {
+                    Some(v) => v,
+                    None => chunk.cells().map(|c| c.total()).collect(),
+                };
+            let rows =
+                par_map(chunk.n_cells(), threads.max(1), |i| cell_fn((base + i) as u64, chunk.cell(i), n_counts[i]));
+            cell_ids.extend_from_slice(chunk.cell_ids());
+            let mut pending: Vec<Pending> = rows
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, row)| row.map(|(ids, values)| Pending { cell: base + i, ids, values }))
+                .collect();
+            report.cells_without_tokens += chunk.n_cells() - pending.len();
+            // Longest first, so each batch pads to its first cell; stable, so ties keep order.
+            pending.sort_by_key(|p| std::cmp::Reverse(p.ids.len()));
+            let mut start = 0;
+            while start < pending.len() {
+                let longest = pending[start].ids.len().max(1);
+                let take = (self.opts.max_batch_tokens / longest).max(1).min(pending.len() - start);
+                let batch = &pending[start..start + take];
+                let emb = self.forward(batch, longest)?;
+                for (p, row) in batch.iter().zip(emb.chunks(dim)) {
+                    values[p.cell * dim..(p.cell + 1) * dim].copy_from_slice(row);
+                }
+                report.batches += 1;
+                report.tokens += batch.iter().map(|p| p.ids.len()).sum::<usize>();
+                report.padded_tokens += take * longest;
+                start += take;
+            }
+            progress(cell_ids.len(), n);
+        }
+        report.cells = cell_ids.len();
+        Ok(CellEmbeddings { cell_ids, dim, values, report })
+    }
+
+    /// One forward pass over `batch` (padded to `len`); row-major `[batch, dim]` embeddings.
+    fn forward(&self, batch: &[Pending], len: usize) -> Result<Vec<f32>, Error> {
+        let (b, device) = (batch.len(), &self.device);
+        let (vocab, pad_id, pad_value) = match &self.model {
+            Loaded::Geneformer(m, _) => (m.config.vocab_size, m.config.pad_token_id, 0.0),
+            Loaded::ScGpt(m) => (m.config.vocab_size, m.config.pad_token_id, m.config.pad_value),
+        };
+        let mut ids = vec![pad_id as i64; b * len];
+        let mut padded = vec![true; b * len];
+        let mut vals = vec![pad_value; b * len];
+        for (r, p) in batch.iter().enumerate() {
+            for (k, &t) in p.ids.iter().enumerate() {
+                if t as usize >= vocab {
+                    return Err(Error::Incompatible {
+                        reason: format!("token id {t} is outside the checkpoint's vocabulary of {vocab}"),
+                    });
+                }
+                ids[r * len + k] = i64::from(t);
+                padded[r * len + k] = false;
+            }
+            if let Some(v) = &p.values {
+                vals[r * len..r * len + v.len()].copy_from_slice(v);
+            }
+        }
+        let lengths: Vec<usize> = batch.iter().map(|p| p.ids.len()).collect();
+        let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [b, len]), device);
+        let padded = Tensor::<B, 2, Bool>::from_data(TensorData::new(padded, [b, len]), device);
+        let mut emb = match &self.model {
+            Loaded::Geneformer(m, version) => {
+                let enc = m.encode(ids, padded, false);
+                let hidden = enc.hidden_states[m.hidden_index(self.opts.geneformer_layer)].clone();
+                let pooling = match self.pooling {
+                    Pooling::Cls => CellPooling::Cls,
+                    Pooling::Mean => CellPooling::Mean { exclude_specials: *version == GeneformerVersion::V2 },
+                };
+                Geneformer::pool(hidden, &lengths, pooling)
+            }
+            Loaded::ScGpt(m) => {
+                let values = Tensor::<B, 2>::from_data(TensorData::new(vals, [b, len]), device);
+                let enc = m.encode(ids, values, padded, false);
+                let pooling = match self.pooling {
+                    Pooling::Cls => ScGptPooling::Cls { normalize: false },
+                    Pooling::Mean => ScGptPooling::Mean,
+                };
+                ScGpt::cell_embeddings(enc.output, &lengths, pooling)
+            }
+        };
+        if self.l2_normalize {
+            let norm = emb.clone().powi_scalar(2).sum_dim(1).sqrt();
+            emb = emb / norm;
+        }
+        emb.into_data().into_vec::<f32>().map_err(|e| Error::Incompatible { reason: format!("{e:?}") })
+    }
+}
+
+/// Where [`write_outputs`] put things.
+#[derive(Debug, Clone, Serialize)]
+pub struct EmbedOutputs {
+    /// The table: `cell_id` and `embedding` (fixed-size list of float32).
+    pub table: PathBuf,
+    /// The annotated h5ad copy (h5ad inputs only).
+    pub h5ad: Option<PathBuf>,
+    /// The report (`scfm_embed.json`).
+    pub report: PathBuf,
+}
+
+/// The embedding table's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    /// Arrow IPC (`embeddings.arrow`).
+    #[default]
+    Arrow,
+    /// Parquet (`embeddings.parquet`; feature `parquet`).
+    #[cfg(feature = "parquet")]
+    Parquet,
+}
+
+/// Writes `cells` into `out_dir`: `embeddings.arrow|parquet`, `scfm_embed.json`, and, for h5ad
+/// inputs, `<input name>.h5ad`, a copy of `input` with `obsm["X_scfm_<model>"]` added.
+///
+/// # Errors
+/// Write errors.
+pub fn write_outputs(
+    cells: &CellEmbeddings,
+    input: &Path,
+    out_dir: &Path,
+    format: OutputFormat,
+) -> Result<EmbedOutputs, Error> {
+    std::fs::create_dir_all(out_dir).map_err(|source| IoError::Io { path: out_dir.to_owned(), source })?;
+    let shard = match format {
+        OutputFormat::Arrow => ShardFormat::ArrowIpc,
+        #[cfg(feature = "parquet")]
+        OutputFormat::Parquet => ShardFormat::Parquet,
+    };
+    let table = out_dir.join(format!("embeddings.{}", shard.extension()));
+    write_table(&table, shard, &embedding_batch(cells))?;
+    let h5ad =
+        input.extension().is_some_and(|e| e == "h5ad").then(|| out_dir.join(input.file_name().unwrap_or_default()));
+    if let Some(dst) = &h5ad {
+        if dst.canonicalize().ok() == input.canonicalize().ok() {
+            return Err(Error::Incompatible {
+                reason: format!("{}: the output would overwrite the input", dst.display()),
+            });
+        }
+        let key = match cells.report.model {
+            "scgpt" => "X_scfm_scgpt",
+            _ => "X_scfm_geneformer",
+        };
+        annotate_copy(input, dst, &[Annotation::Obsm { key, values: &cells.values, dim: cells.dim }])?;
+    }
+    let report = out_dir.join("scfm_embed.json");
+    std::fs::write(&report, serde_json::to_vec_pretty(&cells.report).expect("serializable"))
+        .map_err(|source| IoError::Io { path: report.clone(), source })?;
+    Ok(EmbedOutputs { table, h5ad, report })
+}
+
+/// `cell_id` (utf8) and `embedding` (fixed-size list of `dim` float32).
+pub fn embedding_batch(cells: &CellEmbeddings) -> RecordBatch {
+    let mut list = FixedSizeListBuilder::with_capacity(
+        Float32Builder::with_capacity(cells.values.len()),
+        cells.dim as i32,
+        cells.cell_ids.len(),
+    )
+    .with_field(Field::new_list_field(DataType::Float32, false));
+    for row in cells.values.chunks(cells.dim.max(1)) {
+        list.values().append_slice(row);
+        list.append(true);
+    }
+    let ids: ArrayRef = Arc::new(StringArray::from(cells.cell_ids.clone()));
+    let emb: ArrayRef = Arc::new(list.finish());
+    let schema = Schema::new(vec![
+        Field::new("cell_id", DataType::Utf8, false),
+        Field::new("embedding", emb.data_type().clone(), false),
+    ]);
+    RecordBatch::try_new(Arc::new(schema), vec![ids, emb]).expect("columns match the schema")
+}
