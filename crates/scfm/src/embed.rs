@@ -35,6 +35,10 @@ use serde::Serialize;
 use crate::Error;
 use crate::pipeline::{GeneformerFiles, Prepared, Scheme, TieMode, par_map, prepare_scheme};
 
+/// Upper bound on `cells × len²` per forward pass (the padding bias has that many floats: 64 MB),
+/// so that long cells (4,096 tokens) run one at a time whatever the token budget.
+const MAX_BIAS_ELEMENTS: usize = 16 << 20;
+
 /// The model to embed with and where its files are.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -325,7 +329,12 @@ impl<B: Backend> Embedder<B> {
             let mut start = 0;
             while start < pending.len() {
                 let longest = pending[start].ids.len().max(1);
-                let take = (self.opts.max_batch_tokens / longest).max(1).min(pending.len() - start);
+                // Cells per pass: the token budget, and at most MAX_BIAS_ELEMENTS in the
+                // [cells, len, len] key-padding bias the attention reads.
+                let take = (self.opts.max_batch_tokens / longest)
+                    .min(MAX_BIAS_ELEMENTS / (longest * longest))
+                    .max(1)
+                    .min(pending.len() - start);
                 let batch = &pending[start..start + take];
                 let emb = self.forward(batch, longest)?;
                 for (p, row) in batch.iter().zip(emb.chunks(dim)) {

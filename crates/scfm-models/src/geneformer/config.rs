@@ -72,6 +72,40 @@ fn gelu() -> String {
 }
 
 impl GeneformerConfig {
+    /// The shape of `Geneformer-V1-10M` (6 layers, 256 wide, 4 heads, FFN 512, 2,048
+    /// positions, the gc30M vocabulary of 25,426 tokens), for training from scratch and
+    /// benchmarks. Released models are loaded with their `config.json` instead.
+    pub fn v1_10m() -> Self {
+        Self {
+            vocab_size: 25_426,
+            d_model: 256,
+            n_heads: 4,
+            n_layers: 6,
+            d_ff: 512,
+            max_len: 2048,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+            activation: Activation::Relu,
+            dropout: 0.02,
+            attention_dropout: 0.02,
+            pad_token_id: 0,
+        }
+    }
+
+    /// The shape of `Geneformer-V2-104M` (12 layers, 768 wide, 12 heads, FFN 3,072, 4,096
+    /// positions, the gc104M vocabulary of 20,275 tokens; MODELS.md §2.1).
+    pub fn v2_104m() -> Self {
+        Self {
+            vocab_size: 20_275,
+            d_model: 768,
+            n_heads: 12,
+            n_layers: 12,
+            d_ff: 3072,
+            max_len: 4096,
+            ..Self::v1_10m()
+        }
+    }
+
     /// Reads a Hugging Face `config.json` (the `BertConfig` every Geneformer release ships).
     ///
     /// # Errors

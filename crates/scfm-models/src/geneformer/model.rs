@@ -5,7 +5,7 @@ use burn::tensor::{Bool, Int, Tensor};
 
 use super::GeneformerConfig;
 use crate::checkpoint::Fresh;
-use crate::layers::{Activation, EncoderLayer, key_padding_bias};
+use crate::layers::{Activation, EncoderLayer, full_bias, key_padding_bias};
 
 /// BERT embeddings: word + absolute position + token type 0, then LayerNorm.
 #[derive(Module, Debug)]
@@ -115,7 +115,7 @@ impl<B: Backend> Geneformer<B> {
     /// - output: `n_layers + 1` hidden states `[batch, len, d_model]` (and `n_layers` attention
     ///   maps `[batch, heads, len, len]` with `return_attentions`)
     pub fn encode(&self, ids: Tensor<B, 2, Int>, padded: Tensor<B, 2, Bool>, return_attentions: bool) -> Encoded<B> {
-        let bias = key_padding_bias(padded);
+        let bias = full_bias(key_padding_bias(padded));
         let mut x = self.embeddings.forward(ids);
         let mut hidden_states = vec![x.clone()];
         let mut attentions = vec![];

@@ -79,11 +79,7 @@ impl<B: Backend> SelfAttention<B> {
         if !return_probs && !training {
             // Broadcast over queries here (one [len, len] tile per cell, shared by the heads):
             // burn-flex would otherwise expand a query-broadcast bias over the heads too.
-            let bias = bias.map(|t| {
-                let [bb, _, _, lk] = t.dims();
-                t.expand([bb, 1, l, lk])
-            });
-            let context = attention(q, k, v, None, bias, AttentionModuleOptions::default());
+            let context = fused_attention_in_parallel(q, k, v, bias.map(full_bias));
             let context = context.swap_dims(1, 2).reshape([b, l, d]);
             return AttentionOutput { context: self.output.forward(context), probs: None };
         }
@@ -95,4 +91,66 @@ impl<B: Backend> SelfAttention<B> {
         let context = self.dropout.forward(probs.clone()).matmul(v).swap_dims(1, 2).reshape([b, l, d]);
         AttentionOutput { context: self.output.forward(context), probs: return_probs.then_some(probs) }
     }
+}
+
+/// `bias` materialised over queries (`[batch, 1, len, len]`, contiguous), the form burn-flex's
+/// fused kernel reads without copying it per head; a no-op when it already has that form, so
+/// encoders call it once per forward pass and every layer shares the result.
+pub fn full_bias<B: Backend>(bias: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [b, x, q, k] = bias.dims();
+    if x == 1 && q == k {
+        return bias;
+    }
+    Tensor::zeros([b, 1, k, k], &bias.device()) + bias
+}
+
+/// The fused attention op split over threads, one part per available core: burn-flex's
+/// attention kernel is single-threaded while every other op uses all cores. Parts are groups
+/// of cells when the batch has several, else groups of heads (both
+/// contiguous slices, so nothing is copied); heads and cells are independent, so the result is
+/// the same as one call.
+///
+/// # Shapes
+/// - `q`, `k`, `v`: `[batch, heads, len, head_dim]`
+/// - `bias`: `[batch, 1, len, len]` or broadcastable to it
+/// - output: `[batch, heads, len, head_dim]`
+fn fused_attention_in_parallel<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    bias: Option<Tensor<B, 4>>,
+) -> Tensor<B, 4> {
+    let [b, h, _, _] = q.dims();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let by_cell = b > 1;
+    let n = if by_cell { b } else { h };
+    let threads = threads.min(n);
+    if threads <= 1 {
+        return attention(q, k, v, None, bias, AttentionModuleOptions::default());
+    }
+    let per = n.div_ceil(threads);
+    let parts: Vec<Tensor<B, 4>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .step_by(per)
+            .map(|s| {
+                let e = (s + per).min(n);
+                let part = |t: &Tensor<B, 4>| {
+                    let [tb, th, tl, td] = t.dims();
+                    if by_cell {
+                        t.clone().slice([s..e, 0..th, 0..tl, 0..td])
+                    } else {
+                        t.clone().slice([0..tb, s..e, 0..tl, 0..td])
+                    }
+                };
+                let (q, k, v) = (part(&q), part(&k), part(&v));
+                let bias = match &bias {
+                    Some(t) if by_cell && t.dims()[0] > 1 => Some(part(t)),
+                    other => other.clone(),
+                };
+                scope.spawn(move || attention(q, k, v, None, bias, AttentionModuleOptions::default()))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("attention threads do not panic")).collect()
+    });
+    Tensor::cat(parts, if by_cell { 0 } else { 1 })
 }

@@ -3,5 +3,5 @@
 mod attention;
 mod encoder;
 
-pub use attention::{AttentionOutput, SelfAttention, key_padding_bias};
+pub use attention::{AttentionOutput, SelfAttention, full_bias, key_padding_bias};
 pub use encoder::{Activation, EncoderLayer};

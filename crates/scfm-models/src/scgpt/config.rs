@@ -90,6 +90,30 @@ fn yes() -> bool {
 }
 
 impl ScGptConfig {
+    /// The shape of the released whole-human model (`args.json` of MODELS.md §3.1: 12 layers,
+    /// 512 wide, 8 heads, `d_hid` 512; the 60,697-token vocabulary with `<pad>` 60,694 and
+    /// `<cls>` 60,695), with the MVC decoder, for training from scratch and benchmarks.
+    pub fn whole_human() -> Self {
+        Self {
+            vocab_size: 60_697,
+            pad_token_id: 60_694,
+            cls_token_id: 60_695,
+            d_model: 512,
+            n_heads: 8,
+            d_hid: 512,
+            n_layers: 12,
+            n_layers_cls: 3,
+            dropout: 0.2,
+            pad_value: -2.0,
+            n_bins: 51,
+            max_seq_len: 1200,
+            max_value: 512.0,
+            layer_norm_eps: 1e-5,
+            mvc: true,
+            n_cls: None,
+        }
+    }
+
     /// Reads a released `args.json`; `vocab` is the folder's `vocab.json` with the specials
     /// appended as upstream does (`scfm_tokenize::vocab::scgpt_vocab(path, true)`).
     ///

@@ -6,7 +6,7 @@ use burn::tensor::{Bool, Int, Tensor, TensorData};
 
 use super::ScGptConfig;
 use crate::checkpoint::Fresh;
-use crate::layers::{EncoderLayer, key_padding_bias};
+use crate::layers::{EncoderLayer, full_bias, key_padding_bias};
 
 /// `GeneEncoder`: the gene-token embedding followed by `enc_norm`.
 #[derive(Module, Debug)]
@@ -167,7 +167,7 @@ impl<B: Backend> ScGpt<B> {
         return_attentions: bool,
     ) -> ScGptEncoded<B> {
         let gene_embeddings = self.gene_encoder.forward(ids);
-        let bias = key_padding_bias(padded);
+        let bias = full_bias(key_padding_bias(padded));
         let mut x = gene_embeddings.clone() + self.value_encoder.forward(values);
         let mut attentions = vec![];
         for layer in &self.layers {

@@ -1,0 +1,88 @@
+//! Cell-embedding throughput of one model shape with random weights: the Rust side of the
+//! embedding benchmark in docs/benchmarks.md (`scripts/bench/embed_torch.py` runs the same
+//! shapes and inputs in PyTorch).
+//!
+//! ```text
+//! cargo run --release --example embed_forward -- MODEL BATCH LEN ITERS
+//! MODEL: geneformer-v1-10m | geneformer-v2-104m | scgpt-human
+//! ```
+//!
+//! Every cell has `LEN` tokens (no padding); one pass embeds `BATCH` cells (Geneformer: mean of
+//! the penultimate layer; scGPT: the CLS output). Prints one JSON line with cells/s; run it
+//! under `/usr/bin/time -v` for the peak memory.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use scfm::backend::Cpu;
+use scfm::burn::tensor::{Bool, Int, Tensor, TensorData};
+use scfm::models::geneformer::{CellPooling, EmbeddingLayer, Geneformer, GeneformerConfig};
+use scfm::models::scgpt::{ScGpt, ScGptConfig, ScGptPooling};
+
+/// A tiny deterministic generator (the inputs only need to be the same on both sides).
+fn lcg(state: &mut u64) -> u64 {
+    *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *state >> 33
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [model, batch, len, iters] = args.as_slice() else {
+        bail!("usage: embed_forward MODEL BATCH LEN ITERS (MODEL: geneformer-v1-10m, geneformer-v2-104m, scgpt-human)");
+    };
+    let (b, l, iters): (usize, usize, usize) =
+        (batch.parse().context("BATCH")?, len.parse().context("LEN")?, iters.parse().context("ITERS")?);
+    let device = Default::default();
+    let mut seed = 42u64;
+    let padded = Tensor::<Cpu, 2, Bool>::from_data(TensorData::new(vec![false; b * l], [b, l]), &device);
+    let run: Box<dyn Fn() -> Vec<f32>> = match model.as_str() {
+        "geneformer-v1-10m" | "geneformer-v2-104m" => {
+            let config = if model.ends_with("10m") { GeneformerConfig::v1_10m() } else { GeneformerConfig::v2_104m() };
+            let ids: Vec<i64> =
+                (0..b * l).map(|_| 4 + (lcg(&mut seed) % (config.vocab_size as u64 - 4)) as i64).collect();
+            let m = config.init::<Cpu>(&device);
+            let ids = Tensor::<Cpu, 2, Int>::from_data(TensorData::new(ids, [b, l]), &device);
+            Box::new(move || {
+                let enc = m.encode(ids.clone(), padded.clone(), false);
+                let hidden = enc.hidden_states[m.hidden_index(EmbeddingLayer::Penultimate)].clone();
+                Geneformer::pool(hidden, &vec![l; b], CellPooling::Mean { exclude_specials: false })
+                    .into_data()
+                    .into_vec()
+                    .unwrap()
+            })
+        }
+        "scgpt-human" => {
+            let config = ScGptConfig::whole_human();
+            let ids: Vec<i64> = (0..b * l).map(|_| (lcg(&mut seed) % 60_694) as i64).collect();
+            let values: Vec<f32> = (0..b * l).map(|_| (1 + lcg(&mut seed) % 50) as f32).collect();
+            let m = config.init::<Cpu>(&device);
+            let ids = Tensor::<Cpu, 2, Int>::from_data(TensorData::new(ids, [b, l]), &device);
+            let values = Tensor::<Cpu, 2>::from_data(TensorData::new(values, [b, l]), &device);
+            Box::new(move || {
+                let enc = m.encode(ids.clone(), values.clone(), padded.clone(), false);
+                ScGpt::cell_embeddings(enc.output, &vec![l; b], ScGptPooling::Cls { normalize: false })
+                    .into_data()
+                    .into_vec()
+                    .unwrap()
+            })
+        }
+        other => bail!("unknown model {other:?}"),
+    };
+    let warm = Instant::now();
+    let first = run();
+    let warmup_s = warm.elapsed().as_secs_f64();
+    let start = Instant::now();
+    for _ in 0..iters {
+        std::hint::black_box(run());
+    }
+    let s = start.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({
+            "side": "scfm (burn-flex)", "model": model, "batch": b, "len": l, "iters": iters,
+            "warmup_s": warmup_s, "seconds": s, "cells_per_s": (b * iters) as f64 / s,
+            "checksum": first.iter().map(|v| f64::from(*v)).sum::<f64>(),
+        })
+    );
+    Ok(())
+}
