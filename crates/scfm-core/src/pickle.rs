@@ -41,8 +41,9 @@ pub enum PyValue {
     Global(AllowedGlobal),
     /// A PyTorch storage reference (a persistent id `('storage', type, key, location, numel)`).
     TorchStorage { dtype: TorchDType, key: String },
-    /// A PyTorch tensor: a strided view of the storage `key` in the archive's `data/` folder.
-    TorchTensor(TorchTensor),
+    /// A PyTorch tensor: a strided view of the storage `key` in the archive's `data/` folder
+    /// (boxed: it is the largest variant, and vocabularies hold millions of small values).
+    TorchTensor(Box<TorchTensor>),
 }
 
 /// Element types of PyTorch storages (`torch.FloatStorage`, …) and of the other tensor
@@ -155,8 +156,22 @@ struct Machine<'a> {
     pos: usize,
     op_at: usize,
     stack: Vec<Slot>,
-    /// `None` marks a container slot: it counts for MEMOIZE numbering but cannot be fetched.
-    memo: HashMap<u32, Option<PyValue>>,
+    /// Memo entries under keys 0, 1, 2, … (what picklers write); any other key goes to `sparse`.
+    memo: Vec<MemoEntry>,
+    sparse_memo: HashMap<u32, MemoEntry>,
+    /// Where the last string read lies in `data`, so that memoizing it stores a range rather
+    /// than a copy (protocol-4 pickles memoize every string: half the memory of a vocabulary).
+    last_str: Option<(usize, usize)>,
+}
+
+/// One memo slot.
+enum MemoEntry {
+    /// A container: it counts for MEMOIZE numbering but cannot be fetched.
+    Container,
+    /// A string, as its byte range in the pickle.
+    Str(usize, usize),
+    /// Any other shareable value (boxed, to keep the memo small).
+    Value(Box<PyValue>),
 }
 
 impl<'a> Machine<'a> {
@@ -196,8 +211,10 @@ impl<'a> Machine<'a> {
     }
 
     fn string(&mut self, n: usize) -> Result<PyValue, PickleError> {
+        let start = self.pos;
         let b = self.take(n)?;
         let s = std::str::from_utf8(b).map_err(|_| self.err("string is not UTF-8"))?;
+        self.last_str = Some((start, start + n));
         Ok(PyValue::Str(s.to_owned()))
     }
 
@@ -246,18 +263,30 @@ impl<'a> Machine<'a> {
             PyValue::Tuple(t) => t.len() <= 16 && t.iter().all(|x| matches!(x, PyValue::Int(_) | PyValue::Str(_))),
             _ => true,
         };
-        let entry = shareable.then(|| v.clone());
-        self.memo.insert(key, entry);
+        let entry = match (v, self.last_str) {
+            (PyValue::Str(s), Some((a, b))) if &self.data[a..b] == s.as_bytes() => MemoEntry::Str(a, b),
+            _ if shareable => MemoEntry::Value(Box::new(v.clone())),
+            _ => MemoEntry::Container,
+        };
+        match (key as usize).cmp(&self.memo.len()) {
+            std::cmp::Ordering::Less => self.memo[key as usize] = entry,
+            std::cmp::Ordering::Equal => self.memo.push(entry),
+            std::cmp::Ordering::Greater => {
+                self.sparse_memo.insert(key, entry);
+            }
+        }
         Ok(())
     }
 
     fn memo_get(&mut self, key: u32) -> Result<(), PickleError> {
-        let v = self
-            .memo
-            .get(&key)
-            .cloned()
-            .flatten()
-            .ok_or_else(|| self.err(format!("memo entry {key} is missing or a container")))?;
+        let entry = self.memo.get(key as usize).or_else(|| self.sparse_memo.get(&key));
+        let v = match entry {
+            Some(MemoEntry::Value(v)) => (**v).clone(),
+            Some(&MemoEntry::Str(a, b)) => PyValue::Str(
+                std::str::from_utf8(&self.data[a..b]).map_err(|_| self.err("string is not UTF-8"))?.to_owned(),
+            ),
+            _ => return Err(self.err(format!("memo entry {key} is missing or a container"))),
+        };
         self.push(v);
         Ok(())
     }
@@ -304,13 +333,13 @@ impl<'a> Machine<'a> {
                 };
                 match (dims(shape), dims(stride), usize::try_from(*offset)) {
                     (Some(shape), Some(stride), Ok(offset)) if shape.len() == stride.len() => {
-                        Ok(PyValue::TorchTensor(TorchTensor {
+                        Ok(PyValue::TorchTensor(Box::new(TorchTensor {
                             storage: key.clone(),
                             dtype: *dtype,
                             offset,
                             shape,
                             stride,
-                        }))
+                        })))
                     }
                     _ => Err(self.err("malformed tensor shape, stride or offset")),
                 }
@@ -359,7 +388,16 @@ pub fn parse_torch(data: &[u8]) -> Result<PyValue, PickleError> {
 }
 
 fn run(data: &[u8], torch: bool) -> Result<PyValue, PickleError> {
-    let mut m = Machine { torch, data, pos: 0, op_at: 0, stack: vec![], memo: HashMap::new() };
+    let mut m = Machine {
+        torch,
+        data,
+        pos: 0,
+        op_at: 0,
+        stack: vec![],
+        memo: vec![],
+        sparse_memo: HashMap::new(),
+        last_str: None,
+    };
     loop {
         m.op_at = m.pos;
         let op = m.u8()?;
@@ -438,7 +476,7 @@ fn run(data: &[u8], torch: bool) -> Result<PyValue, PickleError> {
             }
             0x94 => {
                 // MEMOIZE numbers entries by the memo's size, as Python does.
-                let key = u32::try_from(m.memo.len()).map_err(|_| m.err("memo overflow"))?;
+                let key = u32::try_from(m.memo.len() + m.sparse_memo.len()).map_err(|_| m.err("memo overflow"))?;
                 m.memo_put(key)?;
             }
             b'q' => {
@@ -583,6 +621,20 @@ mod tests {
 
     /// `os.system("true")` as protocol 2 would pickle it.
     const HOSTILE: &[u8] = b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00true\x85R.";
+
+    #[test]
+    fn memo_entries_under_any_key_share_strings_but_not_containers() {
+        // {"a": "x", "b": <memo 7>, "c": <memo 4000000000>}: "x" is stored under key 7 (BINPUT)
+        // and under a huge sparse key (LONG_BINPUT), and fetched back from both.
+        let p = b"\x80\x02}(X\x01\x00\x00\x00aX\x01\x00\x00\x00xq\x07r\x00\x28\x6b\xeeX\x01\x00\x00\x00bh\x07X\x01\x00\x00\x00cj\x00\x28\x6b\xeeu.";
+        let d = parse(p).unwrap();
+        let PyValue::Dict(items) = d else { panic!("{d:?}") };
+        let values: Vec<&PyValue> = items.iter().map(|(_, v)| v).collect();
+        assert_eq!(values, [&PyValue::Str("x".into()); 3]);
+        // A memoized container cannot be fetched (no shared mutable structure, no blow-up).
+        let shared_list = b"\x80\x02]q\x00h\x00\x86.";
+        assert!(parse(shared_list).unwrap_err().reason.contains("container"));
+    }
 
     #[test]
     fn code_executing_globals_are_refused_in_both_dialects() {

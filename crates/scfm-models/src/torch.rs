@@ -126,7 +126,7 @@ pub(crate) fn read_tensors(path: &Path, data: &[u8], out: &mut Vec<u8>) -> Resul
 
 fn collect(prefix: String, v: PyValue, out: &mut Vec<(String, TorchTensor)>) {
     match v {
-        PyValue::TorchTensor(t) => out.push((prefix, t)),
+        PyValue::TorchTensor(t) => out.push((prefix, *t)),
         PyValue::Dict(items) => {
             for (k, v) in items {
                 let key = match k {
