@@ -64,6 +64,47 @@ fn parquet_shards_round_trip() {
     assert_eq!(corpus.read_rows(150..330).unwrap(), src.read_rows(150..330).unwrap());
 }
 
+/// `write_table`: one table (e.g. cell embeddings) as an Arrow IPC or Parquet file that reads
+/// back unchanged; no temporary file is left behind.
+#[cfg(feature = "parquet")]
+#[test]
+fn write_table_writes_parquet_and_arrow_files_that_read_back() {
+    use std::sync::Arc;
+
+    use scfm_core::arrow_array::{ArrayRef, Float32Array, RecordBatch, StringArray};
+    use scfm_io::corpus::{ShardFormat, write_table};
+
+    let ids: ArrayRef = Arc::new(StringArray::from(vec!["AAAC-1", "AAAG-1", "AACT-1"]));
+    let x: ArrayRef = Arc::new(Float32Array::from(vec![0.5, f32::NAN, -2.0]));
+    let batch = RecordBatch::try_from_iter([("cell_id", ids), ("x", x)]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    let pq = dir.path().join("t.parquet");
+    write_table(&pq, ShardFormat::Parquet, &batch).unwrap();
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&pq).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+    let back: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+    assert_eq!(back.len(), 1);
+    assert_eq!(format!("{:?}", back[0].columns()), format!("{:?}", batch.columns()));
+
+    let ipc = dir.path().join("t.arrow");
+    write_table(&ipc, ShardFormat::ArrowIpc, &batch).unwrap();
+    let reader = arrow_ipc::reader::FileReader::try_new(std::fs::File::open(&ipc).unwrap(), None).unwrap();
+    let back: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+    assert_eq!(format!("{:?}", back[0].columns()), format!("{:?}", batch.columns()));
+
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["t.arrow", "t.parquet"]);
+    // A folder that does not exist: an error naming the path, nothing written.
+    let err = write_table(&dir.path().join("missing/t.arrow"), ShardFormat::ArrowIpc, &batch).unwrap_err();
+    assert!(err.to_string().contains("missing"), "{err}");
+}
+
 #[test]
 fn filters_select_cells_while_streaming() {
     let dir = tempfile::tempdir().unwrap();
