@@ -380,8 +380,7 @@ impl<B: Backend> Embedder<B> {
         let padded = Tensor::<B, 2, Bool>::from_data(TensorData::new(padded, [b, len]), device);
         let mut emb = match &self.model {
             Loaded::Geneformer(m, version) => {
-                let enc = m.encode(ids, padded, false);
-                let hidden = enc.hidden_states[m.hidden_index(self.opts.geneformer_layer)].clone();
+                let hidden = m.hidden_state(ids, padded, m.hidden_index(self.opts.geneformer_layer));
                 let pooling = match self.pooling {
                     Pooling::Cls => CellPooling::Cls,
                     Pooling::Mean => CellPooling::Mean { exclude_specials: *version == GeneformerVersion::V2 },

@@ -128,6 +128,20 @@ impl<B: Backend> Geneformer<B> {
         Encoded { hidden_states, attentions }
     }
 
+    /// One hidden state only, `hidden_states[index]` of [`Self::encode`], running just the
+    /// layers it needs: a cell embedding from the penultimate layer (upstream's default) skips
+    /// the last layer's work and keeps no other layer's output. `index` is clamped to
+    /// `n_layers` (see [`Self::hidden_index`]).
+    ///
+    /// # Shapes
+    /// - `ids`, `padded`: `[batch, len]`
+    /// - output: `[batch, len, d_model]`
+    pub fn hidden_state(&self, ids: Tensor<B, 2, Int>, padded: Tensor<B, 2, Bool>, index: usize) -> Tensor<B, 3> {
+        let bias = full_bias(key_padding_bias(padded));
+        let x = self.embeddings.forward(ids);
+        self.layers.iter().take(index).fold(x, |x, layer| layer.forward(x, Some(bias.clone()), false).0)
+    }
+
     /// Masked-LM logits over the vocabulary; `None` when the checkpoint had no MLM head.
     ///
     /// # Shapes

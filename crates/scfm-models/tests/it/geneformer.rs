@@ -28,6 +28,7 @@ fn geneformer_matches_transformers_on_every_fixture() {
         );
         let lengths: Vec<usize> = inputs.i64("lengths").unwrap().iter().map(|&n| n as usize).collect();
 
+        let (ids_again, padded_again) = (ids.clone(), padded.clone());
         let enc = model.encode(ids, padded, false);
         let n_layers = model.config.n_layers;
         assert_eq!(enc.hidden_states.len(), n_layers + 1);
@@ -56,6 +57,13 @@ fn geneformer_matches_transformers_on_every_fixture() {
         }
 
         let hidden = enc.hidden_states[model.hidden_index(EmbeddingLayer::Penultimate)].clone();
+        // The single-state path runs only the layers it needs and gives the same tensor.
+        for layer in [EmbeddingLayer::Penultimate, EmbeddingLayer::Index(0)] {
+            let i = model.hidden_index(layer);
+            let (ids, padded) = (ids_again.clone(), padded_again.clone());
+            let one: Vec<f32> = model.hidden_state(ids, padded, i).into_data().into_vec().unwrap();
+            assert_eq!(one, values(enc.hidden_states[i].clone()), "{name}: hidden_state({i})");
+        }
         let cell = Geneformer::pool(hidden.clone(), &lengths, CellPooling::Mean { exclude_specials: v2 });
         assert_close(
             &format!("{name} cell_emb"),
