@@ -1,5 +1,5 @@
 """Cell-embedding throughput of the upstream PyTorch models with random weights, on the same
-shapes and inputs as `cargo run --release --example embed_forward` (docs/benchmarks.md).
+shapes and inputs as `cargo run --release -p scfm-models --example embed_forward` (docs/benchmarks.md).
 
     python scripts/bench/embed_torch.py MODEL BATCH LEN ITERS [--dtype fp32|bf16] [--device cpu|cuda]
     MODEL: geneformer-v1-10m | geneformer-v2-104m | scgpt-human

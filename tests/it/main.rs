@@ -1,6 +1,6 @@
-//! Cross-crate integration tests (one binary): pipelines that compose io, tokenize and models.
+//! Cross-crate integration tests (one binary): pipelines that compose io and tokenize (the
+//! embedding pipeline, which needs burn, is tested in scfm-cli).
 
-mod embed;
 mod tokenize_dataset;
 
 use std::path::PathBuf;

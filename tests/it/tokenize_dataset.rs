@@ -69,7 +69,7 @@ fn geneformer_dataset_has_the_upstream_layout_and_tokens() {
 }
 
 /// All `input_ids` of a written dataset (int16 for Geneformer V1, int32 otherwise), in order.
-pub(crate) fn read_ids(dir: &std::path::Path) -> Vec<Vec<i32>> {
+fn read_ids(dir: &std::path::Path) -> Vec<Vec<i32>> {
     let f = std::fs::File::open(dir.join("data-00000-of-00001.arrow")).unwrap();
     let reader = arrow_ipc::reader::StreamReader::try_new(f, None).unwrap();
     let mut out = vec![];

@@ -3,13 +3,13 @@
 //! comparison with PyTorch at longer cells is `examples/embed_forward.rs` against
 //! `scripts/bench/embed_torch.py` (docs/benchmarks.md).
 //!
-//! `cargo bench --bench embed`
+//! `cargo bench -p scfm-models --bench embed`
 
+use burn::backend::Flex as Cpu;
+use burn::tensor::{Bool, Int, Tensor, TensorData};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use scfm::backend::Cpu;
-use scfm::burn::tensor::{Bool, Int, Tensor, TensorData};
-use scfm::models::geneformer::{CellPooling, EmbeddingLayer, Geneformer, GeneformerConfig};
-use scfm::models::scgpt::{ScGpt, ScGptConfig, ScGptPooling};
+use scfm_models::geneformer::{CellPooling, EmbeddingLayer, Geneformer, GeneformerConfig};
+use scfm_models::scgpt::{ScGpt, ScGptConfig, ScGptPooling};
 
 const CELLS: usize = 8;
 const LEN: usize = 256;

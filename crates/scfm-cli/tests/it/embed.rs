@@ -99,7 +99,7 @@ fn geneformer_embeddings_on_ensembl_counts_match_a_direct_forward_pass() {
     };
     let report = scfm::pipeline::tokenize(&input, tmp.path(), &scheme, &Default::default(), &mut |_, _| {}).unwrap();
     assert_eq!(report.cells_out + cells.report.cells_without_tokens, 320);
-    let rows = crate::tokenize_dataset::read_ids(tmp.path());
+    let rows = input_ids_int16(tmp.path());
     let gf = Geneformer::<Cpu>::from_hf_dir(&checkpoint, &device).unwrap();
     let mut with_tokens = cells.values.chunks(256).filter(|r| !r[0].is_nan());
     for ids in rows.iter().take(5) {
@@ -134,4 +134,17 @@ fn geneformer_embeddings_on_ensembl_counts_match_a_direct_forward_pass() {
     };
     let err = Embedder::<Cpu>::prepare(&tiny, EmbedOptions::default(), &device).err().unwrap();
     assert!(matches!(err, scfm::Error::Incompatible { .. }), "{err}");
+}
+
+/// The `input_ids` of a Geneformer V1 dataset (int16 lists), in order.
+fn input_ids_int16(dir: &std::path::Path) -> Vec<Vec<i16>> {
+    use scfm::core::arrow_array::cast::AsArray;
+    use scfm::core::arrow_array::types::Int16Type;
+    let f = std::fs::File::open(dir.join("data-00000-of-00001.arrow")).unwrap();
+    let mut out = vec![];
+    for b in arrow_ipc::reader::StreamReader::try_new(f, None).unwrap().map(Result::unwrap) {
+        let list = b.column(0).as_list::<i32>();
+        out.extend((0..b.num_rows()).map(|i| list.value(i).as_primitive::<Int16Type>().values().to_vec()));
+    }
+    out
 }

@@ -3,7 +3,7 @@
 //! shapes and inputs in PyTorch).
 //!
 //! ```text
-//! cargo run --release --example embed_forward -- MODEL BATCH LEN ITERS
+//! cargo run --release -p scfm-models --example embed_forward -- MODEL BATCH LEN ITERS
 //! MODEL: geneformer-v1-10m | geneformer-v2-104m | scgpt-human
 //! ```
 //!
@@ -14,10 +14,10 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use scfm::backend::Cpu;
-use scfm::burn::tensor::{Bool, Int, Tensor, TensorData};
-use scfm::models::geneformer::{CellPooling, EmbeddingLayer, Geneformer, GeneformerConfig};
-use scfm::models::scgpt::{ScGpt, ScGptConfig, ScGptPooling};
+use burn::backend::Flex as Cpu;
+use burn::tensor::{Bool, Int, Tensor, TensorData};
+use scfm_models::geneformer::{CellPooling, EmbeddingLayer, Geneformer, GeneformerConfig};
+use scfm_models::scgpt::{ScGpt, ScGptConfig, ScGptPooling};
 
 /// A tiny deterministic generator (the inputs only need to be the same on both sides).
 fn lcg(state: &mut u64) -> u64 {
