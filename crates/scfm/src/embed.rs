@@ -27,6 +27,7 @@ use scfm_io::corpus::{ShardFormat, write_table};
 use scfm_io::writeback::{Annotation, annotate_copy};
 use scfm_io::{AnySource, IoError, MatrixSelector, ObsSelection, SourceOptions};
 use scfm_models::geneformer::{CellPooling, EmbeddingLayer, Geneformer};
+use scfm_models::layers::l2_normalize;
 use scfm_models::scgpt::{ScGpt, ScGptPooling};
 use scfm_tokenize::geneformer::GeneformerVersion;
 use scfm_tokenize::scgpt::ScGptSequence;
@@ -266,10 +267,7 @@ impl<B: Backend> Embedder<B> {
 
     /// The obsm key the embeddings are written under: `X_scfm_geneformer` or `X_scfm_scgpt`.
     pub fn obsm_key(&self) -> &'static str {
-        match self.model {
-            Loaded::Geneformer(..) => "X_scfm_geneformer",
-            Loaded::ScGpt(_) => "X_scfm_scgpt",
-        }
+        obsm_key(self.model_name())
     }
 
     /// Embeds every cell of `input` (h5ad, 10x, corpus); `progress(done, total)` after each
@@ -310,11 +308,7 @@ impl<B: Backend> Embedder<B> {
         for chunk in source.chunks(self.opts.chunk_cells) {
             let chunk = chunk?;
             let base = cell_ids.len();
-            let n_counts: Vec<f64> =
-                match n_counts_col.and_then(|i| crate::pipeline::numeric_f64(chunk.obs().column(i))) {
-                    Some(v) => v,
-                    None => chunk.cells().map(|c| c.total()).collect(),
-                };
+            let n_counts = crate::pipeline::n_counts(&chunk, n_counts_col);
             let rows =
                 par_map(chunk.n_cells(), threads.max(1), |i| cell_fn((base + i) as u64, chunk.cell(i), n_counts[i]));
             cell_ids.extend_from_slice(chunk.cell_ids());
@@ -398,8 +392,7 @@ impl<B: Backend> Embedder<B> {
             }
         };
         if self.l2_normalize {
-            let norm = emb.clone().powi_scalar(2).sum_dim(1).sqrt();
-            emb = emb / norm;
+            emb = l2_normalize(emb);
         }
         emb.into_data().into_vec::<f32>().map_err(|e| Error::Incompatible { reason: format!("{e:?}") })
     }
@@ -454,16 +447,18 @@ pub fn write_outputs(
                 reason: format!("{}: the output would overwrite the input", dst.display()),
             });
         }
-        let key = match cells.report.model {
-            "scgpt" => "X_scfm_scgpt",
-            _ => "X_scfm_geneformer",
-        };
+        let key = obsm_key(cells.report.model);
         annotate_copy(input, dst, &[Annotation::Obsm { key, values: &cells.values, dim: cells.dim }])?;
     }
     let report = out_dir.join("scfm_embed.json");
     std::fs::write(&report, serde_json::to_vec_pretty(&cells.report).expect("serializable"))
         .map_err(|source| IoError::Io { path: report.clone(), source })?;
     Ok(EmbedOutputs { table, h5ad, report })
+}
+
+/// The obsm key of a model's embeddings (`model` as [`Embedder::model_name`] gives it).
+fn obsm_key(model: &str) -> &'static str {
+    if model.starts_with("geneformer") { "X_scfm_geneformer" } else { "X_scfm_scgpt" }
 }
 
 /// `cell_id` (utf8) and `embedding` (fixed-size list of `dim` float32).

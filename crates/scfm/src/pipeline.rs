@@ -420,10 +420,7 @@ pub fn tokenize(
         for chunk in rx {
             let chunk = chunk?;
             let base = cells_in as u64;
-            let n_counts: Vec<f64> = match n_counts_col.and_then(|i| numeric_f64(chunk.obs().column(i))) {
-                Some(v) => v,
-                None => chunk.cells().map(|c| c.total()).collect(),
-            };
+            let n_counts = n_counts(&chunk, n_counts_col);
             let mut rows: Vec<Option<Row>> = match legacy.as_mut() {
                 // One NumPy stream consumed cell after cell in file order, as upstream: sequential.
                 Some(l) => chunk
@@ -560,8 +557,17 @@ pub(crate) fn par_map<T: Send>(n: usize, threads: usize, f: impl Fn(usize) -> T 
     })
 }
 
+/// Each cell's `n_counts`: the obs column `col` when there is one (Geneformer's convention), else
+/// the cell's total over all input genes.
+pub(crate) fn n_counts(chunk: &scfm_core::CellChunk, col: Option<usize>) -> Vec<f64> {
+    match col.and_then(|i| numeric_f64(chunk.obs().column(i))) {
+        Some(v) => v,
+        None => chunk.cells().map(|c| c.total()).collect(),
+    }
+}
+
 /// A numeric obs column as f64 (nulls as NaN); `None` for other types.
-pub(crate) fn numeric_f64(col: &ArrayRef) -> Option<Vec<f64>> {
+fn numeric_f64(col: &ArrayRef) -> Option<Vec<f64>> {
     use scfm_core::arrow_array::Array;
     use scfm_core::arrow_array::types::{Float32Type, Int32Type, Int64Type, UInt32Type, UInt64Type};
     macro_rules! conv {

@@ -5,7 +5,7 @@ use burn::tensor::{Bool, Int, Tensor};
 
 use super::GeneformerConfig;
 use crate::checkpoint::Fresh;
-use crate::layers::{Activation, EncoderLayer, full_bias, key_padding_bias};
+use crate::layers::{Activation, EncoderLayer, full_bias, key_padding_bias, mean_over};
 
 /// BERT embeddings: word + absolute position + token type 0, then LayerNorm.
 #[derive(Module, Debug)]
@@ -173,22 +173,15 @@ impl<B: Backend> Geneformer<B> {
     /// - `lengths`: real tokens per row (specials included)
     /// - output: `[batch, d_model]`
     pub fn pool(hidden: Tensor<B, 3>, lengths: &[usize], pooling: CellPooling) -> Tensor<B, 2> {
-        let [b, l, d] = hidden.dims();
+        let [b, _, d] = hidden.dims();
         match pooling {
             CellPooling::Cls => hidden.slice([0..b, 0..1, 0..d]).reshape([b, d]),
             CellPooling::Mean { exclude_specials } => {
-                let device = hidden.device();
-                let (mut weights, mut counts) = (vec![0f32; b * l], vec![0f32; b]);
-                for (row, &n) in lengths.iter().enumerate() {
-                    let range = if exclude_specials { 1..n.saturating_sub(1).max(1) } else { 0..n };
-                    for p in range.clone() {
-                        weights[row * l + p] = 1.0;
-                    }
-                    counts[row] = range.len().max(1) as f32;
-                }
-                let w = Tensor::<B, 3>::from_data(burn::tensor::TensorData::new(weights, [b, l, 1]), &device);
-                let c = Tensor::<B, 2>::from_data(burn::tensor::TensorData::new(counts, [b, 1]), &device);
-                (hidden * w).sum_dim(1).reshape([b, d]) / c
+                let ranges: Vec<_> = lengths
+                    .iter()
+                    .map(|&n| if exclude_specials { 1..n.saturating_sub(1).max(1) } else { 0..n })
+                    .collect();
+                mean_over(hidden, &ranges)
             }
         }
     }

@@ -77,8 +77,8 @@ impl<B: Backend> SelfAttention<B> {
         let v = heads(self.value.forward(x));
         let training = B::ad_enabled(&v.device()) && self.dropout.prob > 0.0;
         if !return_probs && !training {
-            // Broadcast over queries here (one [len, len] tile per cell, shared by the heads):
-            // burn-flex would otherwise expand a query-broadcast bias over the heads too.
+            // The bias as one [len, len] tile per cell, shared by the heads: burn-flex would
+            // otherwise expand a query-broadcast bias over the heads too.
             let context = fused_attention_in_parallel(q, k, v, bias.map(full_bias));
             let context = context.swap_dims(1, 2).reshape([b, l, d]);
             return AttentionOutput { context: self.output.forward(context), probs: None };
@@ -106,9 +106,9 @@ pub fn full_bias<B: Backend>(bias: Tensor<B, 4>) -> Tensor<B, 4> {
 
 /// The fused attention op split over threads, one part per available core: burn-flex's
 /// attention kernel is single-threaded while every other op uses all cores. Parts are groups
-/// of cells when the batch has several, else groups of heads (both
-/// contiguous slices, so nothing is copied); heads and cells are independent, so the result is
-/// the same as one call.
+/// of cells when the batch has several, else groups of heads; each thread's call makes its own
+/// part contiguous, so the transposing copies run in parallel too. Heads and cells are
+/// independent, so the result is the same as one call.
 ///
 /// # Shapes
 /// - `q`, `k`, `v`: `[batch, heads, len, head_dim]`

@@ -2,11 +2,11 @@ use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, Linear};
 use burn::tensor::activation::{leaky_relu, relu, sigmoid};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Int, Tensor};
 
 use super::ScGptConfig;
 use crate::checkpoint::Fresh;
-use crate::layers::{EncoderLayer, full_bias, key_padding_bias};
+use crate::layers::{EncoderLayer, full_bias, key_padding_bias, l2_normalize, mean_over};
 
 /// `GeneEncoder`: the gene-token embedding followed by `enc_norm`.
 #[derive(Module, Debug)]
@@ -218,22 +218,11 @@ impl<B: Backend> ScGpt<B> {
         match pooling {
             ScGptPooling::Cls { normalize } => {
                 let cls = output.slice([0..b, 0..1, 0..d]).reshape([b, d]);
-                if normalize {
-                    let norm = cls.clone().powi_scalar(2).sum_dim(1).sqrt();
-                    cls / norm
-                } else {
-                    cls
-                }
+                if normalize { l2_normalize(cls) } else { cls }
             }
             ScGptPooling::Mean => {
-                let device = output.device();
-                let mut weights = vec![0f32; b * l];
-                for (row, &n) in lengths.iter().enumerate() {
-                    let n = n.clamp(1, l);
-                    weights[row * l..row * l + n].fill(1.0 / n as f32);
-                }
-                let w = Tensor::<B, 3>::from_data(TensorData::new(weights, [b, l, 1]), &device);
-                (output * w).sum_dim(1).reshape([b, d])
+                let ranges: Vec<_> = lengths.iter().map(|&n| 0..n.clamp(1, l)).collect();
+                mean_over(output, &ranges)
             }
         }
     }
