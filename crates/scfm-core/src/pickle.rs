@@ -4,8 +4,10 @@
 //! tuples, strings, bytes, ints, floats, booleans, `None`), and exactly two globals, the ones
 //! NumPy uses for scalars (`numpy.core.multiarray.scalar` / `numpy._core.multiarray.scalar` and
 //! `numpy.dtype`). Nothing is ever executed: any other global, or any opcode outside this set, is
-//! an error. Memo references may only point at scalars, strings and short tuples of scalars, so
-//! a hostile file cannot blow up memory by sharing containers.
+//! an error. A memo reference to a container (a config dict shared by several entries of a
+//! checkpoint) yields a copy of the finished container; a reference to one still being built
+//! (a cycle) is an error, and the copies together may not exceed a budget proportional to the
+//! file size, so a hostile file cannot blow up memory by nesting shared containers.
 //!
 //! [`parse_torch`] additionally reads the `data.pkl` of PyTorch's zip checkpoints
 //! (`torch.save`): the persistent ids of tensor storages, `torch._utils._rebuild_tensor_v2` /
@@ -44,6 +46,42 @@ pub enum PyValue {
     /// A PyTorch tensor: a strided view of the storage `key` in the archive's `data/` folder
     /// (boxed: it is the largest variant, and vocabularies hold millions of small values).
     TorchTensor(Box<TorchTensor>),
+}
+
+impl PyValue {
+    /// The value of `key` in a dict with string keys.
+    pub fn get(&self, key: &str) -> Option<&PyValue> {
+        match self {
+            Self::Dict(items) => items.iter().find(|(k, _)| matches!(k, Self::Str(s) if s == key)).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// An `int` (or `bool`) as i64.
+    pub fn as_i64(&self) -> Option<i64> {
+        match *self {
+            Self::Int(i) => Some(i),
+            Self::Bool(b) => Some(i64::from(b)),
+            _ => None,
+        }
+    }
+
+    /// A `float` or `int` as f64.
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            Self::Float(f) => Some(f),
+            Self::Int(i) => Some(i as f64),
+            _ => None,
+        }
+    }
+
+    /// A `str`.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Self::Str(s) => Some(s),
+            _ => None,
+        }
+    }
 }
 
 /// Element types of PyTorch storages (`torch.FloatStorage`, …) and of the other tensor
@@ -159,6 +197,14 @@ struct Machine<'a> {
     /// Memo entries under keys 0, 1, 2, … (what picklers write); any other key goes to `sparse`.
     memo: Vec<MemoEntry>,
     sparse_memo: HashMap<u32, MemoEntry>,
+    /// Memoized dicts and lists still being built: (stack index, memo key). They are copied into
+    /// the memo when they leave the stack, i.e. once complete.
+    open: Vec<(usize, u32)>,
+    /// Stack indices of open containers that were copied by a memo reference: modifying one
+    /// afterwards would make the copy wrong (a cycle), so it is an error.
+    copied: Vec<usize>,
+    /// How many more values copies out of the memo may create.
+    budget: usize,
     /// Where the last string read lies in `data`, so that memoizing it stores a range rather
     /// than a copy (protocol-4 pickles memoize every string: half the memory of a vocabulary).
     last_str: Option<(usize, usize)>,
@@ -166,8 +212,9 @@ struct Machine<'a> {
 
 /// One memo slot.
 enum MemoEntry {
-    /// A container: it counts for MEMOIZE numbering but cannot be fetched.
-    Container,
+    /// A dict or list still on the stack: fetching it copies its current state, and it may not
+    /// change afterwards.
+    Open,
     /// A string, as its byte range in the pickle.
     Str(usize, usize),
     /// Any other shareable value (boxed, to keep the memo small).
@@ -224,14 +271,52 @@ impl<'a> Machine<'a> {
 
     fn pop(&mut self) -> Result<PyValue, PickleError> {
         match self.stack.pop() {
-            Some(Slot::Value(v)) => Ok(v),
+            Some(Slot::Value(v)) => {
+                self.leave(self.stack.len(), &v)?;
+                Ok(v)
+            }
             Some(Slot::Mark) => Err(self.err("unexpected mark")),
             None => Err(self.err("stack underflow")),
         }
     }
 
+    /// `v` left the stack from `index`: if it is a memoized dict or list, it is complete now and
+    /// its copy goes into the memo.
+    fn leave(&mut self, index: usize, v: &PyValue) -> Result<(), PickleError> {
+        self.copied.retain(|&at| at < index);
+        while let Some(&(at, key)) = self.open.last()
+            && at >= index
+        {
+            self.open.pop();
+            if at == index {
+                self.charge(v)?;
+                self.memo_set(key, MemoEntry::Value(Box::new(v.clone())));
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts the values of a copy against the budget.
+    fn charge(&mut self, v: &PyValue) -> Result<(), PickleError> {
+        fn count(v: &PyValue) -> usize {
+            match v {
+                PyValue::Tuple(t) | PyValue::List(t) => 1 + t.iter().map(count).sum::<usize>(),
+                PyValue::Dict(d) => 1 + d.iter().map(|(k, v)| count(k) + count(v)).sum::<usize>(),
+                _ => 1,
+            }
+        }
+        let n = count(v);
+        self.budget =
+            self.budget.checked_sub(n).ok_or_else(|| self.err("shared containers expand beyond the size budget"))?;
+        Ok(())
+    }
+
+    /// The top of the stack, to be modified in place.
     fn top(&mut self) -> Result<&mut PyValue, PickleError> {
         let at = self.op_at;
+        if self.copied.last().is_some_and(|&i| i + 1 == self.stack.len()) {
+            return Err(self.err("a container is modified after a reference to it was taken (a cycle)"));
+        }
         match self.stack.last_mut() {
             Some(Slot::Value(v)) => Ok(v),
             _ => Err(PickleError { offset: at, reason: "expected a value on the stack".into() }),
@@ -243,7 +328,10 @@ impl<'a> Machine<'a> {
         loop {
             match self.stack.pop() {
                 Some(Slot::Mark) => break,
-                Some(Slot::Value(v)) => items.push(v),
+                Some(Slot::Value(v)) => {
+                    self.leave(self.stack.len(), &v)?;
+                    items.push(v);
+                }
                 None => return Err(self.err("mark not found")),
             }
         }
@@ -256,18 +344,24 @@ impl<'a> Machine<'a> {
             Some(Slot::Value(v)) => v,
             _ => return Err(self.err("nothing to memoize")),
         };
-        // Containers are not memoized by value: they may only be referenced as the top object.
-        // Short tuples of scalars (shapes, strides) are.
-        let shareable = match v {
-            PyValue::List(_) | PyValue::Dict(_) => false,
-            PyValue::Tuple(t) => t.len() <= 16 && t.iter().all(|x| matches!(x, PyValue::Int(_) | PyValue::Str(_))),
-            _ => true,
-        };
+        // Dicts and lists are filled after they are memoized: they are copied once complete.
         let entry = match (v, self.last_str) {
             (PyValue::Str(s), Some((a, b))) if &self.data[a..b] == s.as_bytes() => MemoEntry::Str(a, b),
-            _ if shareable => MemoEntry::Value(Box::new(v.clone())),
-            _ => MemoEntry::Container,
+            (PyValue::List(_) | PyValue::Dict(_), _) => {
+                self.open.push((self.stack.len() - 1, key));
+                MemoEntry::Open
+            }
+            _ => {
+                let v = v.clone();
+                self.charge(&v)?;
+                MemoEntry::Value(Box::new(v))
+            }
         };
+        self.memo_set(key, entry);
+        Ok(())
+    }
+
+    fn memo_set(&mut self, key: u32, entry: MemoEntry) {
         match (key as usize).cmp(&self.memo.len()) {
             std::cmp::Ordering::Less => self.memo[key as usize] = entry,
             std::cmp::Ordering::Equal => self.memo.push(entry),
@@ -275,7 +369,6 @@ impl<'a> Machine<'a> {
                 self.sparse_memo.insert(key, entry);
             }
         }
-        Ok(())
     }
 
     fn memo_get(&mut self, key: u32) -> Result<(), PickleError> {
@@ -285,8 +378,23 @@ impl<'a> Machine<'a> {
             Some(&MemoEntry::Str(a, b)) => PyValue::Str(
                 std::str::from_utf8(&self.data[a..b]).map_err(|_| self.err("string is not UTF-8"))?.to_owned(),
             ),
-            _ => return Err(self.err(format!("memo entry {key} is missing or a container"))),
+            Some(MemoEntry::Open) => {
+                let at = self.open.iter().find(|(_, k)| *k == key).map(|&(at, _)| at);
+                match at.and_then(|at| self.stack.get(at).map(|s| (at, s))) {
+                    Some((at, Slot::Value(v))) => {
+                        let v = v.clone();
+                        if self.copied.last() != Some(&at) {
+                            self.copied.push(at);
+                            self.copied.sort_unstable();
+                        }
+                        v
+                    }
+                    _ => return Err(self.err(format!("memo entry {key} is missing"))),
+                }
+            }
+            None => return Err(self.err(format!("memo entry {key} is missing"))),
         };
+        self.charge(&v)?;
         self.push(v);
         Ok(())
     }
@@ -396,6 +504,9 @@ fn run(data: &[u8], torch: bool) -> Result<PyValue, PickleError> {
         stack: vec![],
         memo: vec![],
         sparse_memo: HashMap::new(),
+        open: vec![],
+        copied: vec![],
+        budget: data.len().saturating_mul(4).saturating_add(1 << 16),
         last_str: None,
     };
     loop {
@@ -411,7 +522,13 @@ fn run(data: &[u8], torch: bool) -> Result<PyValue, PickleError> {
             0x95 => {
                 m.u64()?; // FRAME: a length hint only
             }
-            b'.' => return m.pop(),
+            // The result is returned as is: no copy of a memoized top-level container.
+            b'.' => {
+                return match m.stack.pop() {
+                    Some(Slot::Value(v)) => Ok(v),
+                    _ => Err(m.err("STOP without a value")),
+                };
+            }
             b'}' => m.push(PyValue::Dict(vec![])),
             b']' => m.push(PyValue::List(vec![])),
             b')' => m.push(PyValue::Tuple(vec![])),
@@ -631,9 +748,32 @@ mod tests {
         let PyValue::Dict(items) = d else { panic!("{d:?}") };
         let values: Vec<&PyValue> = items.iter().map(|(_, v)| v).collect();
         assert_eq!(values, [&PyValue::Str("x".into()); 3]);
-        // A memoized container cannot be fetched (no shared mutable structure, no blow-up).
-        let shared_list = b"\x80\x02]q\x00h\x00\x86.";
-        assert!(parse(shared_list).unwrap_err().reason.contains("container"));
+        // A list that appends itself is a cycle: refused.
+        let cycle = b"\x80\x02]q\x00h\x00a.";
+        assert!(parse(cycle).unwrap_err().reason.contains("cycle"));
+    }
+
+    #[test]
+    fn finished_containers_are_shared_by_copy_within_a_budget() {
+        // {"gene": {"n": 62}, "cell": <memo 1>} — what torch.save writes for one config dict
+        // referenced by two checkpoint entries.
+        let p = b"\x80\x02}q\x00(X\x04\x00\x00\x00gene}q\x01X\x01\x00\x00\x00nK>sX\x04\x00\x00\x00cellh\x01u.";
+        let d = parse(p).unwrap();
+        assert_eq!(d.get("cell"), d.get("gene"));
+        assert_eq!(d.get("cell").and_then(|c| c.get("n")).and_then(PyValue::as_i64), Some(62));
+        // A "billion laughs": l0 = [0]; l(i+1) = [l(i), l(i)]; 40 levels double each time.
+        let mut p = b"\x80\x02]r\x00\x00\x00\x00K\x00a".to_vec();
+        for i in 0u32..40 {
+            p.extend_from_slice(b"]r");
+            p.extend_from_slice(&(i + 1).to_le_bytes());
+            p.extend_from_slice(b"j");
+            p.extend_from_slice(&i.to_le_bytes());
+            p.extend_from_slice(b"aj");
+            p.extend_from_slice(&i.to_le_bytes());
+            p.extend_from_slice(b"a");
+        }
+        p.push(b'.');
+        assert!(parse(&p).unwrap_err().reason.contains("budget"));
     }
 
     #[test]

@@ -17,8 +17,12 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::{ImportError, TensorProblem};
 
+/// The object graph of a PyTorch checkpoint, as the restricted pickle reader decodes it.
+pub use scfm_core::pickle::PyValue;
 /// Element types found in the checkpoints.
 pub use scfm_core::pickle::TorchDType as DType;
+
+pub use crate::torch::TorchArchive;
 
 fn dtype_from_safetensors(s: &str) -> Option<DType> {
     Some(match s {
@@ -74,13 +78,14 @@ impl TensorFile {
     /// [`ImportError::Io`] and [`ImportError::Format`] (not a zip, compressed members, a pickle
     /// that needs a global outside PyTorch's tensor set, views outside their storage).
     pub fn read_torch(path: &Path) -> Result<Self, ImportError> {
-        let raw = std::fs::read(path).map_err(|source| ImportError::Io { path: path.to_owned(), source })?;
-        let mut data = vec![];
-        let mut tensors = BTreeMap::new();
-        for t in crate::torch::read_tensors(path, &raw, &mut data)? {
-            tensors.insert(t.name, TensorEntry { shape: t.shape, dtype: t.dtype, bytes: t.bytes });
-        }
-        Ok(Self { path: path.to_owned(), data, tensors })
+        let archive = TorchArchive::open(path)?;
+        archive.tensors(archive.object(), Some)
+    }
+
+    pub(crate) fn from_raw(path: &Path, data: Vec<u8>, raw: Vec<crate::torch::RawTensor>) -> Self {
+        let tensors =
+            raw.into_iter().map(|t| (t.name, TensorEntry { shape: t.shape, dtype: t.dtype, bytes: t.bytes })).collect();
+        Self { path: path.to_owned(), data, tensors }
     }
 
     fn parse_safetensors(path: &Path, data: Vec<u8>) -> Result<Self, ImportError> {
@@ -287,6 +292,11 @@ pub trait ModuleSource<B: Backend> {
     fn embedding(&mut self, key: &str, n: usize, d: usize) -> Embedding<B>;
     /// A bias-like vector (`key` `[n]`; zeros when fresh).
     fn vector(&mut self, key: &str, n: usize) -> Tensor<B, 1>;
+    /// Any other weight of the given shape (`key`; ~ N(0, std) when fresh).
+    fn weight<const D: usize>(&mut self, key: &str, shape: [usize; D]) -> Tensor<B, D>;
+    /// A FAVOR+ random-feature projection `[nb_features, dim_head]` (`key`, a buffer); when
+    /// fresh, a Gaussian orthogonal draw (see [`crate::layers::gaussian_orthogonal`]).
+    fn projection(&mut self, key: &str, nb_features: usize, dim_head: usize) -> Tensor<B, 2>;
 }
 
 impl<B: Backend> ModuleSource<B> for Loader<'_, B> {
@@ -324,20 +334,36 @@ impl<B: Backend> ModuleSource<B> for Loader<'_, B> {
     fn vector(&mut self, key: &str, n: usize) -> Tensor<B, 1> {
         self.tensor(key, [n])
     }
+
+    fn weight<const D: usize>(&mut self, key: &str, shape: [usize; D]) -> Tensor<B, D> {
+        self.tensor(key, shape)
+    }
+
+    fn projection(&mut self, key: &str, nb_features: usize, dim_head: usize) -> Tensor<B, 2> {
+        self.tensor(key, [nb_features, dim_head])
+    }
 }
 
 /// Fresh parameters: weights ~ N(0, `std`) (BERT's and scGPT's `initializer_range` 0.02),
-/// biases 0, LayerNorm gains 1.
+/// biases 0, LayerNorm gains 1; FAVOR+ projections drawn from a seeded generator (the first
+/// with `seed`, the next with `seed + 1`, …), so a fresh Performer is reproducible.
 #[derive(Debug)]
 pub struct Fresh<'a, B: Backend> {
     device: &'a B::Device,
     init: Initializer,
+    seed: u64,
 }
 
 impl<'a, B: Backend> Fresh<'a, B> {
-    /// Initialisation with weights ~ N(0, std) on `device`.
+    /// Initialisation with weights ~ N(0, std) on `device`; projections from seed 0.
     pub fn new(device: &'a B::Device, std: f64) -> Self {
-        Self { device, init: Initializer::Normal { mean: 0.0, std } }
+        Self { device, init: Initializer::Normal { mean: 0.0, std }, seed: 0 }
+    }
+
+    /// The seed of the first FAVOR+ projection drawn.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
     }
 }
 
@@ -366,6 +392,16 @@ impl<B: Backend> ModuleSource<B> for Fresh<'_, B> {
 
     fn vector(&mut self, _: &str, n: usize) -> Tensor<B, 1> {
         Tensor::zeros([n], self.device)
+    }
+
+    fn weight<const D: usize>(&mut self, _: &str, shape: [usize; D]) -> Tensor<B, D> {
+        self.init.init(shape, self.device).val()
+    }
+
+    fn projection(&mut self, _: &str, nb_features: usize, dim_head: usize) -> Tensor<B, 2> {
+        let w = crate::layers::gaussian_orthogonal(nb_features, dim_head, self.seed);
+        self.seed += 1;
+        Tensor::from_data(TensorData::new(w, [nb_features, dim_head]), self.device)
     }
 }
 

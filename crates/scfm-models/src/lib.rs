@@ -17,6 +17,7 @@ pub mod checkpoint;
 mod error;
 pub mod geneformer;
 pub mod layers;
+pub mod scbert;
 pub mod scgpt;
 mod torch;
 

@@ -92,45 +92,100 @@ pub(crate) struct RawTensor {
     pub bytes: std::ops::Range<usize>,
 }
 
-/// Every tensor reachable through (nested) dicts of the checkpoint, named by the dict keys
-/// joined with `.`; their elements are appended to `out` in C order.
-pub(crate) fn read_tensors(path: &Path, data: &[u8], out: &mut Vec<u8>) -> Result<Vec<RawTensor>, ImportError> {
-    let bad = |reason: String| ImportError::Format { path: path.to_owned(), kind: "PyTorch zip checkpoint", reason };
-    let members = zip_members(path, data)?;
-    let (pkl_name, pkl) = members
-        .iter()
-        .find(|(n, _)| n.ends_with("/data.pkl") && n.matches('/').count() == 1)
-        .ok_or_else(|| bad("no */data.pkl record".into()))?;
-    let root = pkl_name.trim_end_matches("data.pkl").to_owned();
-    if let Some(order) = members.get(&format!("{root}byteorder"))
-        && &data[order.clone()] != b"little"
-    {
-        return Err(bad("big-endian tensors are not supported".into()));
-    }
-    let top = pickle::parse_torch(&data[pkl.clone()]).map_err(|e| bad(e.to_string()))?;
-    let mut described = vec![];
-    collect(String::new(), top, &mut described);
-    let mut tensors = Vec::with_capacity(described.len());
-    for (name, t) in described {
-        let storage = members
-            .get(&format!("{root}data/{}", t.storage))
-            .ok_or_else(|| bad(format!("{name}: storage record {} is missing", t.storage)))?;
-        let start = out.len();
-        gather(&data[storage.clone()], t.dtype.size(), &t, out).ok_or_else(|| {
-            bad(format!("{name}: view {:?} (stride {:?}, offset {}) exceeds its storage", t.shape, t.stride, t.offset))
-        })?;
-        tensors.push(RawTensor { name, dtype: t.dtype, shape: t.shape, bytes: start..out.len() });
-    }
-    Ok(tensors)
+/// A PyTorch zip checkpoint, opened: the object graph of its `data.pkl` (dicts, lists, numbers,
+/// strings, and tensors as [`PyValue::TorchTensor`] descriptions) over the archive's bytes.
+///
+/// Use it to read containers that hold more than a state dict (scBERT's
+/// `{epoch, model_state_dict, optimizer_state_dict, …}`, scFoundation's `{gene, cell, rde}`
+/// entries with their configs), then [`Self::tensors`] to materialise the tensors of one part.
+pub struct TorchArchive {
+    path: std::path::PathBuf,
+    data: Vec<u8>,
+    root: String,
+    members: BTreeMap<String, std::ops::Range<usize>>,
+    object: PyValue,
 }
 
-fn collect(prefix: String, v: PyValue, out: &mut Vec<(String, TorchTensor)>) {
+impl TorchArchive {
+    /// Reads the archive and decodes its pickle, executing nothing.
+    ///
+    /// # Errors
+    /// [`ImportError::Io`] and [`ImportError::Format`] (not a zip, compressed members, a pickle
+    /// that needs a global outside PyTorch's tensor set, big-endian tensors).
+    pub fn open(path: &Path) -> Result<Self, ImportError> {
+        let data = std::fs::read(path).map_err(|source| ImportError::Io { path: path.to_owned(), source })?;
+        let bad =
+            |reason: String| ImportError::Format { path: path.to_owned(), kind: "PyTorch zip checkpoint", reason };
+        let members = zip_members(path, &data)?;
+        let (pkl_name, pkl) = members
+            .iter()
+            .find(|(n, _)| n.ends_with("/data.pkl") && n.matches('/').count() == 1)
+            .ok_or_else(|| bad("no */data.pkl record".into()))?;
+        let root = pkl_name.trim_end_matches("data.pkl").to_owned();
+        if let Some(order) = members.get(&format!("{root}byteorder"))
+            && &data[order.clone()] != b"little"
+        {
+            return Err(bad("big-endian tensors are not supported".into()));
+        }
+        let object = pickle::parse_torch(&data[pkl.clone()]).map_err(|e| bad(e.to_string()))?;
+        Ok(Self { path: path.to_owned(), data, root, members, object })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The top-level object (usually a dict).
+    pub fn object(&self) -> &PyValue {
+        &self.object
+    }
+
+    /// The tensors reachable through (nested) dicts of `object` (a part of [`Self::object`]),
+    /// named by the dict keys joined with `.` and then passed through `rename` (`None` leaves a
+    /// tensor out). Tensors that share a storage (tied weights) are copied apart.
+    ///
+    /// # Errors
+    /// [`ImportError::Format`] for a missing storage record or a view outside its storage.
+    pub fn tensors(
+        &self,
+        object: &PyValue,
+        rename: impl Fn(String) -> Option<String>,
+    ) -> Result<crate::checkpoint::TensorFile, ImportError> {
+        let mut described = vec![];
+        collect(String::new(), object, &mut described);
+        let mut out = vec![];
+        let mut tensors = Vec::with_capacity(described.len());
+        for (name, t) in described {
+            let Some(name) = rename(name) else { continue };
+            let storage =
+                self.members.get(&format!("{}data/{}", self.root, t.storage)).ok_or_else(|| ImportError::Format {
+                    path: self.path.clone(),
+                    kind: "PyTorch zip checkpoint",
+                    reason: format!("{name}: storage record {} is missing", t.storage),
+                })?;
+            let start = out.len();
+            gather(&self.data[storage.clone()], t.dtype.size(), t, &mut out).ok_or_else(|| ImportError::Format {
+                path: self.path.clone(),
+                kind: "PyTorch zip checkpoint",
+                reason: format!(
+                    "{name}: view {:?} (stride {:?}, offset {}) exceeds its storage",
+                    t.shape, t.stride, t.offset
+                ),
+            })?;
+            tensors.push(RawTensor { name, dtype: t.dtype, shape: t.shape.clone(), bytes: start..out.len() });
+        }
+        Ok(crate::checkpoint::TensorFile::from_raw(&self.path, out, tensors))
+    }
+}
+
+fn collect<'v>(prefix: String, v: &'v PyValue, out: &mut Vec<(String, &'v TorchTensor)>) {
     match v {
-        PyValue::TorchTensor(t) => out.push((prefix, *t)),
+        PyValue::TorchTensor(t) => out.push((prefix, t)),
         PyValue::Dict(items) => {
             for (k, v) in items {
                 let key = match k {
-                    PyValue::Str(s) => s,
+                    PyValue::Str(s) => s.clone(),
                     PyValue::Int(i) => i.to_string(),
                     _ => continue,
                 };

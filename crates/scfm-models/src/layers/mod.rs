@@ -2,8 +2,12 @@
 
 mod attention;
 mod encoder;
+mod performer;
 mod pooling;
 
 pub use attention::{AttentionOutput, SelfAttention, full_bias, key_padding_bias};
 pub use encoder::{Activation, EncoderLayer};
+pub use performer::{
+    FavorAttention, PerformerLayer, PerformerShape, assemble_performer, favor_attention, gaussian_orthogonal,
+};
 pub use pooling::{l2_normalize, mean_over};

@@ -2,6 +2,7 @@
 //! (`SCFM_PARITY_DIR`, default `../shared/data/parity`) and import errors.
 
 mod geneformer;
+mod scbert;
 mod scgpt;
 
 use std::path::PathBuf;
@@ -68,14 +69,13 @@ pub fn assert_close(name: &str, got: &[f32], want: &[f32]) {
     );
 }
 
-/// Every PyTorch checkpoint of the Geneformer, scGPT and scBERT parity fixtures (HF `.bin`,
-/// scGPT `.pt`, scBERT `.pth`) reads through the restricted reader, with every tensor in its
-/// storage. (scFoundation's `models.ckpt` shares one config dict between its three entries
-/// through the pickle memo, which the reader does not follow yet.)
+/// Every PyTorch checkpoint of the parity fixtures (HF `.bin`, scGPT `.pt`, scBERT `.pth`,
+/// scFoundation `.ckpt`, whose three entries share one config dict through the pickle memo)
+/// reads through the restricted reader, with every tensor in its storage.
 #[test]
 fn every_shipped_torch_checkpoint_reads_without_executing_code() {
     let mut read = 0;
-    for family in ["geneformer", "scgpt", "scbert"] {
+    for family in ["geneformer", "scgpt", "scbert", "scfoundation"] {
         for dir in model_fixtures(family) {
             for f in std::fs::read_dir(&dir).unwrap() {
                 let p = f.unwrap().path();
@@ -101,5 +101,5 @@ fn every_shipped_torch_checkpoint_reads_without_executing_code() {
             }
         }
     }
-    assert!(read >= 6, "expected the fixtures' torch checkpoints, read {read}");
+    assert!(read >= 7, "expected the fixtures' torch checkpoints, read {read}");
 }

@@ -1,0 +1,66 @@
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+
+use super::ScBert;
+use crate::checkpoint::Fresh;
+use crate::layers::PerformerShape;
+
+/// scBERT's `PerformerLM` and, for fine-tuned checkpoints, `finetune.py`'s head.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScBertConfig {
+    /// Token ids: bins 0…5 and `[MASK]` 6 (`CLASS = bin_num + 2` = 7).
+    pub n_tokens: usize,
+    /// Positions: the gene panel plus the trailing slot (16,907).
+    pub seq_len: usize,
+    /// The Performer stack (200 wide, 6 layers, 10 heads of 64, 266 features, FFN 800, no qkv
+    /// bias in the release).
+    pub performer: PerformerShape,
+    /// The classification head of a fine-tuned checkpoint; `None` for the pretrained masked-LM
+    /// model (`to_out` = Linear(dim → n_tokens)).
+    pub classifier: Option<ScBertClassifierShape>,
+}
+
+/// `finetune.py`'s `Identity` head: `conv1` (1 × dim) → ReLU → `fc1` (seq_len → 512) → ReLU →
+/// `fc2` (512 → 128) → ReLU → `fc3` (128 → classes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScBertClassifierShape {
+    /// Output of `fc1` (512).
+    pub fc1: usize,
+    /// `h_dim`, output of `fc2` (128).
+    pub fc2: usize,
+    /// Cell types.
+    pub n_classes: usize,
+}
+
+impl ScBertConfig {
+    /// The released `panglao_pretrain.pth`: `PerformerLM(num_tokens=7, dim=200, depth=6,
+    /// max_seq_len=16907, heads=10, local_attn_heads=0, g2v_position_emb=True)`.
+    pub fn released() -> Self {
+        Self {
+            n_tokens: 7,
+            seq_len: 16_907,
+            performer: PerformerShape {
+                dim: 200,
+                depth: 6,
+                heads: 10,
+                dim_head: 64,
+                nb_features: PerformerShape::default_nb_features(64),
+                ff_dim: 800,
+                qkv_bias: false,
+            },
+            classifier: None,
+        }
+    }
+
+    /// With `finetune.py`'s classification head for `n_classes` cell types.
+    pub fn with_classifier(mut self, n_classes: usize) -> Self {
+        self.classifier = Some(ScBertClassifierShape { fc1: 512, fc2: 128, n_classes });
+        self
+    }
+
+    /// A freshly initialised model (weights ~ N(0, 0.02), random gene2vec table, projections
+    /// drawn from `seed`).
+    pub fn init<B: Backend>(&self, device: &B::Device, seed: u64) -> ScBert<B> {
+        super::import::assemble(self, &mut Fresh::new(device, 0.02).with_seed(seed))
+    }
+}
