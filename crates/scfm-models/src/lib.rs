@@ -20,5 +20,6 @@ pub mod layers;
 pub mod scbert;
 pub mod scgpt;
 mod torch;
+pub mod xtrimogene;
 
 pub use error::{ImportError, TensorProblem};

@@ -4,6 +4,7 @@
 mod geneformer;
 mod scbert;
 mod scgpt;
+mod xtrimogene;
 
 use std::path::PathBuf;
 
