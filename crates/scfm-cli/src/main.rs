@@ -11,6 +11,7 @@ use scfm::io::corpus::{ConvertOptions, ShardFormat, convert};
 use scfm::io::inspect::inspect;
 use scfm::io::{MatrixSelector, ObsFilter, ObsSelection};
 use scfm::models::geneformer::EmbeddingLayer;
+use scfm::models::xtrimogene::Weights;
 use scfm::pipeline::{GeneformerFiles, Scheme, TieMode, TokenizeOptions, UnknownGenePolicy, tokenize};
 use scfm::tokenize::geneformer::GeneformerVersion;
 use scfm::tokenize::scgpt::ScGptSequence;
@@ -113,23 +114,35 @@ enum Command {
         /// Output folder.
         #[arg(short, long)]
         output: PathBuf,
-        /// geneformer or scgpt.
+        /// geneformer, scgpt, scbert or xtrimogene (scfoundation).
         #[arg(long)]
         model: String,
-        /// The checkpoint folder (Geneformer: config.json + model.safetensors or
-        /// pytorch_model.bin; scGPT: args.json + vocab.json + best_model.pt).
+        /// The checkpoint (Geneformer: folder with config.json + model.safetensors or
+        /// pytorch_model.bin; scGPT: folder with args.json + vocab.json + best_model.pt; scBERT:
+        /// the .pth or a .safetensors state dict; xTrimoGene: models.ckpt).
         #[arg(long)]
         checkpoint: PathBuf,
+        /// scBERT: its gene list (vocab_gene2vec_16906.pkl or a text list); xTrimoGene:
+        /// OS_scRNA_gene_index.19264.tsv. A folder holding the file also works.
+        #[arg(long)]
+        genes: Option<PathBuf>,
+        /// xTrimoGene: the weight set of models.ckpt, cell (default) or rde.
+        #[arg(long, default_value = "cell")]
+        weights: String,
+        /// xTrimoGene: the target read depth T: t<v> (fixed), f<r> or a<d> (default t4).
+        #[arg(long, default_value = "t4")]
+        target: String,
         /// Geneformer: the folder of its dictionaries (token_dictionary_gc*.pkl, …).
         #[arg(long)]
         dictionaries: Option<PathBuf>,
         /// Geneformer: v1 or v2 (default: v1 for checkpoints with 2,048 positions, else v2).
         #[arg(long)]
         version: Option<String>,
-        /// mean or cls (default: Geneformer mean, scGPT cls).
+        /// mean or cls (default: Geneformer and scBERT mean, scGPT cls); xTrimoGene: all
+        /// (S, T, max, mean; default) or max.
         #[arg(long)]
         pooling: Option<String>,
-        /// L2-normalise embeddings: true or false (default: scGPT true, Geneformer false).
+        /// L2-normalise embeddings: true or false (default: scGPT true, the others false).
         #[arg(long)]
         l2_normalize: Option<bool>,
         /// Geneformer layer: -1 = penultimate (upstream default), 0 = last, or a hidden-state
@@ -310,6 +323,9 @@ fn run(cli: Cli) -> Result<()> {
             output,
             model,
             checkpoint,
+            genes,
+            weights,
+            target,
             dictionaries,
             version,
             pooling,
@@ -334,7 +350,21 @@ fn run(cli: Cli) -> Result<()> {
                     },
                 },
                 "scgpt" => EmbedModel::ScGpt { checkpoint },
-                other => anyhow::bail!("unknown --model {other:?}: use geneformer or scgpt"),
+                "scbert" => EmbedModel::ScBert {
+                    checkpoint,
+                    genes: gene_file(genes, &["vocab_gene2vec_16906.pkl", "scbert_panglao_genes_16906.txt"])?,
+                },
+                "xtrimogene" | "scfoundation" => EmbedModel::XTrimoGene {
+                    checkpoint,
+                    genes: gene_file(genes, &["OS_scRNA_gene_index.19264.tsv"])?,
+                    weights: match weights.as_str() {
+                        "cell" | "ce" => Weights::Cell,
+                        "rde" => Weights::Rde,
+                        other => anyhow::bail!("unknown --weights {other:?}: use cell or rde"),
+                    },
+                    target: target.parse().map_err(|e: String| anyhow::anyhow!(e))?,
+                },
+                other => anyhow::bail!("unknown --model {other:?}: use geneformer, scgpt, scbert or xtrimogene"),
             };
             let opts = EmbedOptions {
                 matrix,
@@ -344,7 +374,9 @@ fn run(cli: Cli) -> Result<()> {
                     None => None,
                     Some("mean") => Some(Pooling::Mean),
                     Some("cls") => Some(Pooling::Cls),
-                    Some(other) => anyhow::bail!("unknown --pooling {other:?}: use mean or cls"),
+                    Some("all") => Some(Pooling::All),
+                    Some("max") => Some(Pooling::Max),
+                    Some(other) => anyhow::bail!("unknown --pooling {other:?}: use mean, cls, all or max"),
                 },
                 l2_normalize,
                 geneformer_layer: match layer {
@@ -421,6 +453,19 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--genes`: the file, or the first of `names` inside the folder.
+fn gene_file(genes: Option<PathBuf>, names: &[&str]) -> Result<PathBuf> {
+    let genes = genes.with_context(|| format!("this model needs --genes (one of {names:?} or its folder)"))?;
+    if genes.is_dir() {
+        return names
+            .iter()
+            .map(|n| genes.join(n))
+            .find(|p| p.exists())
+            .with_context(|| format!("{} holds none of {names:?}", genes.display()));
+    }
+    Ok(genes)
 }
 
 /// `scfm embed` on one backend.

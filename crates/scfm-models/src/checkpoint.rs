@@ -173,6 +173,36 @@ impl TensorFile {
     }
 }
 
+/// Writes float32 tensors `(name, shape, values)` as a safetensors file (a state dict under
+/// PyTorch names that [`TensorFile::read_safetensors`] and the loaders read back).
+///
+/// # Errors
+/// [`ImportError::Io`] when the file cannot be written; [`ImportError::Format`] when a tensor's
+/// values do not fill its shape.
+pub fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<(), ImportError> {
+    let (mut header, mut data) = (serde_json::Map::new(), Vec::<u8>::new());
+    for (name, shape, values) in tensors {
+        if values.len() != shape.iter().product::<usize>() {
+            return Err(ImportError::Format {
+                path: path.to_owned(),
+                kind: "safetensors file",
+                reason: format!("{name}: {} values for shape {shape:?}", values.len()),
+            });
+        }
+        let start = data.len();
+        data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [start, data.len()]}),
+        );
+    }
+    let header = serde_json::to_vec(&header).expect("a JSON map serialises");
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header);
+    bytes.extend(data);
+    std::fs::write(path, bytes).map_err(|source| ImportError::Io { path: path.to_owned(), source })
+}
+
 /// IEEE half → single precision (exact).
 fn f16_to_f32(h: u16) -> f32 {
     let sign = u32::from(h >> 15) << 31;

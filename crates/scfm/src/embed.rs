@@ -28,9 +28,12 @@ use scfm_io::writeback::{Annotation, annotate_copy};
 use scfm_io::{AnySource, IoError, MatrixSelector, ObsSelection, SourceOptions};
 use scfm_models::geneformer::{CellPooling, EmbeddingLayer, Geneformer};
 use scfm_models::layers::l2_normalize;
+use scfm_models::scbert::ScBert;
 use scfm_models::scgpt::{ScGpt, ScGptPooling};
+use scfm_models::xtrimogene::{self, EncoderInput, Weights, XTrimoGene};
 use scfm_tokenize::geneformer::GeneformerVersion;
 use scfm_tokenize::scgpt::ScGptSequence;
+use scfm_tokenize::xtrimogene::DepthTarget;
 use serde::Serialize;
 
 use crate::Error;
@@ -60,6 +63,27 @@ pub enum EmbedModel {
         /// The checkpoint folder.
         checkpoint: PathBuf,
     },
+    /// A scBERT checkpoint (`panglao_pretrain.pth`, a fine-tuned `.pth`, or a `.safetensors`
+    /// state dict) and its ordered gene list (`gene2vec_16906` order: the pickled
+    /// `vocab_gene2vec_16906.pkl` or a text list).
+    ScBert {
+        /// The checkpoint file.
+        checkpoint: PathBuf,
+        /// The gene list.
+        genes: PathBuf,
+    },
+    /// scFoundation's `models.ckpt`, one of its weight sets, and its gene list
+    /// (`OS_scRNA_gene_index.19264.tsv`).
+    XTrimoGene {
+        /// The checkpoint file.
+        checkpoint: PathBuf,
+        /// The gene list.
+        genes: PathBuf,
+        /// `cell` (upstream's default `--version ce`) or `rde`.
+        weights: Weights,
+        /// The target read depth T (`--tgthighres`; upstream's default `t4`).
+        target: DepthTarget,
+    },
 }
 
 /// How cells are pooled into one vector.
@@ -71,6 +95,11 @@ pub enum Pooling {
     Mean,
     /// The `<cls>` position (scGPT's `cell_emb_style="cls"`, Geneformer V2's `emb_mode="cls"`).
     Cls,
+    /// xTrimoGene's `pool_type="all"`: S and T token states, max and mean over the expressed
+    /// genes, concatenated (4 × 768).
+    All,
+    /// xTrimoGene's `pool_type="max"`: the max over every encoder position.
+    Max,
 }
 
 /// Options of [`Embedder`].
@@ -85,7 +114,7 @@ pub struct EmbedOptions {
     pub max_batch_tokens: usize,
     /// Cells read (and tokenized) per step.
     pub chunk_cells: usize,
-    /// `None`: the family's upstream default (Geneformer mean, scGPT CLS).
+    /// `None`: the family's default (Geneformer mean, scGPT CLS, scBERT mean, xTrimoGene all).
     pub pooling: Option<Pooling>,
     /// Divide each embedding by its L2 norm; `None`: the upstream default (scGPT's
     /// `embed_data` normalises, Geneformer does not).
@@ -117,6 +146,8 @@ impl Default for EmbedOptions {
 enum Loaded<B: Backend> {
     Geneformer(Box<Geneformer<B>>, GeneformerVersion),
     ScGpt(Box<ScGpt<B>>),
+    ScBert(Box<ScBert<B>>),
+    XTrimoGene(Box<XTrimoGene<B>>),
 }
 
 /// A loaded model with its tokenizer, ready to embed inputs ([`Embedder::embed`]).
@@ -133,7 +164,7 @@ pub struct Embedder<B: Backend> {
 /// What an embedding run did; saved as `scfm_embed.json` by [`write_outputs`].
 #[derive(Debug, Clone, Serialize)]
 pub struct EmbedReport {
-    /// `geneformer-v1`, `geneformer-v2` or `scgpt`.
+    /// `geneformer-v1`, `geneformer-v2`, `scgpt`, `scbert` or `xtrimogene`.
     pub model: &'static str,
     /// The checkpoint folder.
     pub checkpoint: PathBuf,
@@ -149,7 +180,9 @@ pub struct EmbedReport {
     pub dim: usize,
     /// Cells read (= rows of the output).
     pub cells: usize,
-    /// Cells without any token the model knows; their embedding is NaN.
+    /// Cells without any token the model knows (scBERT: fewer than 200 genes of its panel;
+    /// xTrimoGene: no expressed gene of its panel, or fewer than 3 encoder positions with
+    /// `all` pooling); their embedding is NaN.
     pub cells_without_tokens: usize,
     /// Genes in the input.
     pub genes_in: usize,
@@ -234,11 +267,37 @@ impl<B: Backend> Embedder<B> {
                 let scheme = Scheme::ScGpt { vocab: checkpoint.join("vocab.json"), sequence, ties: TieMode::Helical };
                 (Loaded::ScGpt(Box::new(m)), scheme, checkpoint)
             }
+            EmbedModel::ScBert { checkpoint, genes } => {
+                let m = ScBert::<B>::from_file(checkpoint, device)?;
+                let panel = scfm_tokenize::vocab::gene_list(genes)?.len();
+                require_positions(checkpoint, m.config.seq_len, genes, panel + 1)?;
+                (Loaded::ScBert(Box::new(m)), Scheme::ScBert { genes: genes.clone() }, checkpoint)
+            }
+            EmbedModel::XTrimoGene { checkpoint, genes, weights, target } => {
+                let m = XTrimoGene::<B>::from_checkpoint(checkpoint, *weights, device)?;
+                let panel = scfm_tokenize::vocab::scfoundation_genes(genes)?.len();
+                require_positions(checkpoint, m.config.seq_len, genes, panel + 2)?;
+                let scheme = Scheme::XTrimoGene { genes: genes.clone(), target: *target };
+                (Loaded::XTrimoGene(Box::new(m)), scheme, checkpoint)
+            }
         };
         let is_scgpt = matches!(loaded, Loaded::ScGpt(_));
-        let pooling = opts.pooling.unwrap_or(if is_scgpt { Pooling::Cls } else { Pooling::Mean });
-        if pooling == Pooling::Cls && matches!(loaded, Loaded::Geneformer(_, GeneformerVersion::V1)) {
-            return Err(Error::Incompatible { reason: "Geneformer V1 has no <cls> token: use mean pooling".into() });
+        let pooling = opts.pooling.unwrap_or(match loaded {
+            Loaded::ScGpt(_) => Pooling::Cls,
+            Loaded::XTrimoGene(_) => Pooling::All,
+            _ => Pooling::Mean,
+        });
+        let allowed: &[Pooling] = match loaded {
+            Loaded::Geneformer(_, GeneformerVersion::V1) => &[Pooling::Mean],
+            Loaded::Geneformer(..) | Loaded::ScGpt(_) => &[Pooling::Mean, Pooling::Cls],
+            Loaded::ScBert(_) => &[Pooling::Mean],
+            Loaded::XTrimoGene(_) => &[Pooling::All, Pooling::Max],
+        };
+        if !allowed.contains(&pooling) {
+            let why = if matches!(loaded, Loaded::Geneformer(..)) { " (V1 has no <cls> token)" } else { "" };
+            return Err(Error::Incompatible {
+                reason: format!("{pooling:?} pooling does not apply to {}{why}: use one of {allowed:?}", scheme.name()),
+            });
         }
         let l2_normalize = opts.l2_normalize.unwrap_or(is_scgpt);
         Ok(Self {
@@ -257,6 +316,9 @@ impl<B: Backend> Embedder<B> {
         match &self.model {
             Loaded::Geneformer(m, _) => m.config.d_model,
             Loaded::ScGpt(m) => m.config.d_model,
+            Loaded::ScBert(m) => m.config.performer.dim,
+            Loaded::XTrimoGene(m) if self.pooling == Pooling::All => 4 * m.config.encoder_dim,
+            Loaded::XTrimoGene(m) => m.config.encoder_dim,
         }
     }
 
@@ -265,7 +327,8 @@ impl<B: Backend> Embedder<B> {
         self.scheme.name()
     }
 
-    /// The obsm key the embeddings are written under: `X_scfm_geneformer` or `X_scfm_scgpt`.
+    /// The obsm key the embeddings are written under: `X_scfm_geneformer`, `X_scfm_scgpt`,
+    /// `X_scfm_scbert` or `X_scfm_xtrimogene`.
     pub fn obsm_key(&self) -> &'static str {
         obsm_key(self.model_name())
     }
@@ -312,10 +375,18 @@ impl<B: Backend> Embedder<B> {
             let rows =
                 par_map(chunk.n_cells(), threads.max(1), |i| cell_fn((base + i) as u64, chunk.cell(i), n_counts[i]));
             cell_ids.extend_from_slice(chunk.cell_ids());
+            // xTrimoGene: a cell with no expressed model gene has no embedding, nor has one with
+            // fewer than 3 encoder positions under `all` pooling (upstream's max over an empty
+            // gene set fails).
+            let (n_genes, min_positions) = match &self.model {
+                Loaded::XTrimoGene(m) => (m.config.n_genes() as u32, if self.pooling == Pooling::All { 3 } else { 1 }),
+                _ => (u32::MAX, 0),
+            };
             let mut pending: Vec<Pending> = rows
                 .into_iter()
                 .enumerate()
                 .filter_map(|(i, row)| row.map(|(ids, values)| Pending { cell: base + i, ids, values }))
+                .filter(|p| n_genes == u32::MAX || (p.ids.len() >= min_positions && p.ids[0] < n_genes))
                 .collect();
             report.cells_without_tokens += chunk.n_cells() - pending.len();
             // Longest first, so each batch pads to its first cell; stable, so ties keep order.
@@ -324,11 +395,17 @@ impl<B: Backend> Embedder<B> {
             while start < pending.len() {
                 let longest = pending[start].ids.len().max(1);
                 // Cells per pass: the token budget, and at most MAX_BIAS_ELEMENTS in the
-                // [cells, len, len] key-padding bias the attention reads.
-                let take = (self.opts.max_batch_tokens / longest)
-                    .min(MAX_BIAS_ELEMENTS / (longest * longest))
-                    .max(1)
-                    .min(pending.len() - start);
+                // [cells, len, len] key-padding bias the attention reads. scBERT runs one cell
+                // per pass, as `predict.py` does: FAVOR+'s global key maximum makes a cell's
+                // output depend on its batch-mates.
+                let take = if matches!(self.model, Loaded::ScBert(_)) {
+                    1
+                } else {
+                    (self.opts.max_batch_tokens / longest)
+                        .min(MAX_BIAS_ELEMENTS / (longest * longest))
+                        .max(1)
+                        .min(pending.len() - start)
+                };
                 let batch = &pending[start..start + take];
                 let emb = self.forward(batch, longest)?;
                 for (p, row) in batch.iter().zip(emb.chunks(dim)) {
@@ -351,6 +428,20 @@ impl<B: Backend> Embedder<B> {
         let (vocab, pad_id, pad_value) = match &self.model {
             Loaded::Geneformer(m, _) => (m.config.vocab_size, m.config.pad_token_id, 0.0),
             Loaded::ScGpt(m) => (m.config.vocab_size, m.config.pad_token_id, m.config.pad_value),
+            Loaded::ScBert(m) => (m.config.n_tokens, 0, 0.0),
+            Loaded::XTrimoGene(m) => {
+                // Sparse encoder input: positions and values, padded inside EncoderInput.
+                let cells: Vec<(&[u32], &[f32])> =
+                    batch.iter().map(|p| (p.ids.as_slice(), p.values.as_deref().unwrap_or_default())).collect();
+                let input = EncoderInput::from_selected(&cells, m.config.seq_len, m.config.pad_token_id as f32);
+                let (values, positions, padded) = input.tensors::<B>(device);
+                let pooling = match self.pooling {
+                    Pooling::Max => xtrimogene::CellPooling::Max,
+                    _ => xtrimogene::CellPooling::All,
+                };
+                let emb = XTrimoGene::cell_embeddings(m.encode(values, positions, padded), &input.lengths, pooling);
+                return into_rows(if self.l2_normalize { l2_normalize(emb) } else { emb });
+            }
         };
         let mut ids = vec![pad_id as i64; b * len];
         let mut padded = vec![true; b * len];
@@ -377,7 +468,8 @@ impl<B: Backend> Embedder<B> {
                 let hidden = m.hidden_state(ids, padded, m.hidden_index(self.opts.geneformer_layer));
                 let pooling = match self.pooling {
                     Pooling::Cls => CellPooling::Cls,
-                    Pooling::Mean => CellPooling::Mean { exclude_specials: *version == GeneformerVersion::V2 },
+                    // `prepare` admits only Mean and Cls here.
+                    _ => CellPooling::Mean { exclude_specials: *version == GeneformerVersion::V2 },
                 };
                 Geneformer::pool(hidden, &lengths, pooling)
             }
@@ -386,16 +478,37 @@ impl<B: Backend> Embedder<B> {
                 let enc = m.encode(ids, values, padded, false);
                 let pooling = match self.pooling {
                     Pooling::Cls => ScGptPooling::Cls { normalize: false },
-                    Pooling::Mean => ScGptPooling::Mean,
+                    _ => ScGptPooling::Mean,
                 };
                 ScGpt::cell_embeddings(enc.output, &lengths, pooling)
             }
+            Loaded::ScBert(m) => ScBert::cell_embeddings(m.encode(ids)),
+            Loaded::XTrimoGene(_) => unreachable!("xTrimoGene batches return before the dense inputs are built"),
         };
         if self.l2_normalize {
             emb = l2_normalize(emb);
         }
-        emb.into_data().into_vec::<f32>().map_err(|e| Error::Incompatible { reason: format!("{e:?}") })
+        into_rows(emb)
     }
+}
+
+/// Row-major values of `[batch, dim]` embeddings, as f32 whatever the backend's float type.
+fn into_rows<B: Backend>(emb: Tensor<B, 2>) -> Result<Vec<f32>, Error> {
+    emb.into_data().convert::<f32>().into_vec::<f32>().map_err(|e| Error::Incompatible { reason: format!("{e:?}") })
+}
+
+/// A model with `positions` positions needs a gene list that fills them (`expected`).
+fn require_positions(checkpoint: &Path, positions: usize, genes: &Path, expected: usize) -> Result<(), Error> {
+    if positions == expected {
+        return Ok(());
+    }
+    Err(Error::Incompatible {
+        reason: format!(
+            "{} has {positions} positions, but the gene list {} gives {expected}: another gene panel?",
+            checkpoint.display(),
+            genes.display()
+        ),
+    })
 }
 
 /// Where [`write_outputs`] put things.
@@ -458,7 +571,12 @@ pub fn write_outputs(
 
 /// The obsm key of a model's embeddings (`model` as [`Embedder::model_name`] gives it).
 fn obsm_key(model: &str) -> &'static str {
-    if model.starts_with("geneformer") { "X_scfm_geneformer" } else { "X_scfm_scgpt" }
+    match model {
+        "scgpt" => "X_scfm_scgpt",
+        "scbert" => "X_scfm_scbert",
+        "xtrimogene" => "X_scfm_xtrimogene",
+        _ => "X_scfm_geneformer",
+    }
 }
 
 /// `cell_id` (utf8) and `embedding` (fixed-size list of `dim` float32).

@@ -148,3 +148,147 @@ fn input_ids_int16(dir: &std::path::Path) -> Vec<Vec<i16>> {
     }
     out
 }
+
+/// The first `n` genes of scFoundation's gene index as a TSV of the same format.
+fn scfoundation_panel(n: usize, dir: &std::path::Path) -> std::path::PathBuf {
+    let full = std::fs::read_to_string(data("vocab/scfoundation/OS_scRNA_gene_index.19264.tsv")).unwrap();
+    let path = dir.join("genes.tsv");
+    std::fs::write(&path, full.lines().take(n + 1).collect::<Vec<_>>().join("\n") + "\n").unwrap();
+    path
+}
+
+#[test]
+fn xtrimogene_embeddings_match_the_dense_upstream_input_path() {
+    use scfm::models::xtrimogene::{CellPooling, EncoderInput, Weights, XTrimoGene};
+    let device = Default::default();
+    let tmp = tempfile::tempdir().unwrap();
+    let input = data("h5ad/pbmc_sorted_train_490.h5ad");
+    let checkpoint = data("parity/models/scfoundation/mae_autobin_tiny/models.ckpt");
+    // The tiny fixture's 60 genes are the first 60 of the real index.
+    let genes = scfoundation_panel(60, tmp.path());
+    let target = "t4".parse().unwrap();
+    let model = EmbedModel::XTrimoGene { checkpoint: checkpoint.clone(), genes, weights: Weights::Cell, target };
+    let batched = EmbedOptions { chunk_cells: 100, ..Default::default() };
+    let cells = Embedder::<Cpu>::prepare(&model, batched, &device).unwrap().embed(&input, &mut |_, _| {}).unwrap();
+    let alone = EmbedOptions { max_batch_tokens: 1, chunk_cells: 490, ..Default::default() };
+    let alone = Embedder::<Cpu>::prepare(&model, alone, &device).unwrap().embed(&input, &mut |_, _| {}).unwrap();
+    assert_eq!((cells.dim, cells.report.cells), (128, 490));
+    assert!((1..=60).contains(&cells.report.genes_mapped), "{:?}", cells.report);
+    assert!(max_abs_diff(&cells.values, &alone.values) <= 1e-5, "padding leaks into the pooling");
+    let nan_rows = cells.values.chunks(128).filter(|r| r.iter().all(|v| v.is_nan())).count();
+    assert_eq!(nan_rows, cells.report.cells_without_tokens);
+    assert!(nan_rows < 490, "{:?}", cells.report);
+
+    // Independently: the dense input vector get_embedding.py builds (counts aligned by symbol,
+    // ln1p(c / total · 1e4) in f64, T = 4, S = log10(total)), gathered as upstream does.
+    let net = XTrimoGene::<Cpu>::from_checkpoint(&checkpoint, Weights::Cell, &device).unwrap();
+    let panel: Vec<String> = std::fs::read_to_string(tmp.path().join("genes.tsv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').next().unwrap().to_owned())
+        .collect();
+    let h5 = H5adSource::open(&input).unwrap();
+    let symbols = h5.genes().symbols().unwrap_or(h5.genes().ids()).to_vec();
+    let chunk = h5.read_rows(0..490).unwrap();
+    let mut checked = 0;
+    for i in (0..490).step_by(37) {
+        let cell = chunk.cell(i);
+        let mut counts = vec![0f64; 60];
+        for (&g, &v) in cell.indices.iter().zip(cell.values) {
+            if let Some(p) = panel.iter().position(|s| *s == symbols[g as usize]) {
+                counts[p] += f64::from(v);
+            }
+        }
+        let total: f64 = counts.iter().sum();
+        if !counts.iter().any(|&c| c > 0.0) {
+            continue;
+        }
+        let mut dense: Vec<f32> = counts.iter().map(|c| (c / total * 1e4).ln_1p() as f32).collect();
+        dense.extend([4.0, total.log10() as f32]);
+        let x = EncoderInput::gather(&[&dense], 62, 103.0);
+        let (v, p, m) = x.tensors::<Cpu>(&device);
+        let want: Vec<f32> = XTrimoGene::cell_embeddings(net.encode(v, p, m), &x.lengths, CellPooling::All)
+            .into_data()
+            .into_vec()
+            .unwrap();
+        assert!(max_abs_diff(&cells.values[i * 128..(i + 1) * 128], &want) <= 1e-5, "cell {i}");
+        checked += 1;
+    }
+    assert!(checked >= 5, "only {checked} cells express a panel gene");
+}
+
+#[test]
+fn scbert_embeddings_run_one_cell_per_pass_over_the_full_panel() {
+    use scfm::models::checkpoint::write_safetensors;
+    use scfm::models::scbert::ScBert;
+    let device = Default::default();
+    let tmp = tempfile::tempdir().unwrap();
+    // A random scBERT with the release's 16,907 positions but a tiny width (dim 8, one layer
+    // of 2 heads × 4, 5 random features), written as a safetensors state dict.
+    let (n, d, inner, ff, m) = (16_907usize, 8usize, 8usize, 32usize, 5usize);
+    let mut state = 1u64;
+    let mut rnd = |len: usize| -> Vec<f32> {
+        (0..len)
+            .map(|_| {
+                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.5
+            })
+            .collect()
+    };
+    let l = "performer.net.layers.0";
+    let mut tensors = vec![
+        ("token_emb.weight".to_owned(), vec![7, d], rnd(7 * d)),
+        ("pos_emb.emb.weight".to_owned(), vec![n, d], rnd(n * d)),
+        (format!("{l}.0.fn.fast_attention.projection_matrix"), vec![m, 4], rnd(m * 4)),
+        (format!("{l}.0.fn.to_out.weight"), vec![d, inner], rnd(d * inner)),
+        (format!("{l}.0.fn.to_out.bias"), vec![d], rnd(d)),
+        (format!("{l}.1.fn.fn.w1.weight"), vec![ff, d], rnd(ff * d)),
+        (format!("{l}.1.fn.fn.w1.bias"), vec![ff], rnd(ff)),
+        (format!("{l}.1.fn.fn.w2.weight"), vec![d, ff], rnd(d * ff)),
+        (format!("{l}.1.fn.fn.w2.bias"), vec![d], rnd(d)),
+        ("to_out.weight".to_owned(), vec![7, d], rnd(7 * d)),
+        ("to_out.bias".to_owned(), vec![7], rnd(7)),
+    ];
+    for q in ["to_q", "to_k", "to_v"] {
+        tensors.push((format!("{l}.0.fn.{q}.weight"), vec![inner, d], rnd(inner * d)));
+    }
+    for norm in [format!("{l}.0.norm"), format!("{l}.1.norm"), "norm".to_owned()] {
+        tensors.push((format!("{norm}.weight"), vec![d], vec![1.0; d]));
+        tensors.push((format!("{norm}.bias"), vec![d], vec![0.0; d]));
+    }
+    let checkpoint = tmp.path().join("scbert_tiny.safetensors");
+    write_safetensors(&checkpoint, &tensors).unwrap();
+
+    let input = data("h5ad/pbmc_sorted_train_490.h5ad");
+    let genes = data("vocab/scbert/scbert_panglao_genes_16906.txt");
+    let model = EmbedModel::ScBert { checkpoint: checkpoint.clone(), genes: genes.clone() };
+    // A big token budget still runs one cell per pass (FAVOR+ couples batch-mates).
+    let opts = EmbedOptions { max_batch_tokens: 1 << 20, chunk_cells: 200, ..Default::default() };
+    let cells = Embedder::<Cpu>::prepare(&model, opts, &device).unwrap().embed(&input, &mut |_, _| {}).unwrap();
+    let r = &cells.report;
+    assert_eq!((cells.dim, r.cells), (8, 490));
+    assert_eq!(r.batches, r.cells - r.cells_without_tokens, "one cell per forward pass");
+    assert_eq!(r.tokens, r.batches * n);
+    let nan_rows = cells.values.chunks(8).filter(|row| row.iter().all(|v| v.is_nan())).count();
+    assert_eq!(nan_rows, r.cells_without_tokens, "cells under 200 panel genes are NaN rows");
+
+    // The same cell through the tokenizer and the model directly.
+    let net = ScBert::<Cpu>::from_file(&checkpoint, &device).unwrap();
+    let tok = scfm::tokenize::scbert::ScBertTokenizer::new(scfm::tokenize::vocab::gene_list(&genes).unwrap());
+    let h5 = H5adSource::open(&input).unwrap();
+    let plan = tok.plan(h5.genes());
+    let chunk = h5.read_rows(0..490).unwrap();
+    let i = (0..490).find(|&i| !cells.values[i * 8].is_nan()).unwrap();
+    let ids: Vec<i64> = tok.tokenize(&plan, chunk.cell(i)).unwrap().into_iter().map(i64::from).collect();
+    let ids = scfm::models::checkpoint::int_tensor::<Cpu, 2>(ids, [1, n], &device);
+    let want: Vec<f32> = ScBert::cell_embeddings(net.encode(ids)).into_data().into_vec().unwrap();
+    assert!(max_abs_diff(&cells.values[i * 8..(i + 1) * 8], &want) <= 1e-6);
+
+    // A gene list of another panel size does not fit the checkpoint's positions.
+    let short = tmp.path().join("short.txt");
+    std::fs::write(&short, "CD3E\nCD4\n").unwrap();
+    let wrong = EmbedModel::ScBert { checkpoint, genes: short };
+    let e = Embedder::<Cpu>::prepare(&wrong, EmbedOptions::default(), &device).err().expect("refused");
+    assert!(e.to_string().contains("16907 positions"), "{e}");
+}

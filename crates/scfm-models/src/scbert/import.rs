@@ -72,12 +72,16 @@ impl ScBertConfig {
 impl<B: Backend> ScBert<B> {
     /// Loads a scBERT checkpoint: `utils.save_ckpt`'s container (`model_state_dict`; the
     /// optimiser and scheduler states are not read) or a bare state dict, with or without a
-    /// `module.` prefix (DataParallel). The head follows the checkpoint.
+    /// `module.` prefix (DataParallel); or a `.safetensors` file of the state dict. The head
+    /// follows the checkpoint.
     ///
     /// # Errors
     /// [`ImportError`]: an unreadable file, a container without a state dict, and
     /// [`ImportError::Tensors`] listing every missing, unexpected or mis-shaped tensor.
     pub fn from_file(path: &Path, device: &B::Device) -> Result<Self, ImportError> {
+        if path.extension().is_some_and(|e| e == "safetensors") {
+            return Self::from_tensors(&TensorFile::read_safetensors(path)?, device);
+        }
         let archive = TorchArchive::open(path)?;
         let top = archive.object();
         let state = top.get("model_state_dict").unwrap_or(top);

@@ -69,30 +69,46 @@ impl EncoderInput {
     /// # Panics
     /// When a cell does not have `seq_len` values.
     pub fn gather(cells: &[&[f32]], seq_len: usize, pad_value: f32) -> Self {
-        let selected: Vec<Vec<usize>> = cells
+        let selected: Vec<(Vec<u32>, Vec<f32>)> = cells
             .iter()
             .map(|c| {
                 assert_eq!(c.len(), seq_len, "a cell needs seq_len values");
-                (0..seq_len).filter(|&p| c[p] > 0.0).collect()
+                (0..seq_len).filter(|&p| c[p] > 0.0).map(|p| (p as u32, c[p])).unzip()
             })
             .collect();
-        let width = selected.iter().map(Vec::len).max().unwrap_or(0);
-        let (mut values, mut positions) =
-            (vec![pad_value; cells.len() * width], vec![seq_len as i64; cells.len() * width]);
-        for (r, (cell, sel)) in cells.iter().zip(&selected).enumerate() {
-            for (j, &p) in sel.iter().enumerate() {
-                values[r * width + j] = cell[p];
-                positions[r * width + j] = p as i64;
+        let refs: Vec<(&[u32], &[f32])> = selected.iter().map(|(p, v)| (p.as_slice(), v.as_slice())).collect();
+        let mut input = Self::from_selected(&refs, seq_len, pad_value);
+        input.full = cells.concat();
+        input
+    }
+
+    /// The input of cells given by their selected positions (ascending) and values, as
+    /// `scfm_tokenize::xtrimogene` produces them; every other position's value is 0.
+    ///
+    /// # Panics
+    /// When a cell's positions and values differ in length or a position is ≥ `seq_len`.
+    pub fn from_selected(cells: &[(&[u32], &[f32])], seq_len: usize, pad_value: f32) -> Self {
+        let width = cells.iter().map(|(p, _)| p.len()).max().unwrap_or(0);
+        let b = cells.len();
+        let (mut values, mut positions) = (vec![pad_value; b * width], vec![seq_len as i64; b * width]);
+        let mut full = vec![0f32; b * seq_len];
+        for (r, (pos, val)) in cells.iter().enumerate() {
+            assert_eq!(pos.len(), val.len(), "positions and values of a cell");
+            for (j, (&p, &v)) in pos.iter().zip(val.iter()).enumerate() {
+                assert!((p as usize) < seq_len, "position {p} outside 0..{seq_len}");
+                values[r * width + j] = v;
+                positions[r * width + j] = i64::from(p);
+                full[r * seq_len + p as usize] = v;
             }
         }
         Self {
-            batch: cells.len(),
+            batch: b,
             seq_len,
             width,
             values,
             positions,
-            lengths: selected.iter().map(Vec::len).collect(),
-            full: cells.concat(),
+            lengths: cells.iter().map(|(p, _)| p.len()).collect(),
+            full,
         }
     }
 

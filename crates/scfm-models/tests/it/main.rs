@@ -33,21 +33,7 @@ pub fn model_fixtures(family: &str) -> Vec<PathBuf> {
 /// Writes float32 tensors `(name, shape, values)` as a safetensors file (to build checkpoints
 /// with renamed, missing or extra keys from a fixture's).
 pub fn write_safetensors(path: &std::path::Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
-    let (mut header, mut data) = (serde_json::Map::new(), Vec::<u8>::new());
-    for (name, shape, values) in tensors {
-        assert_eq!(values.len(), shape.iter().product::<usize>(), "{name}");
-        let start = data.len();
-        data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-        header.insert(
-            name.clone(),
-            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [start, data.len()]}),
-        );
-    }
-    let header = serde_json::to_vec(&header).unwrap();
-    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
-    bytes.extend(header);
-    bytes.extend(data);
-    std::fs::write(path, bytes).unwrap();
+    scfm_models::checkpoint::write_safetensors(path, tensors).unwrap();
 }
 
 /// `max |got − want| ≤ 1e-5 · max(1, max |want|)`, the fixtures' tolerance.
