@@ -4,11 +4,13 @@
 //!
 //! ```text
 //! cargo run --release -p scfm-models --example embed_forward -- MODEL BATCH LEN ITERS
-//! MODEL: geneformer-v1-10m | geneformer-v2-104m | scgpt-human
+//! MODEL: geneformer-v1-10m | geneformer-v2-104m | scgpt-human | scbert | xtrimogene
 //! ```
 //!
 //! Every cell has `LEN` tokens (no padding); one pass embeds `BATCH` cells (Geneformer: mean of
-//! the penultimate layer; scGPT: the CLS output). Prints one JSON line with cells/s; run it
+//! the penultimate layer; scGPT: the CLS output; scBERT, released shape with `LEN` positions
+//! (16,907 for the release): mean of the encodings; xTrimoGene, released shape: the encoder over
+//! `LEN` expressed positions, `all` pooling). Prints one JSON line with cells/s; run it
 //! under `/usr/bin/time -v` for the peak memory.
 
 use std::time::Instant;
@@ -17,7 +19,9 @@ use anyhow::{Context, Result, bail};
 use burn::backend::Flex as Cpu;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use scfm_models::geneformer::{CellPooling, EmbeddingLayer, Geneformer, GeneformerConfig};
+use scfm_models::scbert::{ScBert, ScBertConfig};
 use scfm_models::scgpt::{ScGpt, ScGptConfig, ScGptPooling};
+use scfm_models::xtrimogene::{CellPooling as XPooling, EncoderInput, XTrimoGene, XTrimoGeneConfig};
 
 /// A tiny deterministic generator (the inputs only need to be the same on both sides).
 fn lcg(state: &mut u64) -> u64 {
@@ -28,7 +32,9 @@ fn lcg(state: &mut u64) -> u64 {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [model, batch, len, iters] = args.as_slice() else {
-        bail!("usage: embed_forward MODEL BATCH LEN ITERS (MODEL: geneformer-v1-10m, geneformer-v2-104m, scgpt-human)");
+        bail!(
+            "usage: embed_forward MODEL BATCH LEN ITERS (MODEL: geneformer-v1-10m, geneformer-v2-104m, scgpt-human, scbert, xtrimogene)"
+        );
     };
     let (b, l, iters): (usize, usize, usize) =
         (batch.parse().context("BATCH")?, len.parse().context("LEN")?, iters.parse().context("ITERS")?);
@@ -61,6 +67,41 @@ fn main() -> Result<()> {
             Box::new(move || {
                 let enc = m.encode(ids.clone(), values.clone(), padded.clone(), false);
                 ScGpt::cell_embeddings(enc.output, &vec![l; b], ScGptPooling::Cls { normalize: false })
+                    .into_data()
+                    .into_vec()
+                    .unwrap()
+            })
+        }
+        "scbert" => {
+            let mut config = ScBertConfig::released();
+            config.seq_len = l;
+            let ids: Vec<i64> = (0..b * l).map(|_| (lcg(&mut seed) % 6) as i64).collect();
+            let m = config.init::<Cpu>(&device, 0);
+            let ids = Tensor::<Cpu, 2, Int>::from_data(TensorData::new(ids, [b, l]), &device);
+            Box::new(move || ScBert::cell_embeddings(m.encode(ids.clone())).into_data().into_vec().unwrap())
+        }
+        "xtrimogene" => {
+            let config = XTrimoGeneConfig::released();
+            let n_genes = config.n_genes() as u64;
+            // LEN − 2 distinct genes in ascending order, then T and S.
+            let mut cells = vec![];
+            for _ in 0..b {
+                let mut pos: Vec<u32> = vec![];
+                while pos.len() < l - 2 {
+                    pos.push((lcg(&mut seed) % n_genes) as u32);
+                    pos.sort_unstable();
+                    pos.dedup();
+                }
+                pos.extend([n_genes as u32, n_genes as u32 + 1]);
+                let values: Vec<f32> = pos.iter().map(|_| 0.5 + (lcg(&mut seed) % 400) as f32 / 100.0).collect();
+                cells.push((pos, values));
+            }
+            let refs: Vec<(&[u32], &[f32])> = cells.iter().map(|(p, v)| (p.as_slice(), v.as_slice())).collect();
+            let input = EncoderInput::from_selected(&refs, config.seq_len, config.pad_token_id as f32);
+            let m = config.init::<Cpu>(&device, 0);
+            Box::new(move || {
+                let (v, p, pad) = input.tensors::<Cpu>(&device);
+                XTrimoGene::cell_embeddings(m.encode(v, p, pad), &input.lengths, XPooling::All)
                     .into_data()
                     .into_vec()
                     .unwrap()
