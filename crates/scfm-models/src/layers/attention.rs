@@ -154,3 +154,22 @@ fn fused_attention_in_parallel<B: Backend>(
     });
     Tensor::cat(parts, if by_cell { 0 } else { 1 })
 }
+
+/// A [`SelfAttention`] from a stacked `[Q; K; V]` projection (`weight` `[3d, d]`, `bias` `[3d]`:
+/// PyTorch's `in_proj_*`, flash's `Wqkv`) and the output projection `{out}.weight|bias`.
+pub fn stacked_self_attention<B: Backend>(
+    src: &mut impl crate::checkpoint::ModuleSource<B>,
+    (weight, bias, out): (&str, &str, &str),
+    d: usize,
+    heads: usize,
+    dropout: f64,
+) -> SelfAttention<B> {
+    SelfAttention::new(
+        src.linear_rows(weight, bias, d, 3 * d, 0..d),
+        src.linear_rows(weight, bias, d, 3 * d, d..2 * d),
+        src.linear_rows(weight, bias, d, 3 * d, 2 * d..3 * d),
+        src.linear(out, d, d),
+        heads,
+        dropout,
+    )
+}

@@ -5,7 +5,7 @@ mod encoder;
 mod performer;
 mod pooling;
 
-pub use attention::{AttentionOutput, SelfAttention, full_bias, key_padding_bias};
+pub use attention::{AttentionOutput, SelfAttention, full_bias, key_padding_bias, stacked_self_attention};
 pub use encoder::{Activation, EncoderLayer};
 pub use performer::{
     FavorAttention, PerformerLayer, PerformerShape, assemble_performer, favor_attention, gaussian_orthogonal,

@@ -8,7 +8,7 @@ use super::model::{ClsBlock, ClsDecoder, ExprDecoder, GeneEncoder, MvcDecoder, V
 use super::{ScGpt, ScGptConfig};
 use crate::ImportError;
 use crate::checkpoint::{Loader, ModuleSource, TensorFile};
-use crate::layers::{Activation, EncoderLayer, SelfAttention};
+use crate::layers::{Activation, EncoderLayer, stacked_self_attention};
 
 /// Where a layer's stacked `[Q; K; V]` projection sits: the flash (FA1) layout of the released
 /// checkpoints, the nested layout of scGPT's current flash wrapper, or PyTorch's
@@ -46,14 +46,8 @@ fn assemble_with<B: Backend, S: ModuleSource<B>>(c: &ScGptConfig, src: &mut S, h
             let (w, b, out) =
                 ATTENTION_LAYOUTS.iter().find(|(w, ..)| has(&format!("{p}.{w}"))).unwrap_or(&ATTENTION_LAYOUTS[0]);
             let (w, b) = (format!("{p}.{w}"), format!("{p}.{b}"));
-            let attention = SelfAttention::new(
-                src.linear_rows(&w, &b, d, 3 * d, 0..d),
-                src.linear_rows(&w, &b, d, 3 * d, d..2 * d),
-                src.linear_rows(&w, &b, d, 3 * d, 2 * d..3 * d),
-                src.linear(&format!("{p}.{out}"), d, d),
-                c.n_heads,
-                c.dropout,
-            );
+            let out = format!("{p}.{out}");
+            let attention = stacked_self_attention(src, (&w, &b, &out), d, c.n_heads, c.dropout);
             EncoderLayer::new(
                 attention,
                 src.layer_norm(&format!("{p}.norm1"), d, eps),

@@ -9,7 +9,7 @@ use super::model::AutoDiscretization;
 use super::{XTrimoGene, XTrimoGeneConfig};
 use crate::ImportError;
 use crate::checkpoint::{Loader, ModuleSource, PyValue, TensorFile, TorchArchive};
-use crate::layers::{Activation, EncoderLayer, PerformerShape, SelfAttention, assemble_performer};
+use crate::layers::{Activation, EncoderLayer, PerformerShape, assemble_performer, stacked_self_attention};
 
 /// The three weight sets of scFoundation's `models.ckpt` (`get_embedding.py --version`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -54,14 +54,8 @@ pub(super) fn assemble<B: Backend>(c: &XTrimoGeneConfig, src: &mut impl ModuleSo
         .map(|i| {
             let p = format!("encoder.transformer_encoder.{i}");
             let (w, b) = (format!("{p}.self_attn.in_proj_weight"), format!("{p}.self_attn.in_proj_bias"));
-            let attention = SelfAttention::new(
-                src.linear_rows(&w, &b, d, 3 * d, 0..d),
-                src.linear_rows(&w, &b, d, 3 * d, d..2 * d),
-                src.linear_rows(&w, &b, d, 3 * d, 2 * d..3 * d),
-                src.linear(&format!("{p}.self_attn.out_proj"), d, d),
-                c.encoder_heads,
-                0.0,
-            );
+            let out = format!("{p}.self_attn.out_proj");
+            let attention = stacked_self_attention(src, (&w, &b, &out), d, c.encoder_heads, 0.0);
             EncoderLayer::new(
                 attention,
                 src.layer_norm(&format!("{p}.norm1"), d, 1e-5),
