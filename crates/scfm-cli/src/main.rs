@@ -241,16 +241,7 @@ fn run(cli: Cli) -> Result<()> {
             gene_table,
             threads,
         } => {
-            let file_in = |names: &[&str]| -> Result<PathBuf> {
-                if vocab.is_file() {
-                    return Ok(vocab.clone());
-                }
-                names
-                    .iter()
-                    .map(|n| vocab.join(n))
-                    .find(|p| p.exists())
-                    .with_context(|| format!("{} holds none of {names:?}", vocab.display()))
-            };
+            let file_in = |names: &[&str]| file_in(&vocab, names);
             let scheme = match scheme.as_str() {
                 "geneformer-v2" | "geneformer" => Scheme::Geneformer {
                     version: GeneformerVersion::V2,
@@ -352,11 +343,14 @@ fn run(cli: Cli) -> Result<()> {
                 "scgpt" => EmbedModel::ScGpt { checkpoint },
                 "scbert" => EmbedModel::ScBert {
                     checkpoint,
-                    genes: gene_file(genes, &["vocab_gene2vec_16906.pkl", "scbert_panglao_genes_16906.txt"])?,
+                    genes: file_in(
+                        &genes_arg(genes)?,
+                        &["vocab_gene2vec_16906.pkl", "scbert_panglao_genes_16906.txt"],
+                    )?,
                 },
                 "xtrimogene" | "scfoundation" => EmbedModel::XTrimoGene {
                     checkpoint,
-                    genes: gene_file(genes, &["OS_scRNA_gene_index.19264.tsv"])?,
+                    genes: file_in(&genes_arg(genes)?, &["OS_scRNA_gene_index.19264.tsv"])?,
                     weights: match weights.as_str() {
                         "cell" | "ce" => Weights::Cell,
                         "rde" => Weights::Rde,
@@ -455,17 +449,23 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-/// `--genes`: the file, or the first of `names` inside the folder.
-fn gene_file(genes: Option<PathBuf>, names: &[&str]) -> Result<PathBuf> {
-    let genes = genes.with_context(|| format!("this model needs --genes (one of {names:?} or its folder)"))?;
-    if genes.is_dir() {
-        return names
-            .iter()
-            .map(|n| genes.join(n))
-            .find(|p| p.exists())
-            .with_context(|| format!("{} holds none of {names:?}", genes.display()));
+/// An upstream file given as itself or as its folder (`--vocab`, `--genes`): a folder is
+/// searched for the first of `names`; anything else is taken as the file (its reader reports a
+/// missing one).
+fn file_in(path: &std::path::Path, names: &[&str]) -> Result<PathBuf> {
+    if !path.is_dir() {
+        return Ok(path.to_owned());
     }
-    Ok(genes)
+    names
+        .iter()
+        .map(|n| path.join(n))
+        .find(|p| p.exists())
+        .with_context(|| format!("{} holds none of {names:?}", path.display()))
+}
+
+/// `--genes`, required by scBERT and xTrimoGene.
+fn genes_arg(genes: Option<PathBuf>) -> Result<PathBuf> {
+    genes.context("this model needs --genes (its gene list, or the folder holding it)")
 }
 
 /// `scfm embed` on one backend.

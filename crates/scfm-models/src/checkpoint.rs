@@ -325,7 +325,7 @@ pub trait ModuleSource<B: Backend> {
     /// Any other weight of the given shape (`key`; ~ N(0, std) when fresh).
     fn weight<const D: usize>(&mut self, key: &str, shape: [usize; D]) -> Tensor<B, D>;
     /// A FAVOR+ random-feature projection `[nb_features, dim_head]` (`key`, a buffer); when
-    /// fresh, a Gaussian orthogonal draw (see [`crate::layers::gaussian_orthogonal`]).
+    /// fresh, a Gaussian orthogonal draw (see [`crate::layers::orthogonal_projection`]).
     fn projection(&mut self, key: &str, nb_features: usize, dim_head: usize) -> Tensor<B, 2>;
 }
 
@@ -429,9 +429,9 @@ impl<B: Backend> ModuleSource<B> for Fresh<'_, B> {
     }
 
     fn projection(&mut self, _: &str, nb_features: usize, dim_head: usize) -> Tensor<B, 2> {
-        let w = crate::layers::gaussian_orthogonal(nb_features, dim_head, self.seed);
+        let projection = crate::layers::orthogonal_projection(nb_features, dim_head, self.seed, self.device);
         self.seed += 1;
-        Tensor::from_data(TensorData::new(w, [nb_features, dim_head]), self.device)
+        projection
     }
 }
 

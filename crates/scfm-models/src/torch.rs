@@ -152,26 +152,24 @@ impl TorchArchive {
         object: &PyValue,
         rename: impl Fn(String) -> Option<String>,
     ) -> Result<crate::checkpoint::TensorFile, ImportError> {
+        let bad =
+            |reason: String| ImportError::Format { path: self.path.clone(), kind: "PyTorch zip checkpoint", reason };
         let mut described = vec![];
         collect(String::new(), object, &mut described);
         let mut out = vec![];
         let mut tensors = Vec::with_capacity(described.len());
         for (name, t) in described {
             let Some(name) = rename(name) else { continue };
-            let storage =
-                self.members.get(&format!("{}data/{}", self.root, t.storage)).ok_or_else(|| ImportError::Format {
-                    path: self.path.clone(),
-                    kind: "PyTorch zip checkpoint",
-                    reason: format!("{name}: storage record {} is missing", t.storage),
-                })?;
+            let storage = self
+                .members
+                .get(&format!("{}data/{}", self.root, t.storage))
+                .ok_or_else(|| bad(format!("{name}: storage record {} is missing", t.storage)))?;
             let start = out.len();
-            gather(&self.data[storage.clone()], t.dtype.size(), t, &mut out).ok_or_else(|| ImportError::Format {
-                path: self.path.clone(),
-                kind: "PyTorch zip checkpoint",
-                reason: format!(
+            gather(&self.data[storage.clone()], t.dtype.size(), t, &mut out).ok_or_else(|| {
+                bad(format!(
                     "{name}: view {:?} (stride {:?}, offset {}) exceeds its storage",
                     t.shape, t.stride, t.offset
-                ),
+                ))
             })?;
             tensors.push(RawTensor { name, dtype: t.dtype, shape: t.shape.clone(), bytes: start..out.len() });
         }

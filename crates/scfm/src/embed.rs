@@ -378,15 +378,19 @@ impl<B: Backend> Embedder<B> {
             // xTrimoGene: a cell with no expressed model gene has no embedding, nor has one with
             // fewer than 3 encoder positions under `all` pooling (upstream's max over an empty
             // gene set fails).
-            let (n_genes, min_positions) = match &self.model {
-                Loaded::XTrimoGene(m) => (m.config.n_genes() as u32, if self.pooling == Pooling::All { 3 } else { 1 }),
-                _ => (u32::MAX, 0),
+            let usable = |p: &Pending| match &self.model {
+                Loaded::XTrimoGene(m) => {
+                    let min_positions = if self.pooling == Pooling::All { 3 } else { 1 };
+                    // Positions ascend: the first one is a gene unless only T and S are left.
+                    p.ids.len() >= min_positions && (p.ids[0] as usize) < m.config.n_genes()
+                }
+                _ => true,
             };
             let mut pending: Vec<Pending> = rows
                 .into_iter()
                 .enumerate()
                 .filter_map(|(i, row)| row.map(|(ids, values)| Pending { cell: base + i, ids, values }))
-                .filter(|p| n_genes == u32::MAX || (p.ids.len() >= min_positions && p.ids[0] < n_genes))
+                .filter(usable)
                 .collect();
             report.cells_without_tokens += chunk.n_cells() - pending.len();
             // Longest first, so each batch pads to its first cell; stable, so ties keep order.

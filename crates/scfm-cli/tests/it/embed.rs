@@ -182,12 +182,7 @@ fn xtrimogene_embeddings_match_the_dense_upstream_input_path() {
     // Independently: the dense input vector get_embedding.py builds (counts aligned by symbol,
     // ln1p(c / total · 1e4) in f64, T = 4, S = log10(total)), gathered as upstream does.
     let net = XTrimoGene::<Cpu>::from_checkpoint(&checkpoint, Weights::Cell, &device).unwrap();
-    let panel: Vec<String> = std::fs::read_to_string(tmp.path().join("genes.tsv"))
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| l.split('\t').next().unwrap().to_owned())
-        .collect();
+    let panel = scfm::tokenize::vocab::scfoundation_genes(&tmp.path().join("genes.tsv")).unwrap();
     let h5 = H5adSource::open(&input).unwrap();
     let symbols = h5.genes().symbols().unwrap_or(h5.genes().ids()).to_vec();
     let chunk = h5.read_rows(0..490).unwrap();

@@ -9,5 +9,6 @@ pub use attention::{AttentionOutput, SelfAttention, full_bias, key_padding_bias,
 pub use encoder::{Activation, EncoderLayer};
 pub use performer::{
     FavorAttention, PerformerLayer, PerformerShape, assemble_performer, favor_attention, gaussian_orthogonal,
+    orthogonal_projection,
 };
 pub use pooling::{l2_normalize, mean_over};

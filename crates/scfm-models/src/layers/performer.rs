@@ -4,9 +4,9 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, Linear};
-use burn::tensor::Tensor;
 use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
 use scfm_tokenize::rng::NumpyPcg64;
 
 use crate::checkpoint::ModuleSource;
@@ -58,10 +58,8 @@ impl<B: Backend> FavorAttention<B> {
     /// `redraw_projection_matrix` does every `feature_redraw_interval` training steps).
     pub fn redraw(&mut self, seed: u64) {
         let [m, d] = self.projection.dims();
-        let device = self.projection.device();
-        let w = gaussian_orthogonal(m, d, seed);
-        self.projection = Param::from_tensor(Tensor::from_data(burn::tensor::TensorData::new(w, [m, d]), &device))
-            .set_require_grad(false);
+        let projection = orthogonal_projection(m, d, seed, &self.projection.device());
+        self.projection = Param::from_tensor(projection).set_require_grad(false);
     }
 }
 
@@ -105,6 +103,11 @@ pub fn favor_attention<B: Backend>(
     let denominator = q_feat.clone().matmul(k_sum);
     let context = k_feat.swap_dims(2, 3).matmul(v);
     q_feat.matmul(context) / denominator
+}
+
+/// [`gaussian_orthogonal`] as a `[rows, cols]` tensor on `device`.
+pub fn orthogonal_projection<B: Backend>(rows: usize, cols: usize, seed: u64, device: &B::Device) -> Tensor<B, 2> {
+    Tensor::from_data(TensorData::new(gaussian_orthogonal(rows, cols, seed), [rows, cols]), device)
 }
 
 /// `gaussian_orthogonal_random_matrix(rows, cols, scaling=0)` of `performer_pytorch`: stacked

@@ -8,7 +8,8 @@ use scfm_models::scbert::{ScBert, ScBertConfig};
 
 use crate::{B, assert_close, model_fixtures};
 
-fn checkpoint(dir: &Path) -> PathBuf {
+/// The scBERT `.pth` of a fixture folder.
+pub fn checkpoint(dir: &Path) -> PathBuf {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())

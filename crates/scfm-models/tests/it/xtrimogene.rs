@@ -120,11 +120,7 @@ fn xtrimogene_import_errors_name_the_problem() {
     let device = Default::default();
     // A scBERT container has none of the entries.
     let scbert = model_fixtures("scbert").into_iter().next().unwrap();
-    let pth = std::fs::read_dir(&scbert)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "pth"))
-        .unwrap();
+    let pth = crate::scbert::checkpoint(&scbert);
     let e = XTrimoGene::<B>::from_checkpoint(&pth, Weights::Cell, &device).unwrap_err();
     assert!(matches!(e, ImportError::Config { .. }) && e.to_string().contains("'cell'"), "{e}");
     // Tensors of the right file under the wrong config: mis-shaped tensors, listed.
