@@ -177,6 +177,21 @@ impl CellChunk {
         &self.obs
     }
 
+    /// The obs column `name` as one text label per cell (`None` for a null): string columns
+    /// (plain, large, view), categoricals (dictionaries of strings) and integer or boolean
+    /// columns, whose values are written out (`"3"`, `"true"`).
+    ///
+    /// # Errors
+    /// [`CoreError::MissingColumn`] when the chunk has no such column (the error lists the
+    /// columns it has), [`CoreError::InvalidChunk`] for a float or nested column.
+    pub fn obs_labels(&self, name: &str) -> Result<Vec<Option<String>>, CoreError> {
+        let Ok(index) = self.obs.schema().index_of(name) else {
+            let have = self.obs.schema().fields().iter().map(|f| f.name().clone()).collect();
+            return Err(CoreError::MissingColumn { column: name.to_owned(), have });
+        };
+        labels_of(self.obs.column(index).as_ref(), name)
+    }
+
     /// One cell.
     ///
     /// # Panics
@@ -266,6 +281,44 @@ impl CellChunk {
     }
 }
 
+/// Text labels of an Arrow array (see [`CellChunk::obs_labels`]).
+fn labels_of(array: &dyn Array, name: &str) -> Result<Vec<Option<String>>, CoreError> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{
+        Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+    };
+    use arrow_schema::DataType;
+
+    fn each<T: ToString>(a: &dyn Array, value: impl Fn(usize) -> T) -> Vec<Option<String>> {
+        (0..a.len()).map(|i| a.is_valid(i).then(|| value(i).to_string())).collect()
+    }
+    Ok(match array.data_type() {
+        DataType::Utf8 => each(array, |i| array.as_string::<i32>().value(i)),
+        DataType::LargeUtf8 => each(array, |i| array.as_string::<i64>().value(i)),
+        DataType::Utf8View => each(array, |i| array.as_string_view().value(i)),
+        DataType::Boolean => each(array, |i| array.as_boolean().value(i)),
+        DataType::Int8 => each(array, |i| array.as_primitive::<Int8Type>().value(i)),
+        DataType::Int16 => each(array, |i| array.as_primitive::<Int16Type>().value(i)),
+        DataType::Int32 => each(array, |i| array.as_primitive::<Int32Type>().value(i)),
+        DataType::Int64 => each(array, |i| array.as_primitive::<Int64Type>().value(i)),
+        DataType::UInt8 => each(array, |i| array.as_primitive::<UInt8Type>().value(i)),
+        DataType::UInt16 => each(array, |i| array.as_primitive::<UInt16Type>().value(i)),
+        DataType::UInt32 => each(array, |i| array.as_primitive::<UInt32Type>().value(i)),
+        DataType::UInt64 => each(array, |i| array.as_primitive::<UInt64Type>().value(i)),
+        DataType::Dictionary(..) => {
+            let dict = array.as_any_dictionary();
+            let values = labels_of(dict.values().as_ref(), name)?;
+            let keys = dict.normalized_keys();
+            (0..array.len()).map(|i| if array.is_valid(i) { values[keys[i]].clone() } else { None }).collect()
+        }
+        other => {
+            return Err(CoreError::InvalidChunk(format!(
+                "obs column {name:?} holds {other} values, not labels (strings, categories, integers)"
+            )));
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +336,25 @@ mod tests {
         }
         let ids = (0..rows.len()).map(|i| format!("c{i}")).collect();
         CellChunk::from_csr(ids, indptr, idx, val, n_genes).unwrap()
+    }
+
+    #[test]
+    fn obs_labels_read_categories_strings_and_integers() {
+        use arrow_array::{DictionaryArray, Float32Array, Int64Array, StringArray, types::Int8Type};
+        let cats: DictionaryArray<Int8Type> = vec![Some("NK"), None, Some("B")].into_iter().collect();
+        let obs = RecordBatch::try_from_iter([
+            ("cell_type", Arc::new(cats) as Arc<dyn Array>),
+            ("donor", Arc::new(StringArray::from(vec!["d1", "d2", "d1"])) as _),
+            ("plate", Arc::new(Int64Array::from(vec![1, 2, 3])) as _),
+            ("score", Arc::new(Float32Array::from(vec![0.5, 0.1, 0.2])) as _),
+        ])
+        .unwrap();
+        let c = chunk(&[vec![], vec![], vec![]], 2).with_obs(obs).unwrap();
+        assert_eq!(c.obs_labels("cell_type").unwrap(), vec![Some("NK".into()), None, Some("B".into())]);
+        assert_eq!(c.obs_labels("donor").unwrap()[1].as_deref(), Some("d2"));
+        assert_eq!(c.obs_labels("plate").unwrap()[2].as_deref(), Some("3"));
+        assert!(matches!(c.obs_labels("score"), Err(CoreError::InvalidChunk(_))));
+        assert!(matches!(c.obs_labels("tissue"), Err(CoreError::MissingColumn { .. })));
     }
 
     #[test]

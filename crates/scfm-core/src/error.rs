@@ -38,6 +38,14 @@ pub enum CoreError {
     /// A chunk's CSR arrays or obs batch are inconsistent.
     #[error("invalid cell chunk: {0}")]
     InvalidChunk(String),
+    /// An obs column that the chunk does not have.
+    #[error("no obs column {column:?}; the columns are {have:?}")]
+    MissingColumn {
+        /// The column asked for.
+        column: String,
+        /// The columns there are.
+        have: Vec<String>,
+    },
     /// An Arrow kernel failed while slicing or filtering a chunk.
     #[error("arrow error: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
