@@ -1,7 +1,8 @@
-//! Cross-crate integration tests (one binary): pipelines that compose io and tokenize (the
-//! embedding pipeline, which needs burn, is tested in scfm-cli).
+//! Cross-crate integration tests (one binary): pipelines that compose io, tokenize, models,
+//! train and eval (the embedding pipeline is tested in scfm-cli).
 
 mod tokenize_dataset;
+mod train;
 
 use std::path::PathBuf;
 

@@ -8,6 +8,9 @@
 //! | [`io`] (`scfm-io`) | h5ad / 10x readers, sharded Arrow corpora, obs filters, h5ad write-back |
 //! | [`tokenize`] (`scfm-tokenize`) | upstream vocabulary files (safe pickle reader), the four tokenizers |
 //! | `models` (`scfm-models`, feature `models`) | burn models loading the released checkpoints (Geneformer, scGPT) |
+//! | [`eval`] (`scfm-eval`) | accuracy, macro-F1, kNN/ARI/NMI/silhouette, the logistic-regression baseline, PNG plots |
+//! | `train` (`scfm-train`, feature `models`) | batching, objectives, fine-tuning, checkpoints and resume |
+//! | `annotate` (feature `models`) | the cell-type annotation pipeline of `cargo run --release --example annotate` |
 //! | `embed` (feature `models`) | cell embeddings of any input with a released model, written to Arrow/Parquet and h5ad |
 //!
 //! ## Features
@@ -36,10 +39,13 @@
 #[cfg(feature = "models")]
 pub use burn;
 pub use scfm_core as core;
+pub use scfm_eval as eval;
 pub use scfm_io as io;
 #[cfg(feature = "models")]
 pub use scfm_models as models;
 pub use scfm_tokenize as tokenize;
+#[cfg(feature = "models")]
+pub use scfm_train as train;
 
 /// The burn backends scfm is built and tested with (library crates stay generic over
 /// `B: Backend`; programs pick one here).
@@ -48,6 +54,8 @@ pub mod backend {
     /// burn's default CPU backend (burn-flex): the fastest CPU inference among burn 0.21's CPU
     /// backends on transformer shapes (docs/benchmarks.md).
     pub type Cpu = burn::backend::Flex;
+    /// The CPU backend with automatic differentiation, for training.
+    pub type CpuTrain = burn::backend::Autodiff<Cpu>;
     /// NVIDIA GPUs (CUDA).
     #[cfg(feature = "cuda")]
     pub type Cuda = burn::backend::Cuda;
@@ -56,6 +64,8 @@ pub mod backend {
     pub type Wgpu = burn::backend::Wgpu;
 }
 
+#[cfg(feature = "models")]
+pub mod annotate;
 #[cfg(feature = "models")]
 pub mod embed;
 pub mod pipeline;
@@ -82,6 +92,10 @@ pub enum Error {
     /// Vocabularies and tokenizers.
     #[error(transparent)]
     Tokenize(#[from] scfm_tokenize::TokenizeError),
+    /// Training.
+    #[cfg(feature = "models")]
+    #[error(transparent)]
+    Train(#[from] scfm_train::TrainError),
     /// Checkpoints that do not load.
     #[cfg(feature = "models")]
     #[error(transparent)]

@@ -5,9 +5,11 @@
 //! compute cell embeddings with [`Geneformer::cell_embeddings`], exactly as upstream
 //! `EmbExtractor` does (see [`CellPooling`] and [`EmbeddingLayer`]).
 
+mod classifier;
 mod config;
 mod import;
 mod model;
 
+pub use classifier::{ClassifierPooling, GeneformerClassifier};
 pub use config::GeneformerConfig;
 pub use model::{CellPooling, EmbeddingLayer, Encoded, Geneformer, MlmHead};

@@ -1,0 +1,158 @@
+//! Batching: padding to the batch maximum, token-budget batches, Geneformer's length-grouped
+//! sampling and seeded shuffles.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Int, Tensor, TensorData};
+
+use crate::rng::SplitMix64;
+
+/// Right-padded token ids of a batch of cells and its padding mask.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenBatch {
+    /// `[cells, len]` row-major ids; padding is `pad_id`.
+    pub ids: Vec<i64>,
+    /// `[cells, len]`, true at padding.
+    pub padded: Vec<bool>,
+    /// Real tokens per cell.
+    pub lengths: Vec<usize>,
+    /// Cells.
+    pub cells: usize,
+    /// Padded length (the longest cell).
+    pub len: usize,
+}
+
+impl TokenBatch {
+    /// Pads `cells` (token ids) to the longest of them with `pad_id`.
+    pub fn pad(cells: &[&[u32]], pad_id: u32) -> Self {
+        let len = cells.iter().map(|c| c.len()).max().unwrap_or(0).max(1);
+        let mut ids = vec![i64::from(pad_id); cells.len() * len];
+        let mut padded = vec![true; cells.len() * len];
+        for (r, c) in cells.iter().enumerate() {
+            for (k, &t) in c.iter().enumerate() {
+                ids[r * len + k] = i64::from(t);
+                padded[r * len + k] = false;
+            }
+        }
+        Self { ids, padded, lengths: cells.iter().map(|c| c.len()).collect(), cells: cells.len(), len }
+    }
+
+    /// The ids and padding mask as tensors.
+    ///
+    /// # Shapes
+    /// - output: `[cells, len]` each
+    pub fn tensors<B: Backend>(&self, device: &B::Device) -> (Tensor<B, 2, Int>, Tensor<B, 2, Bool>) {
+        let shape = [self.cells, self.len];
+        (
+            Tensor::from_data(TensorData::new(self.ids.clone(), shape), device),
+            Tensor::from_data(TensorData::new(self.padded.clone(), shape), device),
+        )
+    }
+}
+
+/// Shortens a rank-value encoded cell to `max_len` tokens as Geneformer's tokenizer does: the
+/// highest-ranked genes are kept, and V2's `<cls>` … `<eos>` frame stays in place.
+pub fn truncate_rank_value(ids: &[u32], max_len: usize, framed: bool) -> Vec<u32> {
+    if ids.len() <= max_len {
+        return ids.to_vec();
+    }
+    if framed && max_len >= 2 {
+        let mut out = ids[..max_len - 1].to_vec();
+        out.push(ids[ids.len() - 1]);
+        out
+    } else {
+        ids[..max_len].to_vec()
+    }
+}
+
+/// A seeded permutation of `0..n` (Fisher–Yates).
+pub fn shuffled(n: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = SplitMix64::new(seed);
+    for i in (1..n).rev() {
+        order.swap(i, rng.below(i + 1));
+    }
+    order
+}
+
+/// Geneformer's length-grouped order (Hugging Face `LengthGroupedSampler`, MODELS.md §2.8): a
+/// seeded permutation cut into megabatches of `m × batch_size` cells with `m = min(cells /
+/// (4 × batch_size), 50)` (at least 1), each sorted by length, longest first; the longest cell
+/// of all is swapped to position 0, so an out-of-memory error shows at once. The procedure is
+/// upstream's; the permutation comes from scfm's seeded generator, not torch's.
+pub fn length_grouped(lengths: &[usize], batch_size: usize, seed: u64) -> Vec<usize> {
+    let order = shuffled(lengths.len(), seed);
+    let batch_size = batch_size.max(1);
+    let mega = (lengths.len() / (4 * batch_size)).clamp(1, 50) * batch_size;
+    let mut out: Vec<usize> = vec![];
+    for chunk in order.chunks(mega) {
+        let mut c = chunk.to_vec();
+        c.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+        out.extend(c);
+    }
+    if let Some(longest) = (0..out.len()).max_by_key(|&k| (lengths[out[k]], std::cmp::Reverse(k))) {
+        // The first occurrence of the maximum heads its (descending) megabatch.
+        out.swap(0, longest);
+    }
+    out
+}
+
+/// Cuts `order` into batches of at most `batch_size` cells whose padded size (cells × longest)
+/// stays within `max_tokens` (a single cell longer than the budget forms its own batch).
+pub fn budget_batches(order: &[usize], lengths: &[usize], batch_size: usize, max_tokens: usize) -> Vec<Vec<usize>> {
+    let mut batches = vec![];
+    let mut current: Vec<usize> = vec![];
+    let mut longest = 0;
+    for &i in order {
+        let l = lengths[i].max(1);
+        let grown = longest.max(l);
+        if !current.is_empty() && (current.len() >= batch_size.max(1) || grown * (current.len() + 1) > max_tokens) {
+            batches.push(std::mem::take(&mut current));
+            longest = 0;
+        }
+        longest = longest.max(l);
+        current.push(i);
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_and_truncation() {
+        let b = TokenBatch::pad(&[&[2, 7, 3], &[2, 3]], 0);
+        assert_eq!(b.ids, vec![2, 7, 3, 2, 3, 0]);
+        assert_eq!(b.padded, vec![false, false, false, false, false, true]);
+        assert_eq!(truncate_rank_value(&[2, 10, 11, 12, 3], 4, true), vec![2, 10, 11, 3]);
+        assert_eq!(truncate_rank_value(&[10, 11, 12], 2, false), vec![10, 11]);
+    }
+
+    #[test]
+    fn length_grouping_is_a_seeded_permutation_with_the_longest_first() {
+        let lengths: Vec<usize> = (0..500).map(|i| (i * 37) % 101 + 1).collect();
+        let order = length_grouped(&lengths, 4, 9);
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..500).collect::<Vec<_>>());
+        assert_eq!(lengths[order[0]], 101);
+        assert_eq!(order, length_grouped(&lengths, 4, 9));
+        assert_ne!(order, length_grouped(&lengths, 4, 10));
+        // Inside a megabatch (4 × 31 cells) lengths do not increase, apart from the swapped head.
+        assert!(order[1..124].windows(2).all(|w| lengths[w[0]] >= lengths[w[1]]));
+    }
+
+    #[test]
+    fn budgets_bound_padded_tokens() {
+        let lengths = vec![10, 9, 8, 30, 2];
+        let batches = budget_batches(&[3, 0, 1, 2, 4], &lengths, 8, 40);
+        assert_eq!(batches, vec![vec![3], vec![0, 1, 2, 4]]);
+        for b in &batches {
+            let longest = b.iter().map(|&i| lengths[i]).max().unwrap();
+            assert!(longest * b.len() <= 40 || b.len() == 1);
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! Training for scfm's models, generic over burn's autodiff backends.
+//!
+//! - [`batch`]: padding to the batch maximum, token-budget batches, Geneformer's
+//!   length-grouped order, seeded shuffles and rank-value truncation.
+//! - [`Objective`]s: [`Classification`] (cell-type fine-tuning with the upstream heads) and
+//!   Geneformer's [`MaskedLm`].
+//! - [`train`]: AdamW with linear/cosine/constant schedules and warm-up, global-norm
+//!   clipping, gradient accumulation, seeded dropout, checkpoints every N steps.
+//! - [`checkpoint`]: atomic checkpoints (safetensors + optimiser state + config + tokenizer
+//!   spec); resuming reproduces the uninterrupted run bit for bit on CPU.
+//!
+//! Evaluate with the model's `valid()` copy (no dropout, no autodiff) and `scfm-eval`.
+
+pub mod batch;
+pub mod checkpoint;
+mod error;
+mod objectives;
+mod params;
+mod rng;
+mod schedule;
+mod train;
+
+pub use checkpoint::{Checkpoint, CheckpointMeta, TrainProgress};
+pub use error::TrainError;
+pub use objectives::{CellClassifier, Classification, MaskedLm, eval_copy, predict_proba};
+pub use rng::derive_seed;
+pub use schedule::LrSchedule;
+pub use train::{Inner, Objective, ScheduleKind, StepReport, TrainOptions, clip_global_norm, in_batches, train};

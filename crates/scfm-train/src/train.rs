@@ -1,0 +1,306 @@
+//! The training loop shared by every objective: seeded length-grouped batches, AdamW with a
+//! schedule, global-norm clipping, gradient accumulation, checkpoints and bit-exact resume.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use burn::module::{AutodiffModule, ModuleVisitor, Param};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{ElementConversion, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::batch::{budget_batches, length_grouped};
+use crate::checkpoint::{Checkpoint, CheckpointMeta, TrainProgress, save};
+use crate::rng::derive_seed;
+use crate::{LrSchedule, TrainError};
+
+/// burn's backends draw dropout masks from one process-wide generator; a step seeds it and
+/// runs under this lock, so concurrent trainers in one process stay reproducible.
+static RNG_LOCK: Mutex<()> = Mutex::new(());
+
+const ORDER_STREAM: u64 = 1;
+const DROPOUT_STREAM: u64 = 2;
+
+/// Settings of a training run (every objective).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainOptions {
+    /// Passes over the cells.
+    pub epochs: usize,
+    /// Most cells per batch.
+    pub batch_size: usize,
+    /// Most padded tokens per batch (cells × longest).
+    pub max_batch_tokens: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// AdamW's decoupled weight decay.
+    pub weight_decay: f32,
+    /// The schedule's shape; warm-up and total steps are filled in from the data.
+    pub schedule: ScheduleKind,
+    /// Warm-up as a fraction of all optimiser steps.
+    pub warmup_fraction: f64,
+    /// Clip the global gradient norm to this (transformers' `max_grad_norm`, 1.0).
+    pub clip_norm: Option<f64>,
+    /// Batches whose gradients are summed per optimiser step.
+    pub accumulation: usize,
+    /// Seed of batch order, masking and dropout.
+    pub seed: u64,
+    /// Write a checkpoint every this many optimiser steps (and at the end) into
+    /// `checkpoint_dir`.
+    pub checkpoint_every: Option<u64>,
+    /// Where checkpoints go.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Stop after this many optimiser steps (the schedule still spans the whole run).
+    pub stop_after: Option<u64>,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            epochs: 1,
+            batch_size: 12,
+            max_batch_tokens: 16_384,
+            lr: 5e-5,
+            weight_decay: 0.001,
+            schedule: ScheduleKind::Linear,
+            warmup_fraction: 0.1,
+            clip_norm: Some(1.0),
+            accumulation: 1,
+            seed: 42,
+            checkpoint_every: None,
+            checkpoint_dir: None,
+            stop_after: None,
+        }
+    }
+}
+
+/// The schedule's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleKind {
+    /// Constant after warm-up.
+    Constant,
+    /// Linear decay to 0.
+    Linear,
+    /// Cosine decay to 0.
+    Cosine,
+}
+
+/// One optimiser step, reported to the progress callback.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct StepReport {
+    /// Steps done (this one included).
+    pub step: u64,
+    /// Steps of the whole run.
+    pub total_steps: u64,
+    /// Epoch of the step.
+    pub epoch: usize,
+    /// Mean loss of the step's batches.
+    pub loss: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Cells in the step.
+    pub cells: usize,
+}
+
+/// A training objective over token sequences: the loss of a batch of cells.
+pub trait Objective<B: AutodiffBackend, M> {
+    /// The mean loss of the cells `rows` (indices into the run's cells) under `model`; `key`
+    /// is unique per epoch and cell for anything random the objective draws (masking).
+    ///
+    /// # Shapes
+    /// - output: `[1]`
+    fn loss(&self, model: &M, rows: &[usize], epoch: usize, device: &B::Device) -> Tensor<B, 1>;
+
+    /// Tokens of each cell (for batching).
+    fn lengths(&self) -> Vec<usize>;
+}
+
+/// Trains `model` on `objective` with AdamW, as `options` say; resumes from `resume` when
+/// given (model, optimiser state and position), reproducing the uninterrupted run exactly on
+/// CPU. `progress` sees every optimiser step.
+///
+/// # Errors
+/// [`TrainError::Invalid`] for empty data or zero sizes, checkpoint errors.
+pub fn train<B, M, Obj>(
+    mut model: M,
+    objective: &Obj,
+    options: &TrainOptions,
+    meta: &CheckpointMeta,
+    resume: Option<&Checkpoint>,
+    device: &B::Device,
+    progress: &mut dyn FnMut(&StepReport),
+) -> Result<M, TrainError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    Obj: Objective<B, M>,
+{
+    let lengths = objective.lengths();
+    if lengths.is_empty() || options.batch_size == 0 || options.epochs == 0 || options.accumulation == 0 {
+        return Err(TrainError::Invalid(format!(
+            "nothing to train: {} cells, batch size {}, {} epochs, accumulation {}",
+            lengths.len(),
+            options.batch_size,
+            options.epochs,
+            options.accumulation
+        )));
+    }
+    let plans: Vec<Vec<Vec<usize>>> = (0..options.epochs)
+        .map(|e| {
+            let order = length_grouped(&lengths, options.batch_size, derive_seed(options.seed, ORDER_STREAM, e as u64));
+            budget_batches(&order, &lengths, options.batch_size, options.max_batch_tokens)
+        })
+        .collect();
+    let total_steps: u64 = plans.iter().map(|p| p.len().div_ceil(options.accumulation) as u64).sum();
+    let warmup = (options.warmup_fraction * total_steps as f64).round() as u64;
+    let schedule = match options.schedule {
+        ScheduleKind::Constant => LrSchedule::Constant { warmup },
+        ScheduleKind::Linear => LrSchedule::Linear { warmup, total: total_steps },
+        ScheduleKind::Cosine => LrSchedule::Cosine { warmup, total: total_steps },
+    };
+    let mut optimizer = AdamWConfig::new().with_weight_decay(options.weight_decay).with_epsilon(1e-8).init::<B, M>();
+    let mut at = TrainProgress { seed: options.seed, ..TrainProgress::default() };
+    if let Some(ckpt) = resume {
+        model = ckpt.load_model(model, device)?;
+        optimizer = ckpt.load_optimizer::<B, M, _>(optimizer, device)?;
+        at = ckpt.progress;
+        if at.seed != options.seed {
+            return Err(TrainError::Invalid(format!(
+                "{} was trained with seed {}, this run has {}: resuming would not reproduce it",
+                ckpt.path.display(),
+                at.seed,
+                options.seed
+            )));
+        }
+    }
+    let checkpoint = |model: &M, optimizer: &_, at: TrainProgress| -> Result<(), TrainError> {
+        if let Some(dir) = &options.checkpoint_dir {
+            save::<B, M, _>(dir, model, optimizer, meta, at)?;
+        }
+        Ok(())
+    };
+    while at.epoch < options.epochs {
+        let plan = &plans[at.epoch];
+        while at.batch < plan.len() {
+            if options.stop_after.is_some_and(|s| at.step >= s) {
+                return Ok(model);
+            }
+            let group = &plan[at.batch..(at.batch + options.accumulation).min(plan.len())];
+            let mut accumulator = GradientsAccumulator::<M>::new();
+            let mut loss_sum = 0.0;
+            for (k, rows) in group.iter().enumerate() {
+                let _guard = RNG_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                B::seed(
+                    device,
+                    derive_seed(options.seed, DROPOUT_STREAM, (at.epoch as u64) << 32 | (at.batch + k) as u64),
+                );
+                let loss = objective.loss(&model, rows, at.epoch, device);
+                loss_sum += loss.clone().into_scalar().elem::<f64>();
+                let loss = if group.len() > 1 { loss.div_scalar(group.len() as f64) } else { loss };
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                accumulator.accumulate(&model, grads);
+            }
+            let mut grads = accumulator.grads();
+            if let Some(max_norm) = options.clip_norm {
+                grads = clip_global_norm::<B, M>(&model, grads, max_norm);
+            }
+            let lr = schedule.rate(options.lr, at.step);
+            model = optimizer.step(lr, model, grads);
+            at.step += 1;
+            at.batch += group.len();
+            if at.batch >= plan.len() {
+                at.epoch += 1;
+                at.batch = 0;
+            }
+            let cells = group.iter().map(Vec::len).sum();
+            let loss = loss_sum / group.len() as f64;
+            progress(&StepReport {
+                step: at.step,
+                total_steps,
+                epoch: at.epoch.min(options.epochs - 1),
+                loss,
+                lr,
+                cells,
+            });
+            if options.checkpoint_every.is_some_and(|e| e > 0 && at.step.is_multiple_of(e)) {
+                checkpoint(&model, &optimizer, at)?;
+            }
+            if at.epoch >= options.epochs {
+                break;
+            }
+        }
+    }
+    if options.checkpoint_every.is_none_or(|e| e == 0 || !at.step.is_multiple_of(e)) {
+        checkpoint(&model, &optimizer, at)?;
+    }
+    Ok(model)
+}
+
+/// Scales all gradients so their global L2 norm is at most `max_norm` (PyTorch's
+/// `clip_grad_norm_`, as transformers' `max_grad_norm` applies it).
+pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
+    model: &M,
+    mut grads: GradientsParams,
+    max_norm: f64,
+) -> GradientsParams {
+    struct SquaredNorm<'a, B: AutodiffBackend> {
+        grads: &'a GradientsParams,
+        sum: Option<Tensor<B::InnerBackend, 1>>,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for SquaredNorm<'_, B> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
+                let s = g.powi_scalar(2).sum();
+                self.sum = Some(match self.sum.take() {
+                    Some(acc) => acc + s,
+                    None => s,
+                });
+            }
+        }
+    }
+    struct Scale<'a, B: AutodiffBackend> {
+        grads: &'a mut GradientsParams,
+        factor: f64,
+        _b: std::marker::PhantomData<B>,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_, B> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
+                self.grads.register::<B::InnerBackend, D>(param.id, g.mul_scalar(self.factor));
+            }
+        }
+    }
+    let mut norm = SquaredNorm::<B> { grads: &grads, sum: None };
+    model.visit(&mut norm);
+    let Some(sum) = norm.sum else { return grads };
+    let total = sum.into_scalar().elem::<f64>().sqrt();
+    let factor = max_norm / (total + 1e-6);
+    if factor < 1.0 {
+        model.visit(&mut Scale::<B> { grads: &mut grads, factor, _b: std::marker::PhantomData });
+    }
+    grads
+}
+
+/// Evaluation helper: runs `f` over `rows` in batches of at most `batch_size` cells and
+/// `max_tokens` padded tokens, longest cells first, and returns per-row outputs in `rows`'
+/// order.
+pub fn in_batches<T: Clone>(
+    lengths: &[usize],
+    batch_size: usize,
+    max_tokens: usize,
+    mut f: impl FnMut(&[usize]) -> Vec<T>,
+) -> Vec<T> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+    let mut out: Vec<Option<T>> = vec![None; lengths.len()];
+    for batch in budget_batches(&order, lengths, batch_size, max_tokens) {
+        for (i, v) in batch.iter().zip(f(&batch)) {
+            out[*i] = Some(v);
+        }
+    }
+    out.into_iter().map(|v| v.expect("every row is in one batch")).collect()
+}
+
+/// The backend of evaluation for a training backend.
+pub type Inner<B> = <B as AutodiffBackend>::InnerBackend;
