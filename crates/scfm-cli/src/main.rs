@@ -25,6 +25,80 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Fine-tune a cell-type classifier on a labelled h5ad (Geneformer V2 tokens, a small
+    /// Geneformer with optional masked-LM pretraining) and score it against a
+    /// logistic-regression baseline on a seeded stratified split; writes report.json,
+    /// predictions.h5ad and PNG plots.
+    Finetune {
+        /// Labelled input (h5ad with raw counts).
+        input: PathBuf,
+        /// Output folder.
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Folder with the Geneformer V2 dictionaries (`*_gc104M.pkl`).
+        #[arg(long)]
+        dictionaries: PathBuf,
+        /// Obs column with the cell types.
+        #[arg(long, default_value = "trueLabel")]
+        label: String,
+        /// Another labelled h5ad (same genes) to evaluate on.
+        #[arg(long)]
+        test: Option<PathBuf>,
+        /// Share of each cell type held out for validation.
+        #[arg(long, default_value_t = 0.2)]
+        validation_fraction: f64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = 128)]
+        d_model: usize,
+        #[arg(long, default_value_t = 2)]
+        layers: usize,
+        #[arg(long, default_value_t = 4)]
+        heads: usize,
+        #[arg(long, default_value_t = 256)]
+        d_ff: usize,
+        /// Tokens per cell (`<cls>`, the top-ranked genes, `<eos>`).
+        #[arg(long, default_value_t = 128)]
+        max_len: usize,
+        /// Masked-LM pretraining epochs on the training cells first.
+        #[arg(long, default_value_t = 1)]
+        pretrain_epochs: usize,
+        /// Fine-tuning epochs.
+        #[arg(long, default_value_t = 8)]
+        epochs: usize,
+        #[arg(long, default_value_t = 16)]
+        batch_size: usize,
+        /// Peak fine-tuning learning rate.
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+        /// What the head reads: mean (of the real positions) or first (upstream's <cls>).
+        #[arg(long, default_value = "mean")]
+        pooling: String,
+        /// Write a checkpoint every N optimiser steps into OUT/checkpoints.
+        #[arg(long)]
+        checkpoint_every: Option<u64>,
+    },
+    /// Score predictions stored in an h5ad's obs against its labels (accuracy, macro-F1,
+    /// per-class precision/recall, confusion matrix) as JSON, with a confusion-matrix PNG.
+    Eval {
+        /// h5ad with both columns (e.g. predictions.h5ad of `scfm finetune`).
+        input: PathBuf,
+        /// Obs column with the true cell types.
+        #[arg(long, default_value = "trueLabel")]
+        label: String,
+        /// Obs column with the predictions.
+        #[arg(long, default_value = "scfm_prediction")]
+        prediction: String,
+        /// Score only cells whose obs column `split` (e.g. scfm_split) equals this value.
+        #[arg(long)]
+        only: Option<String>,
+        /// The obs column `--only` refers to.
+        #[arg(long, default_value = "scfm_split")]
+        split: String,
+        /// Write the report and `confusion.png` into this folder (default: print the report).
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+    },
     /// Convert h5ad / 10x / corpus inputs into one sharded Arrow corpus.
     Convert {
         /// Input files (h5ad, Cell Ranger .h5, Matrix Market folders, scfm corpora).
@@ -397,6 +471,112 @@ fn run(cli: Cli) -> Result<()> {
                 other => {
                     anyhow::bail!("--backend {other:?} is not in this build: cpu, or cuda/wgpu with those features")
                 }
+            }
+        }
+        Command::Finetune {
+            input,
+            out,
+            dictionaries,
+            label,
+            test,
+            validation_fraction,
+            seed,
+            d_model,
+            layers,
+            heads,
+            d_ff,
+            max_len,
+            pretrain_epochs,
+            epochs,
+            batch_size,
+            lr,
+            pooling,
+            checkpoint_every,
+        } => {
+            use scfm::annotate::{AnnotateOptions, ModelSize, Stage, annotate};
+            use scfm::models::geneformer::ClassifierPooling;
+            let mut opts = AnnotateOptions::with_data_dir(std::path::Path::new("."), &out);
+            opts.dictionaries = dictionaries;
+            opts.label = label;
+            opts.test = test;
+            opts.validation_fraction = validation_fraction;
+            opts.seed = seed;
+            opts.model = ModelSize { d_model, n_layers: layers, n_heads: heads, d_ff, max_len };
+            opts.pretrain_epochs = pretrain_epochs;
+            opts.finetune_epochs = epochs;
+            opts.batch_size = batch_size;
+            opts.finetune_lr = lr;
+            opts.checkpoint_every = checkpoint_every;
+            opts.pooling = match pooling.as_str() {
+                "mean" => ClassifierPooling::Mean,
+                "first" | "cls" => ClassifierPooling::First,
+                other => anyhow::bail!("unknown --pooling {other:?}: use mean or first"),
+            };
+            let bar = ProgressBar::new(0)
+                .with_style(ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} steps  ETA {eta}")?);
+            let device = Default::default();
+            let report = annotate::<scfm::backend::CpuTrain>(&input, &opts, &device, &mut |stage| match stage {
+                Stage::Start(name) => bar.set_message(name.to_string()),
+                Stage::Step(name, s) => {
+                    bar.set_length(s.total_steps);
+                    bar.set_position(s.step);
+                    bar.set_message(format!("{name} loss {:.3}", s.loss));
+                }
+            })?;
+            bar.finish_and_clear();
+            let v = &report.validation;
+            eprintln!(
+                "validation: model accuracy {:.3} macro-F1 {:.3}; baseline accuracy {:.3} macro-F1 {:.3}",
+                v.model.accuracy, v.model.macro_f1, v.baseline.accuracy, v.baseline.macro_f1
+            );
+            println!("{}", out.join("report.json").display());
+        }
+        Command::Eval { input, label, prediction, only, split, out } => {
+            use scfm::core::CellSource;
+            use scfm::eval::{ClassificationReport, Labels, confusion_png};
+            let mut columns = vec![label.clone(), prediction.clone()];
+            if only.is_some() {
+                columns.push(split.clone());
+            }
+            let opts = scfm::io::SourceOptions {
+                matrix: MatrixSelector::X,
+                obs: ObsSelection::Columns(columns),
+                require_counts: false,
+            };
+            let source = scfm::io::AnySource::open(&input, &opts)?;
+            let (mut truth, mut predicted) = (vec![], vec![]);
+            for chunk in source.chunks(4096) {
+                let chunk = chunk?;
+                let t = chunk.obs_labels(&label)?;
+                let p = chunk.obs_labels(&prediction)?;
+                let keep: Vec<bool> = match &only {
+                    Some(v) => chunk.obs_labels(&split)?.iter().map(|s| s.as_deref() == Some(v.as_str())).collect(),
+                    None => vec![true; t.len()],
+                };
+                for ((t, p), k) in t.into_iter().zip(p).zip(keep) {
+                    if let (Some(t), Some(p), true) = (t, p, k) {
+                        truth.push(t);
+                        predicted.push(p);
+                    }
+                }
+            }
+            let mut all = truth.clone();
+            all.extend(predicted.iter().cloned());
+            let classes = Labels::from_strings(&all);
+            let report =
+                ClassificationReport::compute(&classes.encode(&truth)?, &classes.encode(&predicted)?, &classes.names)?;
+            let json = serde_json::to_string_pretty(&report)?;
+            match out {
+                Some(dir) => {
+                    std::fs::create_dir_all(&dir)?;
+                    std::fs::write(dir.join("eval.json"), &json)?;
+                    confusion_png(&dir.join("confusion.png"), &report.confusion, &prediction)?;
+                    eprintln!(
+                        "{} cells: accuracy {:.3}, macro-F1 {:.3}",
+                        report.cells, report.accuracy, report.macro_f1
+                    );
+                }
+                None => println!("{json}"),
             }
         }
         Command::Inspect { file, json } => {

@@ -1,8 +1,8 @@
-//! Integration tests of the embedding pipeline (`scfm::embed`, behind `scfm embed`) on real
-//! data. They live here because the command line is the crate that builds the facade with its
-//! `models` feature; the workspace root's tests and its `convert` example stay free of burn.
+//! Integration tests of the embedding and annotation pipelines (`scfm embed`, `scfm finetune`,
+//! `scfm eval`) on real data.
 
 mod embed;
+mod finetune;
 
 use std::path::PathBuf;
 
