@@ -11,7 +11,8 @@ use scfm::eval::{ClassificationReport, Labels, argmax_rows, stratified_split};
 use scfm::models::geneformer::{ClassifierPooling, Geneformer, GeneformerClassifier, GeneformerConfig};
 use scfm::tokenize::mask::GeneformerMlm;
 use scfm::train::{
-    Checkpoint, CheckpointMeta, Classification, MaskedLm, ScheduleKind, TrainError, TrainOptions, predict_proba, train,
+    Checkpoint, CheckpointMeta, Classification, MaskedLm, ScheduleKind, TrainError, TrainOptions, predict_proba,
+    seeded, train,
 };
 
 type B = CpuTrain;
@@ -52,10 +53,9 @@ fn meta(family: &str, classes: &[String]) -> CheckpointMeta {
 }
 
 fn classifier(n_classes: usize, seed: u64) -> GeneformerClassifier<B> {
-    use scfm::burn::tensor::backend::Backend;
     let device = Default::default();
-    B::seed(&device, seed);
-    GeneformerClassifier::init(&tiny(), n_classes, &device).with_pooling(ClassifierPooling::Mean)
+    seeded::<B, _>(&device, seed, || GeneformerClassifier::init(&tiny(), n_classes, &device))
+        .with_pooling(ClassifierPooling::Mean)
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -64,10 +64,8 @@ fn mean(v: &[f64]) -> f64 {
 
 #[test]
 fn masked_lm_loss_decreases_on_real_cells() {
-    use scfm::burn::tensor::backend::Backend;
     let device = Default::default();
-    B::seed(&device, 1);
-    let model: Geneformer<B> = tiny().init(&device);
+    let model: Geneformer<B> = seeded::<B, _>(&device, 1, || tiny().init(&device));
     let c = cells();
     let objective = MaskedLm { cells: &c.tokens, masker: GeneformerMlm::new(20_275, 7) };
     let opts = TrainOptions {

@@ -64,7 +64,7 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         pretrain_epochs: usize,
         /// Fine-tuning epochs.
-        #[arg(long, default_value_t = 8)]
+        #[arg(long, default_value_t = 6)]
         epochs: usize,
         #[arg(long, default_value_t = 16)]
         batch_size: usize,

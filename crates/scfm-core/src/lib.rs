@@ -28,12 +28,14 @@ mod chunk;
 mod error;
 mod genes;
 pub mod pickle;
+mod rng;
 mod source;
 mod vocab;
 
 pub use chunk::{CellChunk, CellView};
 pub use error::CoreError;
 pub use genes::{GeneIdKind, GeneTable};
+pub use rng::SplitMix64;
 pub use source::{CellSource, Chunks};
 pub use vocab::GeneVocab;
 

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use scfm_core::SplitMix64;
+
 use crate::error::{EvalError, require_len};
 
 /// Row-major `[cells, dim]` embeddings, borrowed.
@@ -164,7 +166,7 @@ pub fn kmeans(emb: EmbeddingView<'_>, k: usize, n_init: usize, seed: u64) -> Res
     if k == 0 || k > n {
         return Err(EvalError::Invalid(format!("{k} clusters for {n} cells")));
     }
-    let mut rng = SplitMix64(seed);
+    let mut rng = SplitMix64::new(seed);
     let mut best: Option<(f64, Vec<usize>)> = None;
     for _ in 0..n_init.max(1) {
         // k-means++: the first centre uniformly, then proportional to squared distance.
@@ -395,26 +397,6 @@ impl EmbeddingReport {
             silhouette: sil.iter().sum::<f64>() / sil.len() as f64,
             batch_asw: batches.map(|b| batch_asw(emb, labels, b)).transpose()?,
         })
-    }
-}
-
-/// A small seeded generator (SplitMix64) for k-means seeding.
-pub(crate) struct SplitMix64(pub(crate) u64);
-
-impl SplitMix64 {
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    pub(crate) fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    pub(crate) fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() as u128 * n as u128) >> 64) as usize
     }
 }
 

@@ -51,7 +51,7 @@ pub fn stratified_split(
         return Err(EvalError::Invalid(format!("validation fraction {validation_fraction} is not in (0, 1)")));
     }
     let k = classes.iter().max().map_or(0, |m| m + 1);
-    let mut rng = embedding::SplitMix64(seed);
+    let mut rng = scfm_core::SplitMix64::new(seed);
     let (mut train, mut valid) = (vec![], vec![]);
     for class in 0..k {
         let mut members: Vec<usize> = (0..classes.len()).filter(|&i| classes[i] == class).collect();

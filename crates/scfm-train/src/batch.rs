@@ -4,7 +4,7 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 
-use crate::rng::SplitMix64;
+use scfm_core::SplitMix64;
 
 /// Right-padded token ids of a batch of cells and its padding mask.
 #[derive(Debug, Clone, PartialEq)]

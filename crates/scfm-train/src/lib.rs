@@ -25,4 +25,6 @@ pub use error::TrainError;
 pub use objectives::{CellClassifier, Classification, MaskedLm, eval_copy, predict_proba};
 pub use rng::derive_seed;
 pub use schedule::LrSchedule;
-pub use train::{Inner, Objective, ScheduleKind, StepReport, TrainOptions, clip_global_norm, in_batches, train};
+pub use train::{
+    Inner, Objective, ScheduleKind, StepReport, TrainOptions, clip_global_norm, in_batches, seeded, train,
+};

@@ -19,6 +19,15 @@ use crate::{LrSchedule, TrainError};
 /// runs under this lock, so concurrent trainers in one process stay reproducible.
 static RNG_LOCK: Mutex<()> = Mutex::new(());
 
+/// Runs `f` (e.g. a model's initialisation) with burn's generator seeded with `seed`, under the
+/// same process-wide lock as training steps, so that concurrent work in the process cannot
+/// draw from the generator in between.
+pub fn seeded<B: burn::tensor::backend::Backend, T>(device: &B::Device, seed: u64, f: impl FnOnce() -> T) -> T {
+    let _guard = RNG_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    B::seed(device, seed);
+    f()
+}
+
 const ORDER_STREAM: u64 = 1;
 const DROPOUT_STREAM: u64 = 2;
 

@@ -92,7 +92,7 @@ impl AnnotateOptions {
             model: ModelSize::default(),
             pooling: ClassifierPooling::Mean,
             pretrain_epochs: 1,
-            finetune_epochs: 8,
+            finetune_epochs: 6,
             pretrain_lr: 1e-3,
             finetune_lr: 1e-3,
             batch_size: 16,
@@ -320,8 +320,7 @@ pub fn annotate<B: AutodiffBackend>(
         attention_dropout: 0.02,
         ..GeneformerConfig::v1_10m()
     };
-    B::seed(device, options.seed);
-    let mut encoder: Geneformer<B> = config.init(device);
+    let mut encoder: Geneformer<B> = scfm_train::seeded::<B, _>(device, options.seed, || config.init(device));
     let train_tokens: Vec<Vec<u32>> = train.iter().map(|&i| cells.tokens[i].clone()).collect();
     let tokenizer =
         serde_json::json!({"scheme": "geneformer-v2", "max_len": m.max_len, "dictionaries": options.dictionaries});
@@ -332,23 +331,28 @@ pub fn annotate<B: AutodiffBackend>(
         checkpoint_dir: options.checkpoint_every.map(|_| out.join("checkpoints")),
         ..TrainOptions::default()
     };
+    // One stage's training options (checkpoints in `checkpoints/<stage>`) and checkpoint meta.
+    let stage = |name: &str, epochs: usize, lr: f64, family: &str, classes: &[String]| {
+        let opts = TrainOptions {
+            epochs,
+            lr,
+            checkpoint_dir: base.checkpoint_dir.as_ref().map(|d| d.join(name)),
+            ..base.clone()
+        };
+        let meta = CheckpointMeta {
+            family: family.into(),
+            model_config: serde_json::to_value(&config).unwrap_or_default(),
+            tokenizer: tokenizer.clone(),
+            classes: classes.to_vec(),
+        };
+        (opts, meta)
+    };
     let mut pretrain_final_loss = None;
     if options.pretrain_epochs > 0 {
         progress(Stage::Start("pretrain"));
         let objective =
             MaskedLm { cells: &train_tokens, masker: GeneformerMlm::new(vocab_size as u32, options.seed as u32) };
-        let opts = TrainOptions {
-            epochs: options.pretrain_epochs,
-            lr: options.pretrain_lr,
-            checkpoint_dir: base.checkpoint_dir.as_ref().map(|d| d.join("pretrain")),
-            ..base.clone()
-        };
-        let meta = CheckpointMeta {
-            family: "geneformer-mlm".into(),
-            model_config: serde_json::to_value(&config).unwrap_or_default(),
-            tokenizer: tokenizer.clone(),
-            classes: vec![],
-        };
+        let (opts, meta) = stage("pretrain", options.pretrain_epochs, options.pretrain_lr, "geneformer-mlm", &[]);
         let mut losses = vec![];
         encoder = scfm_train::train(encoder, &objective, &opts, &meta, None, device, &mut |s| {
             losses.push(s.loss);
@@ -358,21 +362,15 @@ pub fn annotate<B: AutodiffBackend>(
         lap("pretrain", &mut seconds);
     }
     progress(Stage::Start("finetune"));
-    let model = GeneformerClassifier::new(encoder, classes.n_classes(), device).with_pooling(options.pooling);
+    let head_seed = scfm_train::derive_seed(options.seed, 3, 0);
+    let model = scfm_train::seeded::<B, _>(device, head_seed, || {
+        GeneformerClassifier::new(encoder, classes.n_classes(), device)
+    })
+    .with_pooling(options.pooling);
     let parameters = burn::module::Module::num_params(&model);
     let objective = Classification { cells: &train_tokens, classes: &y_train };
-    let opts = TrainOptions {
-        epochs: options.finetune_epochs,
-        lr: options.finetune_lr,
-        checkpoint_dir: base.checkpoint_dir.as_ref().map(|d| d.join("finetune")),
-        ..base.clone()
-    };
-    let meta = CheckpointMeta {
-        family: "geneformer-classifier".into(),
-        model_config: serde_json::to_value(&config).unwrap_or_default(),
-        tokenizer,
-        classes: classes.names.clone(),
-    };
+    let (opts, meta) =
+        stage("finetune", options.finetune_epochs, options.finetune_lr, "geneformer-classifier", &classes.names);
     let mut losses = vec![];
     let model = scfm_train::train(model, &objective, &opts, &meta, None, device, &mut |s| {
         losses.push(s.loss);
