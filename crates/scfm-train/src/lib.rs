@@ -22,9 +22,7 @@ mod train;
 
 pub use checkpoint::{Checkpoint, CheckpointMeta, TrainProgress};
 pub use error::TrainError;
-pub use objectives::{CellClassifier, Classification, MaskedLm, eval_copy, predict_proba};
+pub use objectives::{CellClassifier, Classification, MaskedLm, predict_proba};
 pub use rng::derive_seed;
 pub use schedule::LrSchedule;
-pub use train::{
-    Inner, Objective, ScheduleKind, StepReport, TrainOptions, clip_global_norm, in_batches, seeded, train,
-};
+pub use train::{Objective, ScheduleKind, StepReport, TrainOptions, clip_global_norm, in_batches, seeded, train};

@@ -1,7 +1,7 @@
 //! The objectives: cell-type classification (every family's fine-tuning) and Geneformer's
 //! masked-LM pretraining.
 
-use burn::module::{AutodiffModule, Module};
+use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -141,9 +141,4 @@ impl<B: AutodiffBackend> Objective<B, Geneformer<B>> for MaskedLm<'_> {
     fn lengths(&self) -> Vec<usize> {
         self.cells.iter().map(Vec::len).collect()
     }
-}
-
-/// The evaluation copy of a training model.
-pub fn eval_copy<B: AutodiffBackend, M: AutodiffModule<B>>(model: &M) -> M::InnerModule {
-    model.valid()
 }

@@ -310,6 +310,3 @@ pub fn in_batches<T: Clone>(
     }
     out.into_iter().map(|v| v.expect("every row is in one batch")).collect()
 }
-
-/// The backend of evaluation for a training backend.
-pub type Inner<B> = <B as AutodiffBackend>::InnerBackend;

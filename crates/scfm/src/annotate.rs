@@ -167,6 +167,8 @@ pub struct LabelledCells {
     pub genes: Vec<String>,
     /// Genes mapped to the vocabulary.
     pub genes_mapped: usize,
+    /// Cells in the file (kept or not).
+    pub cells_in: usize,
 }
 
 /// Reads the cells of `path` that have a label in obs column `label` and at least one
@@ -198,6 +200,7 @@ fn read_labelled(path: &Path, label: &str, scheme: &Scheme, max_len: usize) -> R
         labels: vec![],
         genes: source.genes().ids().to_vec(),
         genes_mapped,
+        cells_in: source.n_cells(),
     };
     let mut key = 0u64;
     for chunk in source.chunks(1024) {
@@ -381,14 +384,13 @@ pub fn annotate<B: AutodiffBackend>(
     // Predictions and embeddings of every cell.
     progress(Stage::Start("predict"));
     let model = model.valid();
-    let inner = device.clone();
-    let (proba, embeddings) = predict_and_embed::<B::InnerBackend>(&model, &cells.tokens, &inner);
+    let (proba, embeddings) = predict_and_embed::<B::InnerBackend>(&model, &cells.tokens, device);
     let k = classes.n_classes();
     let predicted = argmax_rows(&proba, k);
     let model_valid = score(&y_valid, &valid.iter().map(|&i| predicted[i]).collect::<Vec<_>>())?;
     let model_test = match &test {
         Some((t, codes)) => {
-            let (p, _) = predict_and_embed::<B::InnerBackend>(&model, &t.tokens, &inner);
+            let (p, _) = predict_and_embed::<B::InnerBackend>(&model, &t.tokens, device);
             Some(score(codes, &argmax_rows(&p, k))?)
         }
         None => None,
@@ -411,7 +413,7 @@ pub fn annotate<B: AutodiffBackend>(
     scatter_png(&path, &pca_2d(view), &y_valid, &classes.names, "Geneformer embeddings, validation (PCA)")
         .map_err(eval_err)?;
     written.push(path);
-    if input.extension().is_some_and(|e| e == "h5ad") && cells.tokens.len() == n_cells(input)? {
+    if input.extension().is_some_and(|e| e == "h5ad") && cells.tokens.len() == cells.cells_in {
         let names: Vec<String> = predicted.iter().map(|&c| classes.names[c].clone()).collect();
         let mut split = vec!["train".to_owned(); cells.tokens.len()];
         for &i in &valid {
@@ -451,11 +453,6 @@ pub fn annotate<B: AutodiffBackend>(
     std::fs::write(&path, serde_json::to_vec_pretty(&report).expect("serialisable"))
         .map_err(|source| IoError::Io { path: path.clone(), source })?;
     Ok(report)
-}
-
-fn n_cells(path: &Path) -> Result<usize, Error> {
-    let opts = SourceOptions { matrix: MatrixSelector::Counts, obs: ObsSelection::None, require_counts: false };
-    Ok(AnySource::open(path, &opts)?.n_cells())
 }
 
 fn tail_mean(losses: &[f64]) -> f64 {
