@@ -3,6 +3,7 @@
 
 mod tokenize_dataset;
 mod train;
+mod train_families;
 
 use std::path::PathBuf;
 

@@ -6,11 +6,96 @@ use burn::tensor::{Bool, Int, Tensor, TensorData};
 
 use scfm_core::SplitMix64;
 
-/// Right-padded token ids of a batch of cells and its padding mask.
+use crate::TrainError;
+
+/// Tokenized cells as a run reads them: token ids and, for the value-based families (scGPT),
+/// one value per token.
+#[derive(Debug, Clone, Copy)]
+pub struct Cells<'a> {
+    /// Token ids per cell.
+    pub ids: &'a [Vec<u32>],
+    /// Values per cell, as long as its ids.
+    pub values: Option<&'a [Vec<f32>]>,
+}
+
+impl<'a> Cells<'a> {
+    /// Cells given by token ids alone (Geneformer, scBERT).
+    pub fn tokens(ids: &'a [Vec<u32>]) -> Self {
+        Self { ids, values: None }
+    }
+
+    /// Cells given by token ids and one value per token (scGPT).
+    pub fn with_values(ids: &'a [Vec<u32>], values: &'a [Vec<f32>]) -> Self {
+        Self { ids, values: Some(values) }
+    }
+
+    /// Number of cells.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether there are no cells.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Tokens per cell.
+    pub fn lengths(&self) -> Vec<usize> {
+        self.ids.iter().map(Vec::len).collect()
+    }
+
+    /// The cells `rows`, padded: with `pad_value` the values are padded too (and required).
+    pub fn batch(&self, rows: &[usize], pad_id: u32, pad_value: Option<f32>) -> TokenBatch {
+        let ids: Vec<&[u32]> = rows.iter().map(|&r| self.ids[r].as_slice()).collect();
+        let mut batch = TokenBatch::pad(&ids, pad_id);
+        if let (Some(pad), Some(values)) = (pad_value, self.values) {
+            batch.values = vec![pad; batch.cells * batch.len];
+            for (b, &r) in rows.iter().enumerate() {
+                batch.values[b * batch.len..b * batch.len + values[r].len()].copy_from_slice(&values[r]);
+            }
+        }
+        batch
+    }
+
+    /// Checks that values are present exactly when `needs_values`, one per token.
+    ///
+    /// # Errors
+    /// [`TrainError::Invalid`] naming the first offending cell.
+    pub fn check(&self, needs_values: bool) -> Result<(), TrainError> {
+        match (self.values, needs_values) {
+            (None, true) => Err(TrainError::Invalid("this model reads a value per token; the cells have none".into())),
+            (Some(_), false) => Err(TrainError::Invalid("this model reads tokens only; the cells carry values".into())),
+            (None, false) => Ok(()),
+            (Some(values), true) => {
+                if values.len() != self.ids.len() {
+                    return Err(TrainError::Invalid(format!(
+                        "{} cells have token ids but {} have values",
+                        self.ids.len(),
+                        values.len()
+                    )));
+                }
+                match self.ids.iter().zip(values).position(|(i, v)| i.len() != v.len()) {
+                    Some(c) => Err(TrainError::Invalid(format!(
+                        "cell {c} has {} tokens but {} values",
+                        self.ids[c].len(),
+                        values[c].len()
+                    ))),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// Right-padded token ids of a batch of cells, their values when the family reads them, and
+/// the padding mask.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenBatch {
     /// `[cells, len]` row-major ids; padding is `pad_id`.
     pub ids: Vec<i64>,
+    /// `[cells, len]` row-major values (padding: the model's pad value); empty for token-only
+    /// families.
+    pub values: Vec<f32>,
     /// `[cells, len]`, true at padding.
     pub padded: Vec<bool>,
     /// Real tokens per cell.
@@ -33,7 +118,19 @@ impl TokenBatch {
                 padded[r * len + k] = false;
             }
         }
-        Self { ids, padded, lengths: cells.iter().map(|c| c.len()).collect(), cells: cells.len(), len }
+        Self { ids, values: vec![], padded, lengths: cells.iter().map(|c| c.len()).collect(), cells: cells.len(), len }
+    }
+
+    /// The values as a tensor (zeros when the batch has none).
+    ///
+    /// # Shapes
+    /// - output: `[cells, len]`
+    pub fn value_tensor<B: Backend>(&self, device: &B::Device) -> Tensor<B, 2> {
+        let shape = [self.cells, self.len];
+        if self.values.is_empty() {
+            return Tensor::zeros(shape, device);
+        }
+        Tensor::from_data(TensorData::new(self.values.clone(), shape), device)
     }
 
     /// The ids and padding mask as tensors.

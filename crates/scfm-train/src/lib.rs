@@ -2,8 +2,11 @@
 //!
 //! - [`batch`]: padding to the batch maximum, token-budget batches, Geneformer's
 //!   length-grouped order, seeded shuffles and rank-value truncation.
-//! - [`Objective`]s: [`Classification`] (cell-type fine-tuning with the upstream heads) and
-//!   Geneformer's [`MaskedLm`].
+//! - [`Objective`]s: [`Classification`] (cell-type fine-tuning with the upstream heads:
+//!   Geneformer's BERT pooler and classifier, scGPT's `cls_decoder`, scBERT's convolutional
+//!   head) and pretraining: Geneformer's [`MaskedLm`], scBERT's [`ScBertMaskedLm`], scGPT's
+//!   [`ScGptPretraining`] (GEP/GEPC, masked values or generative with gene- and cell-prompt
+//!   attention).
 //! - [`train`]: AdamW with linear/cosine/constant schedules and warm-up, global-norm
 //!   clipping, gradient accumulation, seeded dropout, checkpoints every N steps.
 //! - [`checkpoint`]: atomic checkpoints (safetensors + optimiser state + config + tokenizer
@@ -20,9 +23,12 @@ mod rng;
 mod schedule;
 mod train;
 
+pub use batch::Cells;
 pub use checkpoint::{Checkpoint, CheckpointMeta, TrainProgress};
 pub use error::TrainError;
-pub use objectives::{CellClassifier, Classification, MaskedLm, predict_proba};
+pub use objectives::{
+    CellClassifier, Classification, MaskedLm, ScBertMaskedLm, ScGptPretraining, ScGptTask, predict_proba,
+};
 pub use rng::derive_seed;
 pub use schedule::LrSchedule;
 pub use train::{Objective, ScheduleKind, StepReport, TrainOptions, clip_global_norm, in_batches, seeded, train};

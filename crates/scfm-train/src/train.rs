@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use burn::module::{AutodiffModule, ModuleVisitor, Param};
+use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor};
@@ -19,13 +19,32 @@ use crate::{LrSchedule, TrainError};
 /// runs under this lock, so concurrent trainers in one process stay reproducible.
 static RNG_LOCK: Mutex<()> = Mutex::new(());
 
-/// Runs `f` (e.g. a model's initialisation) with burn's generator seeded with `seed`, under the
-/// same process-wide lock as training steps, so that concurrent work in the process cannot
-/// draw from the generator in between.
-pub fn seeded<B: burn::tensor::backend::Backend, T>(device: &B::Device, seed: u64, f: impl FnOnce() -> T) -> T {
+/// Builds a model with burn's generator seeded with `seed`, under the same process-wide lock
+/// as training steps, and draws every parameter before returning: burn initialises
+/// parameters lazily, on first use, so without this the weights would come from whatever the
+/// generator holds at that later moment.
+pub fn seeded<B: burn::tensor::backend::Backend, M: Module<B>>(
+    device: &B::Device,
+    seed: u64,
+    f: impl FnOnce() -> M,
+) -> M {
+    struct Materialize;
+    impl<B: burn::tensor::backend::Backend> ModuleVisitor<B> for Materialize {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let _ = param.val();
+        }
+        fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<B, D, burn::tensor::Int>>) {
+            let _ = param.val();
+        }
+        fn visit_bool<const D: usize>(&mut self, param: &Param<Tensor<B, D, burn::tensor::Bool>>) {
+            let _ = param.val();
+        }
+    }
     let _guard = RNG_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     B::seed(device, seed);
-    f()
+    let model = f();
+    model.visit(&mut Materialize);
+    model
 }
 
 const ORDER_STREAM: u64 = 1;
@@ -114,6 +133,16 @@ pub struct StepReport {
 
 /// A training objective over token sequences: the loss of a batch of cells.
 pub trait Objective<B: AutodiffBackend, M> {
+    /// Checks, before the first step, that `model` can be trained on this objective's data
+    /// (heads present, values where the family reads them, tokens in the vocabulary).
+    ///
+    /// # Errors
+    /// [`TrainError::Invalid`] naming the problem.
+    fn check(&self, model: &M) -> Result<(), TrainError> {
+        let _ = model;
+        Ok(())
+    }
+
     /// The mean loss of the cells `rows` (indices into the run's cells) under `model`; `key`
     /// is unique per epoch and cell for anything random the objective draws (masking).
     ///
@@ -130,7 +159,8 @@ pub trait Objective<B: AutodiffBackend, M> {
 /// CPU. `progress` sees every optimiser step.
 ///
 /// # Errors
-/// [`TrainError::Invalid`] for empty data or zero sizes, checkpoint errors.
+/// [`TrainError::Invalid`] for empty data, zero sizes or data the model cannot read
+/// ([`Objective::check`]), checkpoint errors.
 pub fn train<B, M, Obj>(
     mut model: M,
     objective: &Obj,
@@ -155,6 +185,7 @@ where
             options.accumulation
         )));
     }
+    objective.check(&model)?;
     let plans: Vec<Vec<Vec<usize>>> = (0..options.epochs)
         .map(|e| {
             let order = length_grouped(&lengths, options.batch_size, derive_seed(options.seed, ORDER_STREAM, e as u64));

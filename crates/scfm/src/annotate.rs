@@ -20,7 +20,7 @@ use scfm_models::layers::Activation;
 use scfm_tokenize::geneformer::GeneformerVersion;
 use scfm_tokenize::mask::GeneformerMlm;
 use scfm_train::batch::{TokenBatch, truncate_rank_value};
-use scfm_train::{CheckpointMeta, Classification, MaskedLm, StepReport, TrainOptions};
+use scfm_train::{Cells, CheckpointMeta, Classification, MaskedLm, StepReport, TrainOptions};
 use serde::Serialize;
 
 use crate::Error;
@@ -157,8 +157,11 @@ pub enum Stage<'a> {
 /// The labelled cells of one file, as the pipeline uses them.
 #[derive(Debug, Clone)]
 pub struct LabelledCells {
-    /// Geneformer V2 tokens per cell (`<cls>`, top-ranked genes, `<eos>`).
+    /// Tokens per cell in the scheme's layout (Geneformer V2: `<cls>`, top-ranked genes,
+    /// `<eos>`).
     pub tokens: Vec<Vec<u32>>,
+    /// One value per token for the value-based schemes (scGPT's bins), else `None`.
+    pub values: Option<Vec<Vec<f32>>>,
     /// Raw counts.
     pub counts: CsrMatrix,
     /// Cell-type label per cell.
@@ -184,10 +187,25 @@ pub fn read_labelled_cells(
     max_len: usize,
 ) -> Result<LabelledCells, Error> {
     let files = GeneformerFiles::find(dictionaries, GeneformerVersion::V2)?;
-    read_labelled(path, label, &Scheme::Geneformer { version: GeneformerVersion::V2, files }, max_len)
+    read_labelled_cells_with(path, label, &Scheme::Geneformer { version: GeneformerVersion::V2, files }, max_len)
 }
 
-fn read_labelled(path: &Path, label: &str, scheme: &Scheme, max_len: usize) -> Result<LabelledCells, Error> {
+/// [`read_labelled_cells`] with any tokenization scheme: Geneformer cells are truncated to
+/// `max_len` tokens (keeping V2's frame); the other schemes set their own length (scGPT's
+/// `ScGptSequence::max_len`, scBERT's and xTrimoGene's gene panels) and `max_len` is unused.
+///
+/// # Errors
+/// Unreadable files, missing vocabulary files or label column, non-count matrices.
+pub fn read_labelled_cells_with(
+    path: &Path,
+    label: &str,
+    scheme: &Scheme,
+    max_len: usize,
+) -> Result<LabelledCells, Error> {
+    let truncate = match scheme {
+        Scheme::Geneformer { version, .. } => Some(*version == GeneformerVersion::V2),
+        _ => None,
+    };
     let opts = SourceOptions { matrix: MatrixSelector::Counts, obs: ObsSelection::All, require_counts: true };
     let source = AnySource::open(path, &opts)?;
     crate::pipeline::require_counts(&source, path)?;
@@ -196,6 +214,7 @@ fn read_labelled(path: &Path, label: &str, scheme: &Scheme, max_len: usize) -> R
     crate::pipeline::require_mapped(&source, path, genes_mapped)?;
     let mut cells = LabelledCells {
         tokens: vec![],
+        values: None,
         counts: CsrMatrix::new(source.genes().len()),
         labels: vec![],
         genes: source.genes().ids().to_vec(),
@@ -210,12 +229,18 @@ fn read_labelled(path: &Path, label: &str, scheme: &Scheme, max_len: usize) -> R
         let n_counts = crate::pipeline::n_counts(&chunk, n_counts_col);
         for (i, l) in labels.into_iter().enumerate() {
             let cell = chunk.cell(i);
-            let tokens = cell_fn(key, cell, n_counts[i]).map(|(ids, _)| truncate_rank_value(&ids, max_len, true));
+            let row = cell_fn(key, cell, n_counts[i]);
             key += 1;
             // Cells without a label or without any vocabulary gene cannot be scored.
-            let (Some(l), Some(tokens)) = (l, tokens) else { continue };
+            let (Some(l), Some((ids, values))) = (l, row) else { continue };
             cells.counts.push_row(cell.indices, cell.values).map_err(eval_err)?;
-            cells.tokens.push(tokens);
+            cells.tokens.push(match truncate {
+                Some(framed) => truncate_rank_value(&ids, max_len, framed),
+                None => ids,
+            });
+            if let Some(v) = values {
+                cells.values.get_or_insert_with(Vec::new).push(v);
+            }
             cells.labels.push(l);
         }
     }
@@ -252,7 +277,7 @@ pub fn annotate<B: AutodiffBackend>(
     let files = GeneformerFiles::find(&options.dictionaries, GeneformerVersion::V2)?;
     let vocab_size = scfm_tokenize::vocab::geneformer_token_dictionary(&files.token_dictionary)?.id_bound();
     let scheme = Scheme::Geneformer { version: GeneformerVersion::V2, files };
-    let cells = read_labelled(input, &options.label, &scheme, options.model.max_len)?;
+    let cells = read_labelled_cells_with(input, &options.label, &scheme, options.model.max_len)?;
     let classes = Labels::from_strings(&cells.labels);
     if classes.n_classes() < 2 {
         return Err(Error::Incompatible {
@@ -268,7 +293,7 @@ pub fn annotate<B: AutodiffBackend>(
         stratified_split(&classes.codes, options.validation_fraction, options.seed).map_err(eval_err)?;
     let test = match &options.test {
         Some(path) => {
-            let t = read_labelled(path, &options.label, &scheme, options.model.max_len)?;
+            let t = read_labelled_cells_with(path, &options.label, &scheme, options.model.max_len)?;
             if t.genes != cells.genes {
                 return Err(Error::Incompatible {
                     reason: format!(
@@ -371,7 +396,7 @@ pub fn annotate<B: AutodiffBackend>(
     })
     .with_pooling(options.pooling);
     let parameters = burn::module::Module::num_params(&model);
-    let objective = Classification { cells: &train_tokens, classes: &y_train };
+    let objective = Classification { cells: Cells::tokens(&train_tokens), classes: &y_train };
     let (opts, meta) =
         stage("finetune", options.finetune_epochs, options.finetune_lr, "geneformer-classifier", &classes.names);
     let mut losses = vec![];

@@ -24,20 +24,28 @@ pub(super) fn assemble<B: Backend>(c: &ScBertConfig, src: &mut impl ModuleSource
     let norm = src.layer_norm("norm", d, 1e-5);
     let (lm_head, classifier) = match c.classifier {
         None => (Some(src.linear("to_out", d, c.n_tokens)), None),
-        Some(h) => {
-            let conv_w = src.weight("to_out.conv1.weight", [1, 1, 1, d]).reshape([d, 1]);
-            let conv_b = src.vector("to_out.conv1.bias", 1);
-            let conv = burn::nn::Linear { weight: Param::from_tensor(conv_w), bias: Some(Param::from_tensor(conv_b)) };
-            let head = ScBertClassifier {
-                conv,
-                fc1: src.linear("to_out.fc1", c.seq_len, h.fc1),
-                fc2: src.linear("to_out.fc2", h.fc1, h.fc2),
-                fc3: src.linear("to_out.fc3", h.fc2, h.n_classes),
-            };
-            (None, Some(head))
-        }
+        Some(h) => (None, Some(classifier(c, h, src))),
     };
     ScBert { token_emb, pos_emb, layers, norm, lm_head, classifier, config: c.clone() }
+}
+
+/// `finetune.py`'s head (`to_out.*`) of shape `h`, from `src`.
+pub(super) fn classifier<B: Backend>(
+    c: &ScBertConfig,
+    h: ScBertClassifierShape,
+    src: &mut impl ModuleSource<B>,
+) -> ScBertClassifier<B> {
+    let d = c.performer.dim;
+    let conv_w = src.weight("to_out.conv1.weight", [1, 1, 1, d]).reshape([d, 1]);
+    let conv_b = src.vector("to_out.conv1.bias", 1);
+    // The reshape is an op: detached, the weight is a leaf that can require gradients.
+    let conv = burn::nn::Linear { weight: Param::from_tensor(conv_w.detach()), bias: Some(Param::from_tensor(conv_b)) };
+    ScBertClassifier {
+        conv,
+        fc1: src.linear("to_out.fc1", c.seq_len, h.fc1),
+        fc2: src.linear("to_out.fc2", h.fc1, h.fc2),
+        fc3: src.linear("to_out.fc3", h.fc2, h.n_classes),
+    }
 }
 
 impl ScBertConfig {

@@ -44,6 +44,10 @@ pub struct ScGptConfig {
     pub mvc: bool,
     /// Number of classes of the classification decoder, when there is one (fine-tunes).
     pub n_cls: Option<usize>,
+    /// Whether the model has the flag embedding of generative pretraining (`flag_encoder`,
+    /// in the released checkpoints).
+    #[serde(default)]
+    pub generative: bool,
 }
 
 /// The fields of a released `args.json` that shape the model (upstream names).
@@ -111,6 +115,7 @@ impl ScGptConfig {
             layer_norm_eps: 1e-5,
             mvc: true,
             n_cls: None,
+            generative: true,
         }
     }
 
@@ -156,6 +161,7 @@ impl ScGptConfig {
             layer_norm_eps: 1e-5,
             mvc: a.mvc,
             n_cls: None,
+            generative: false,
         })
     }
 

@@ -68,7 +68,24 @@ fn assemble_with<B: Backend, S: ModuleSource<B>>(c: &ScGptConfig, src: &mut S, h
         gene2query: src.linear("mvc_decoder.gene2query", d, d),
         w: src.linear_no_bias("mvc_decoder.W.weight", d, d),
     });
-    let cls_decoder = c.n_cls.map(|n_cls| ClsDecoder {
+    let cls_decoder = c.n_cls.map(|n_cls| cls_decoder(c, n_cls, src));
+    let flag_encoder = c.generative.then(|| src.embedding("flag_encoder.weight", 2, d));
+    ScGpt {
+        gene_encoder,
+        value_encoder,
+        layers,
+        expr_decoder,
+        mvc_decoder,
+        cls_decoder,
+        flag_encoder,
+        config: c.clone(),
+    }
+}
+
+/// `cls_decoder` with `n_cls` outputs, from `src`.
+pub(super) fn cls_decoder<B: Backend>(c: &ScGptConfig, n_cls: usize, src: &mut impl ModuleSource<B>) -> ClsDecoder<B> {
+    let (d, eps) = (c.d_model, c.layer_norm_eps);
+    ClsDecoder {
         blocks: (0..c.n_layers_cls - 1)
             .map(|k| ClsBlock {
                 linear: src.linear(&format!("cls_decoder._decoder.{}", 3 * k), d, d),
@@ -76,13 +93,8 @@ fn assemble_with<B: Backend, S: ModuleSource<B>>(c: &ScGptConfig, src: &mut S, h
             })
             .collect(),
         out: src.linear("cls_decoder.out_layer", d, n_cls),
-    });
-    ScGpt { gene_encoder, value_encoder, layers, expr_decoder, mvc_decoder, cls_decoder, config: c.clone() }
+    }
 }
-
-/// Keys of released checkpoints that `TransformerModel` does not read: the generative
-/// pretraining's flag embedding.
-const IGNORABLE: [&str; 1] = ["flag_encoder.weight"];
 
 /// The checkpoint names scGPT folders use, in the order they are looked for.
 const CHECKPOINT_NAMES: [&str; 2] = ["best_model.pt", "model.pt"];
@@ -108,7 +120,8 @@ impl<B: Backend> ScGpt<B> {
 
     /// Builds the model of `config` from the tensors of a checkpoint. The heads follow the
     /// checkpoint: the MVC decoder when it has `mvc_decoder.*`, the classification decoder
-    /// (sized by `cls_decoder.out_layer.weight`) when it has `cls_decoder.*`; the attention
+    /// (sized by `cls_decoder.out_layer.weight`) when it has `cls_decoder.*`, the flag embedding
+    /// of generative pretraining when it has `flag_encoder.weight`; the attention
     /// projections may be stored as `Wqkv` (released, flash layout) or `in_proj_*` (PyTorch).
     ///
     /// # Errors
@@ -118,9 +131,9 @@ impl<B: Backend> ScGpt<B> {
         let mut config = config.clone();
         config.mvc = loader.has("mvc_decoder.W.weight") || loader.has("mvc_decoder.gene2query.weight");
         config.n_cls = loader.shape("cls_decoder.out_layer.weight").map(|s| s.first().copied().unwrap_or(0));
+        config.generative = loader.has("flag_encoder.weight");
         let has = |key: &str| file.get(key).is_some();
         let model = assemble_with(&config, &mut loader, has);
-        loader.ignore(IGNORABLE.map(String::from));
         loader.finish(&format!("scGPT ({} layers, d_model {})", config.n_layers, config.d_model))?;
         Ok(model)
     }

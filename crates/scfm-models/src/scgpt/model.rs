@@ -2,10 +2,10 @@ use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, Linear};
 use burn::tensor::activation::{leaky_relu, relu, sigmoid};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Int, Tensor};
+use burn::tensor::{Bool, Int, Tensor, TensorData};
 
 use super::ScGptConfig;
-use crate::checkpoint::Fresh;
+use crate::checkpoint::{Fresh, ModuleSource};
 use crate::layers::{EncoderLayer, full_bias, key_padding_bias, l2_normalize, mean_over};
 
 /// `GeneEncoder`: the gene-token embedding followed by `enc_norm`.
@@ -117,6 +117,9 @@ pub struct ScGpt<B: Backend> {
     pub expr_decoder: ExprDecoder<B>,
     pub mvc_decoder: Option<MvcDecoder<B>>,
     pub cls_decoder: Option<ClsDecoder<B>>,
+    /// `flag_encoder`, `Embedding(2, d_model)`: row 1 marks the generated genes of generative
+    /// pretraining (present in the released checkpoints; unused at inference).
+    pub flag_encoder: Option<Embedding<B>>,
     #[module(skip)]
     pub config: ScGptConfig,
 }
@@ -151,6 +154,23 @@ impl<B: Backend> ScGpt<B> {
         super::import::assemble(config, &mut Fresh::new(device, 0.02))
     }
 
+    /// The model with a freshly initialised classification decoder for `n_cls` cell types
+    /// (replacing any it had), as the annotation tutorial puts on a pretrained model.
+    pub fn with_classifier(mut self, n_cls: usize, device: &B::Device) -> Self {
+        self.config.n_cls = Some(n_cls);
+        self.cls_decoder = Some(super::import::cls_decoder(&self.config, n_cls, &mut Fresh::new(device, 0.02)));
+        self
+    }
+
+    /// The model with the flag embedding generative pretraining needs (kept when it has one).
+    pub fn with_flag_encoder(mut self, device: &B::Device) -> Self {
+        if self.flag_encoder.is_none() {
+            self.config.generative = true;
+            self.flag_encoder = Some(Fresh::new(device, 0.02).embedding("flag_encoder.weight", 2, self.config.d_model));
+        }
+        self
+    }
+
     /// Runs the gene and value encoders and the transformer.
     ///
     /// # Shapes
@@ -176,6 +196,75 @@ impl<B: Backend> ScGpt<B> {
             x = y;
         }
         ScGptEncoded { gene_embeddings, output: x, attentions }
+    }
+
+    /// The forward pass of generative pretraining (MODELS.md §3.9). Gene-prompt positions
+    /// (`prompt`, `<cls>` included) carry gene + value embeddings, generated positions gene +
+    /// flag embeddings; `bias` (from [`ScGpt::generative_attention_bias`]) lets prompt genes
+    /// attend to the prompt only and each generated gene to the prompt and itself. With
+    /// `cell_prompt` the first position's input is that cell embedding instead (the
+    /// "cell-prompt" pass). `None` without a flag encoder ([`ScGpt::with_flag_encoder`]).
+    ///
+    /// Upstream runs the generated stream through the same `Wqkv` but skips `out_proj` for it;
+    /// scfm applies the whole attention to both streams (the same weights, one code path). The
+    /// quirk only matters when continuing upstream's own pretraining run.
+    ///
+    /// # Shapes
+    /// - `ids`, `values`, `prompt`: `[batch, len]`
+    /// - `bias`: `[batch, 1, len, len]`
+    /// - `cell_prompt`: `[batch, d_model]`
+    /// - output: [`ScGptEncoded`] (`[batch, len, d_model]` each, no attentions)
+    pub fn encode_generative(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        values: Tensor<B, 2>,
+        prompt: Tensor<B, 2, Bool>,
+        bias: Tensor<B, 4>,
+        cell_prompt: Option<Tensor<B, 2>>,
+    ) -> Option<ScGptEncoded<B>> {
+        let flag = self.flag_encoder.as_ref()?;
+        let [b, l] = ids.dims();
+        let d = self.config.d_model;
+        let gene_embeddings = self.gene_encoder.forward(ids);
+        let flag = flag.weight.val().narrow(0, 1, 1).reshape([1, 1, d]);
+        let prompt = prompt.unsqueeze_dim::<3>(2).expand([b, l, d]);
+        let mut x = (gene_embeddings.clone() + flag)
+            .mask_where(prompt, gene_embeddings.clone() + self.value_encoder.forward(values));
+        if let Some(cell) = cell_prompt {
+            x = x.slice_assign([0..b, 0..1, 0..d], cell.reshape([b, 1, d]));
+        }
+        for layer in &self.layers {
+            x = layer.forward(x, Some(bias.clone()), false).0;
+        }
+        Some(ScGptEncoded { gene_embeddings, output: x, attentions: vec![] })
+    }
+
+    /// The additive attention bias of generative pretraining: query `i` may see key `j` when
+    /// `j` is a real prompt position or `j == i`.
+    ///
+    /// # Shapes
+    /// - `prompt`, `padded`: `[cells, len]` row-major
+    /// - output: `[cells, 1, len, len]`
+    pub fn generative_attention_bias(
+        prompt: &[bool],
+        padded: &[bool],
+        cells: usize,
+        len: usize,
+        device: &B::Device,
+    ) -> Tensor<B, 4> {
+        let mut bias = vec![f32::MIN; cells * len * len];
+        for c in 0..cells {
+            let row = &mut bias[c * len * len..(c + 1) * len * len];
+            for j in (0..len).filter(|&j| prompt[c * len + j] && !padded[c * len + j]) {
+                for i in 0..len {
+                    row[i * len + j] = 0.0;
+                }
+            }
+            for i in 0..len {
+                row[i * len + i] = 0.0;
+            }
+        }
+        Tensor::from_data(TensorData::new(bias, [cells, 1, len, len]), device)
     }
 
     /// The expression decoder's prediction per position (`mlm_output`).

@@ -1,0 +1,127 @@
+//! The objectives: cell-type classification (every family's fine-tuning) and each family's
+//! pretraining.
+
+mod geneformer;
+mod scbert;
+mod scgpt;
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::tensor::activation::softmax;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Int, Tensor, TensorData};
+
+pub use geneformer::MaskedLm;
+pub use scbert::ScBertMaskedLm;
+pub use scgpt::{ScGptPretraining, ScGptTask};
+
+use crate::TrainError;
+use crate::batch::{Cells, TokenBatch};
+use crate::train::{Objective, in_batches};
+
+/// A model that classifies cells into cell types.
+pub trait CellClassifier<B: Backend>: Module<B> {
+    /// Family and head, as checkpoints record it (`geneformer-classifier`).
+    fn family(&self) -> &'static str;
+    /// Id of `<pad>`.
+    fn pad_id(&self) -> u32;
+    /// The value of padded positions for families that read a value per token (scGPT);
+    /// `None` for token-only families.
+    fn pad_value(&self) -> Option<f32> {
+        None
+    }
+    /// Cell types the head predicts (0 without a head).
+    fn n_classes(&self) -> usize;
+    /// Checks that the model can read `cells`: values present exactly when it reads them,
+    /// and whatever else the family requires.
+    ///
+    /// # Errors
+    /// [`TrainError::Invalid`] naming the problem.
+    fn check_cells(&self, cells: &Cells<'_>) -> Result<(), TrainError> {
+        cells.check(self.pad_value().is_some())
+    }
+    /// Class logits of a padded batch.
+    ///
+    /// # Shapes
+    /// - output: `[cells, n_classes]`
+    fn logits(&self, batch: &TokenBatch, device: &B::Device) -> Tensor<B, 2>;
+    /// Stops gradients to the embeddings and the first `n_layers` encoder layers (upstream's
+    /// `freeze_layers`).
+    fn freeze_layers(self, n_layers: usize) -> Self;
+}
+
+/// Checks that `model` can read `cells` and has a head.
+fn check_input<B: Backend, M: CellClassifier<B>>(model: &M, cells: &Cells<'_>) -> Result<(), TrainError> {
+    if model.n_classes() == 0 {
+        return Err(TrainError::Invalid(format!("the {} model has no classification head", model.family())));
+    }
+    model.check_cells(cells)
+}
+
+/// Cross-entropy of cell-type predictions.
+#[derive(Debug, Clone)]
+pub struct Classification<'a> {
+    /// The cells.
+    pub cells: Cells<'a>,
+    /// Class code per cell.
+    pub classes: &'a [usize],
+}
+
+impl<B: AutodiffBackend, M: CellClassifier<B>> Objective<B, M> for Classification<'_> {
+    fn check(&self, model: &M) -> Result<(), TrainError> {
+        check_input(model, &self.cells)?;
+        if self.classes.len() != self.cells.len() {
+            return Err(TrainError::Invalid(format!(
+                "{} cells but {} class labels",
+                self.cells.len(),
+                self.classes.len()
+            )));
+        }
+        match self.classes.iter().find(|&&c| c >= model.n_classes()) {
+            Some(c) => Err(TrainError::Invalid(format!("class {c}, but the head predicts {}", model.n_classes()))),
+            None => Ok(()),
+        }
+    }
+    fn loss(&self, model: &M, rows: &[usize], _epoch: usize, device: &B::Device) -> Tensor<B, 1> {
+        let logits = model.logits(&self.cells.batch(rows, model.pad_id(), model.pad_value()), device);
+        let targets: Vec<i64> = rows.iter().map(|&r| self.classes[r] as i64).collect();
+        let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [rows.len()]), device);
+        CrossEntropyLossConfig::new().init(device).forward(logits, targets)
+    }
+    fn lengths(&self) -> Vec<usize> {
+        self.cells.lengths()
+    }
+}
+
+/// Class probabilities of every cell, row-major `[cells, n_classes]`, in batches of at most
+/// `batch_size` cells and `max_tokens` padded tokens (no dropout: run it on the model's
+/// [`AutodiffModule::valid`](burn::module::AutodiffModule::valid) copy).
+///
+/// # Errors
+/// [`TrainError::Invalid`] when the model has no head or cannot read the cells (values missing
+/// or unexpected).
+pub fn predict_proba<B: Backend, M: CellClassifier<B>>(
+    model: &M,
+    cells: Cells<'_>,
+    batch_size: usize,
+    max_tokens: usize,
+    device: &B::Device,
+) -> Result<Vec<Vec<f32>>, TrainError> {
+    check_input(model, &cells)?;
+    Ok(in_batches(&cells.lengths(), batch_size, max_tokens, |rows| {
+        let probs = softmax(model.logits(&cells.batch(rows, model.pad_id(), model.pad_value()), device), 1);
+        let k = probs.dims()[1];
+        let values = probs.into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default();
+        values.chunks(k).map(<[f32]>::to_vec).collect()
+    }))
+}
+
+/// `Σ m·(pred − target)² / Σ m` (scGPT's `masked_mse_loss`, xTrimoGene's masked regression).
+///
+/// # Shapes
+/// - `pred`, `target`, `mask` (1 at scored positions): `[cells, len]`
+/// - output: `[1]`
+pub(crate) fn masked_mse<B: Backend>(pred: Tensor<B, 2>, target: Tensor<B, 2>, mask: Tensor<B, 2>) -> Tensor<B, 1> {
+    let n = mask.clone().sum().clamp_min(1.0);
+    ((pred - target).powi_scalar(2) * mask).sum() / n
+}

@@ -1,0 +1,110 @@
+//! scBERT: the convolutional classification head and masked-LM pretraining over bins.
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Int, Tensor, TensorData};
+use scfm_models::scbert::ScBert;
+use scfm_tokenize::mask::ScBertMask;
+
+use super::CellClassifier;
+use crate::TrainError;
+use crate::batch::{Cells, TokenBatch};
+use crate::train::Objective;
+
+/// Checks that every cell has the model's `seq_len` tokens, each below `n_tokens`.
+fn check_tokens(cells: &[Vec<u32>], seq_len: usize, n_tokens: usize) -> Result<(), TrainError> {
+    if let Some(c) = cells.iter().position(|c| c.len() != seq_len) {
+        return Err(TrainError::Invalid(format!(
+            "cell {c} has {} tokens; scBERT reads exactly {seq_len} (its gene panel and the trailing slot)",
+            cells[c].len()
+        )));
+    }
+    match cells.iter().flatten().find(|&&t| t as usize >= n_tokens) {
+        Some(t) => Err(TrainError::Invalid(format!("token {t}, but scBERT has {n_tokens} tokens"))),
+        None => Ok(()),
+    }
+}
+
+impl<B: Backend> CellClassifier<B> for ScBert<B> {
+    fn family(&self) -> &'static str {
+        "scbert-classifier"
+    }
+    /// scBERT's cells all have `seq_len` tokens: nothing is ever padded.
+    fn pad_id(&self) -> u32 {
+        0
+    }
+    fn n_classes(&self) -> usize {
+        self.classifier.as_ref().map_or(0, |h| h.fc3.weight.dims()[1])
+    }
+    fn check_cells(&self, cells: &Cells<'_>) -> Result<(), TrainError> {
+        cells.check(false)?;
+        check_tokens(cells.ids, self.config.seq_len, self.config.n_tokens)
+    }
+    fn logits(&self, batch: &TokenBatch, device: &B::Device) -> Tensor<B, 2> {
+        let (ids, _) = batch.tensors::<B>(device);
+        self.classify(self.encode(ids)).expect("checked: the model has a classification head")
+    }
+    fn freeze_layers(mut self, n_layers: usize) -> Self {
+        if n_layers > 0 {
+            self.token_emb = self.token_emb.no_grad();
+        }
+        for layer in self.layers.iter_mut().take(n_layers) {
+            *layer = layer.clone().no_grad();
+        }
+        self
+    }
+}
+
+/// scBERT's masked-LM pretraining (MODELS.md §1.7): `data_mask` picks 15 % of the non-zero
+/// bins of each cell and masks 90 % of them; cross-entropy over the 7 tokens at the picked
+/// positions (`ignore_index` = `[MASK]`), averaged over the batch.
+#[derive(Debug, Clone)]
+pub struct ScBertMaskedLm<'a> {
+    /// Tokens per cell (bins 0…5 over the panel, then the trailing 0).
+    pub cells: &'a [Vec<u32>],
+    /// The masker.
+    pub masker: ScBertMask,
+}
+
+impl<B: AutodiffBackend> Objective<B, ScBert<B>> for ScBertMaskedLm<'_> {
+    fn check(&self, model: &ScBert<B>) -> Result<(), TrainError> {
+        if model.lm_head.is_none() {
+            return Err(TrainError::Invalid("masked-LM pretraining needs scBERT's to_out output layer".into()));
+        }
+        check_tokens(self.cells, model.config.seq_len, model.config.n_tokens)
+    }
+    fn loss(&self, model: &ScBert<B>, rows: &[usize], epoch: usize, device: &B::Device) -> Tensor<B, 1> {
+        let n = self.cells.len() as u64;
+        let len = model.config.seq_len;
+        let mut input: Vec<Vec<u32>> = Vec::with_capacity(rows.len());
+        let (mut picked, mut targets): (Vec<i64>, Vec<i64>) = (vec![], vec![]);
+        for (b, &r) in rows.iter().enumerate() {
+            // Checked: every token is below n_tokens (7), so it fits a byte.
+            let tokens: Vec<u8> = self.cells[r].iter().map(|&t| t as u8).collect();
+            let (masked, labels) = self.masker.mask(&tokens, epoch as u64 * n + r as u64);
+            for (k, &l) in labels.iter().enumerate().filter(|&(_, &l)| l != self.masker.mask_token) {
+                picked.push((b * len + k) as i64);
+                targets.push(i64::from(l));
+            }
+            input.push(masked.into_iter().map(u32::from).collect());
+        }
+        if picked.is_empty() {
+            // Cells without a non-zero bin: no signal, but keep the graph valid.
+            picked.push(0);
+            targets.push(i64::from(self.cells[rows[0]][0]));
+        }
+        let views: Vec<&[u32]> = input.iter().map(Vec::as_slice).collect();
+        let (ids, _) = TokenBatch::pad(&views, 0).tensors::<B>(device);
+        let d = model.config.performer.dim;
+        let m = picked.len();
+        let index = Tensor::<B, 1, Int>::from_data(TensorData::new(picked, [m]), device);
+        let selected = model.encode(ids).reshape([rows.len() * len, d]).select(0, index).reshape([1, m, d]);
+        let logits = model.lm_logits(selected).expect("checked: the model has an output layer");
+        let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [m]), device);
+        CrossEntropyLossConfig::new().init(device).forward(logits.reshape([m, model.config.n_tokens]), targets)
+    }
+    fn lengths(&self) -> Vec<usize> {
+        self.cells.iter().map(Vec::len).collect()
+    }
+}

@@ -1,0 +1,254 @@
+//! scGPT and scBERT training on the real 490 sorted-PBMC cells: each pretraining objective
+//! learns, the classification heads fine-tune past chance or overfit a batch, generative
+//! attention keeps the streams apart, and data a model cannot read is a typed error.
+
+use std::sync::OnceLock;
+
+use scfm::annotate::{LabelledCells, read_labelled_cells_with};
+use scfm::backend::CpuTrain;
+use scfm::burn::module::AutodiffModule;
+use scfm::burn::tensor::{Bool, Int, Tensor, TensorData};
+use scfm::eval::{ClassificationReport, Labels, argmax_rows, stratified_split};
+use scfm::models::layers::PerformerShape;
+use scfm::models::scbert::{ScBert, ScBertConfig};
+use scfm::models::scgpt::{ScGpt, ScGptConfig};
+use scfm::pipeline::{Scheme, TieMode};
+use scfm::tokenize::mask::{ScBertMask, ScGptValueMask};
+use scfm::tokenize::scgpt::ScGptSequence;
+use scfm::tokenize::vocab::scgpt_vocab;
+use scfm::train::{
+    Cells, CheckpointMeta, Classification, ScBertMaskedLm, ScGptPretraining, ScGptTask, ScheduleKind, TrainError,
+    TrainOptions, predict_proba, seeded, train,
+};
+
+type B = CpuTrain;
+
+/// The 490 cells as scGPT reads them: `<cls>` (value 0, as the annotation tutorial) and at
+/// most `max_len − 1` expressed genes (a seeded sample) with their bins.
+fn scgpt_cells_of(max_len: usize) -> LabelledCells {
+    let sequence = ScGptSequence { cls_value: 0.0, max_len, ..ScGptSequence::zero_shot(0) };
+    let vocab = crate::data("vocab/scgpt/default_cellxgene_vocab.json");
+    let scheme = Scheme::ScGpt { vocab, sequence, ties: TieMode::Helical };
+    read_labelled_cells_with(&crate::data("h5ad/pbmc_sorted_train_490.h5ad"), "trueLabel", &scheme, 0).unwrap()
+}
+
+/// [`scgpt_cells_of`] 129 tokens, for pretraining.
+fn scgpt_cells() -> &'static LabelledCells {
+    static CELLS: OnceLock<LabelledCells> = OnceLock::new();
+    CELLS.get_or_init(|| scgpt_cells_of(129))
+}
+
+/// The 490 cells as scBERT reads them: 16,907 bins each.
+fn scbert_cells() -> &'static LabelledCells {
+    static CELLS: OnceLock<LabelledCells> = OnceLock::new();
+    CELLS.get_or_init(|| {
+        let scheme = Scheme::ScBert { genes: crate::data("vocab/scbert/scbert_panglao_genes_16906.txt") };
+        read_labelled_cells_with(&crate::data("h5ad/pbmc_sorted_train_490.h5ad"), "trueLabel", &scheme, 0).unwrap()
+    })
+}
+
+fn tiny_scgpt() -> ScGptConfig {
+    let vocab = scgpt_vocab(&crate::data("vocab/scgpt/default_cellxgene_vocab.json"), true).unwrap();
+    ScGptConfig {
+        vocab_size: vocab.id_bound(),
+        pad_token_id: vocab.id("<pad>").unwrap() as usize,
+        cls_token_id: vocab.id("<cls>").unwrap() as usize,
+        d_model: 32,
+        n_heads: 2,
+        d_hid: 64,
+        n_layers: 1,
+        n_layers_cls: 2,
+        dropout: 0.1,
+        ..ScGptConfig::whole_human()
+    }
+}
+
+fn tiny_scbert() -> ScBertConfig {
+    ScBertConfig {
+        performer: PerformerShape {
+            dim: 16,
+            depth: 1,
+            heads: 2,
+            dim_head: 8,
+            nb_features: 16,
+            ff_dim: 32,
+            qkv_bias: false,
+        },
+        ..ScBertConfig::released()
+    }
+}
+
+fn meta(family: &str, config: serde_json::Value, classes: &[String]) -> CheckpointMeta {
+    CheckpointMeta {
+        family: family.into(),
+        model_config: config,
+        tokenizer: serde_json::json!({}),
+        classes: classes.to_vec(),
+    }
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+fn steps(n: u64, lr: f64) -> TrainOptions {
+    TrainOptions {
+        epochs: 3,
+        batch_size: 16,
+        lr,
+        warmup_fraction: 0.0,
+        schedule: ScheduleKind::Constant,
+        stop_after: Some(n),
+        ..TrainOptions::default()
+    }
+}
+
+fn pretrain_scgpt(task: ScGptTask, seed: u64) -> Vec<f64> {
+    let device = Default::default();
+    let c = scgpt_cells();
+    let model: ScGpt<B> = seeded::<B, _>(&device, seed, || tiny_scgpt().init(&device).with_flag_encoder(&device));
+    let values = c.values.as_ref().unwrap();
+    let objective = ScGptPretraining { cells: Cells::with_values(&c.tokens, values), task, gepc: true };
+    let m = meta("scgpt", serde_json::to_value(tiny_scgpt()).unwrap(), &[]);
+    let mut losses = vec![];
+    train(model, &objective, &steps(30, 3e-3), &m, None, &device, &mut |s| losses.push(s.loss)).unwrap();
+    assert_eq!(losses.len(), 30);
+    losses
+}
+
+#[test]
+fn scgpt_generative_pretraining_learns() {
+    // Cell-prompt pass from the first epoch, so both passes are exercised.
+    let task = ScGptTask::Generative {
+        masker: ScGptValueMask::new(0.0, 3),
+        gen_probs: vec![0.25, 0.5, 0.75],
+        cell_prompt_from_epoch: Some(0),
+    };
+    let losses = pretrain_scgpt(task, 1);
+    // GEP + GEPC + cell prompt of bins 1…50: the untrained model is far off.
+    assert!(mean(&losses[25..]) < 0.7 * mean(&losses[..5]), "{losses:?}");
+}
+
+#[test]
+fn scgpt_masked_value_pretraining_learns() {
+    let losses = pretrain_scgpt(ScGptTask::MaskedValues { masker: ScGptValueMask::new(0.4, 5) }, 2);
+    assert!(mean(&losses[25..]) < 0.5 * mean(&losses[..5]), "{losses:?}");
+}
+
+#[test]
+fn generative_attention_keeps_prompt_and_generated_genes_apart() {
+    type I = <B as scfm::burn::tensor::backend::AutodiffBackend>::InnerBackend;
+    let device = Default::default();
+    let model: ScGpt<I> = seeded::<I, _>(&device, 4, || tiny_scgpt().init(&device).with_flag_encoder(&device));
+    // One cell: <cls>, 2 prompt genes, 3 generated genes.
+    let prompt = [true, true, true, false, false, false];
+    let run = |ids: [i64; 6]| {
+        let ids = Tensor::<I, 2, Int>::from_data(TensorData::new(ids.to_vec(), [1, 6]), &device);
+        let values = Tensor::<I, 2>::from_data(TensorData::new(vec![0.0f32, 3.0, 7.0, 1.0, 2.0, 9.0], [1, 6]), &device);
+        let mask = Tensor::<I, 2, Bool>::from_data(TensorData::new(prompt.to_vec(), [1, 6]), &device);
+        let bias = ScGpt::<I>::generative_attention_bias(&prompt, &[false; 6], 1, 6, &device);
+        let out = model.encode_generative(ids, values, mask, bias, None).unwrap().output;
+        out.into_data().into_vec::<f32>().unwrap()
+    };
+    let cls = tiny_scgpt().cls_token_id as i64;
+    let a = run([cls, 10, 11, 12, 13, 14]);
+    let b = run([cls, 10, 11, 12, 99, 500]);
+    let d = 32;
+    // The prompt does not see generated genes, nor does a generated gene see the others.
+    assert_eq!(a[..4 * d], b[..4 * d]);
+    // A generated gene does see itself.
+    assert_ne!(a[4 * d..5 * d], b[4 * d..5 * d]);
+}
+
+#[test]
+fn scgpt_fine_tuning_beats_chance_on_held_out_cells() {
+    let c = scgpt_cells();
+    let values = c.values.as_ref().unwrap();
+    let labels = Labels::from_strings(&c.labels);
+    let (train_rows, valid_rows) = stratified_split(&labels.codes, 0.2, 5).unwrap();
+    let pick = |rows: &[usize]| -> (Vec<Vec<u32>>, Vec<Vec<f32>>, Vec<usize>) {
+        (
+            rows.iter().map(|&r| c.tokens[r].clone()).collect(),
+            rows.iter().map(|&r| values[r].clone()).collect(),
+            rows.iter().map(|&r| labels.codes[r]).collect(),
+        )
+    };
+    let (ids, vals, classes) = pick(&train_rows);
+    let device = Default::default();
+    let model: ScGpt<B> = seeded::<B, _>(&device, 6, || tiny_scgpt().init(&device).with_classifier(7, &device));
+    let opts = TrainOptions { epochs: 6, batch_size: 16, lr: 2e-3, ..TrainOptions::default() };
+    let m = meta("scgpt-classifier", serde_json::to_value(tiny_scgpt()).unwrap(), &labels.names);
+    let objective = Classification { cells: Cells::with_values(&ids, &vals), classes: &classes };
+    let model = train(model, &objective, &opts, &m, None, &device, &mut |_| {}).unwrap();
+    let (ids, vals, truth) = pick(&valid_rows);
+    let p: Vec<f32> =
+        predict_proba(&model.valid(), Cells::with_values(&ids, &vals), 64, 8192, &device).unwrap().concat();
+    let report = ClassificationReport::compute(&truth, &argmax_rows(&p, 7), &labels.names).unwrap();
+    // Chance is 1/7 ≈ 0.14. From scratch on 392 cells scGPT's `<cls>` classifier is weak:
+    // 0.24–0.30 over initial seeds 1…6, and more epochs overfit (Geneformer's rank tokens reach
+    // 0.37–0.59 in the same setting). A brief masked-value pretraining on these cells did not
+    // help. The bar checks that the head learns at all.
+    assert!(report.accuracy > 0.2, "{report:?}");
+}
+
+#[test]
+fn scbert_masked_lm_learns() {
+    let device = Default::default();
+    let c = scbert_cells();
+    assert!(c.tokens.iter().all(|t| t.len() == 16_907));
+    let model: ScBert<B> = seeded::<B, _>(&device, 1, || tiny_scbert().init(&device, 1));
+    let objective = ScBertMaskedLm { cells: &c.tokens, masker: ScBertMask::new(9) };
+    let m = meta("scbert", serde_json::to_value(tiny_scbert()).unwrap(), &[]);
+    let mut losses = vec![];
+    let opts = TrainOptions { batch_size: 8, max_batch_tokens: 8 * 16_907, ..steps(20, 3e-3) };
+    train(model, &objective, &opts, &m, None, &device, &mut |s| losses.push(s.loss)).unwrap();
+    // ln 7 ≈ 1.95 at the start; the masked bins (1…5) are far from uniform.
+    assert!(mean(&losses[15..]) < mean(&losses[..5]) - 0.3, "{losses:?}");
+}
+
+#[test]
+fn scbert_head_overfits_one_batch() {
+    let c = scbert_cells();
+    let labels = Labels::from_strings(&c.labels);
+    let rows: Vec<usize> = (0..8).map(|i| i * 55).collect();
+    // (8 cells of 4 types, 60 steps.)
+    let tokens: Vec<Vec<u32>> = rows.iter().map(|&r| c.tokens[r].clone()).collect();
+    let classes: Vec<usize> = rows.iter().map(|&r| labels.codes[r]).collect();
+    let device = Default::default();
+    let model: ScBert<B> =
+        seeded::<B, _>(&device, 2, || tiny_scbert().init(&device, 2).with_classifier(labels.n_classes(), &device));
+    let opts = TrainOptions { epochs: 60, batch_size: 8, max_batch_tokens: 8 * 16_907, ..steps(60, 1e-3) };
+    let m = meta("scbert-classifier", serde_json::to_value(tiny_scbert()).unwrap(), &labels.names);
+    let mut losses = vec![];
+    let objective = Classification { cells: Cells::tokens(&tokens), classes: &classes };
+    let model = train(model, &objective, &opts, &m, None, &device, &mut |s| losses.push(s.loss)).unwrap();
+    assert!(losses[59] < 0.05, "{losses:?}");
+    let p: Vec<f32> = predict_proba(&model.valid(), Cells::tokens(&tokens), 8, 1 << 20, &device).unwrap().concat();
+    assert_eq!(argmax_rows(&p, labels.n_classes()), classes);
+}
+
+#[test]
+fn data_a_model_cannot_read_is_a_typed_error() {
+    let device = Default::default();
+    let c = scgpt_cells();
+    let classes = vec![0usize; c.tokens.len()];
+    let m = meta("x", serde_json::json!({}), &[]);
+    let opts = steps(1, 1e-3);
+    let invalid = |r: Result<_, TrainError>| matches!(r, Err(TrainError::Invalid(_)));
+    // scGPT without values, and scGPT without a classification head.
+    let with_head: ScGpt<B> = tiny_scgpt().init(&device).with_classifier(7, &device);
+    let no_values = Classification { cells: Cells::tokens(&c.tokens), classes: &classes };
+    assert!(invalid(train(with_head, &no_values, &opts, &m, None, &device, &mut |_| {}).map(|_| ())));
+    let values = c.values.as_ref().unwrap();
+    let full = Classification { cells: Cells::with_values(&c.tokens, values), classes: &classes };
+    assert!(invalid(train(tiny_scgpt().init::<B>(&device), &full, &opts, &m, None, &device, &mut |_| {}).map(|_| ())));
+    // Generative pretraining without the flag embedding.
+    let plain: ScGpt<B> = ScGptConfig { generative: false, ..tiny_scgpt() }.init(&device);
+    let generative =
+        ScGptPretraining { cells: Cells::with_values(&c.tokens, values), task: ScGptTask::generative(1), gepc: false };
+    assert!(invalid(train(plain, &generative, &opts, &m, None, &device, &mut |_| {}).map(|_| ())));
+    // scBERT given scGPT's variable-length tokens.
+    let scbert: ScBert<B> = tiny_scbert().init(&device, 0).with_classifier(7, &device);
+    let short = Classification { cells: Cells::tokens(&c.tokens), classes: &classes };
+    assert!(invalid(train(scbert, &short, &opts, &m, None, &device, &mut |_| {}).map(|_| ())));
+}
