@@ -78,6 +78,52 @@ enum Command {
         #[arg(long)]
         checkpoint_every: Option<u64>,
     },
+    /// Pretrain a model from scratch with its family's self-supervised objective: Geneformer
+    /// masked LM, scGPT generative GEP + GEPC (or masked values), scBERT masked LM over bins.
+    /// Checkpoints go to OUT (resumable); OUT/pretrain.json records the run.
+    Pretrain {
+        /// Input: h5ad, Cell Ranger .h5, Matrix Market folder or scfm corpus (raw counts).
+        input: PathBuf,
+        /// Output folder (checkpoints, pretrain.json).
+        #[arg(short, long)]
+        out: PathBuf,
+        /// geneformer, scgpt (generative), scgpt-masked (masked values) or scbert.
+        #[arg(long, default_value = "geneformer")]
+        family: String,
+        /// The tokenizer's files: the Geneformer V2 dictionaries folder, a scGPT vocab.json or
+        /// scBERT's gene list.
+        #[arg(long)]
+        vocab: PathBuf,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = 128)]
+        d_model: usize,
+        #[arg(long, default_value_t = 2)]
+        layers: usize,
+        #[arg(long, default_value_t = 4)]
+        heads: usize,
+        #[arg(long, default_value_t = 256)]
+        d_ff: usize,
+        /// Tokens per cell (Geneformer, scGPT; scBERT reads its whole gene panel).
+        #[arg(long, default_value_t = 128)]
+        max_len: usize,
+        #[arg(long, default_value_t = 1)]
+        epochs: usize,
+        #[arg(long, default_value_t = 16)]
+        batch_size: usize,
+        /// Peak learning rate (linear decay after 10 % warm-up).
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+        /// Write a checkpoint every N optimiser steps (and at the end).
+        #[arg(long, default_value_t = 500)]
+        checkpoint_every: u64,
+        /// Stop after this many optimiser steps (the schedule still spans all epochs).
+        #[arg(long)]
+        stop_after: Option<u64>,
+        /// Continue from OUT's latest checkpoint.
+        #[arg(long)]
+        resume: bool,
+    },
     /// Score predictions stored in an h5ad's obs against its labels (accuracy, macro-F1,
     /// per-class precision/recall, confusion matrix) as JSON, with a confusion-matrix PNG.
     Eval {
@@ -530,6 +576,57 @@ fn run(cli: Cli) -> Result<()> {
                 v.model.accuracy, v.model.macro_f1, v.baseline.accuracy, v.baseline.macro_f1
             );
             println!("{}", out.join("report.json").display());
+        }
+        Command::Pretrain {
+            input,
+            out,
+            family,
+            vocab,
+            seed,
+            d_model,
+            layers,
+            heads,
+            d_ff,
+            max_len,
+            epochs,
+            batch_size,
+            lr,
+            checkpoint_every,
+            stop_after,
+            resume,
+        } => {
+            use scfm::annotate::ModelSize;
+            use scfm::pretrain::{PretrainFamily, PretrainOptions, pretrain};
+            let family = match family.as_str() {
+                "geneformer" => PretrainFamily::Geneformer { dictionaries: vocab },
+                "scgpt" => PretrainFamily::ScGpt { vocab, generative: true },
+                "scgpt-masked" => PretrainFamily::ScGpt { vocab, generative: false },
+                "scbert" => PretrainFamily::ScBert { genes: vocab },
+                other => anyhow::bail!("unknown --family {other:?}: geneformer, scgpt, scgpt-masked or scbert"),
+            };
+            let mut opts = PretrainOptions::new(family, &out);
+            opts.model = ModelSize { d_model, n_layers: layers, n_heads: heads, d_ff, max_len };
+            opts.train.seed = seed;
+            opts.train.epochs = epochs;
+            opts.train.batch_size = batch_size;
+            opts.train.lr = lr;
+            opts.train.checkpoint_every = Some(checkpoint_every);
+            opts.train.stop_after = stop_after;
+            opts.resume = resume;
+            let bar = ProgressBar::new(0)
+                .with_style(ProgressStyle::with_template("pretrain {msg} {bar:30} {pos}/{len} steps  ETA {eta}")?);
+            let device = Default::default();
+            let report = pretrain::<scfm::backend::CpuTrain>(&input, &opts, &device, &mut |s| {
+                bar.set_length(s.total_steps);
+                bar.set_position(s.step);
+                bar.set_message(format!("loss {:.3}", s.loss));
+            })?;
+            bar.finish_and_clear();
+            eprintln!(
+                "{} cells, {} steps: loss {:.3} -> {:.3}",
+                report.cells, report.steps, report.first_loss, report.final_loss
+            );
+            println!("{}", report.checkpoint.display());
         }
         Command::Eval { input, label, prediction, only, split, out } => {
             use scfm::core::CellSource;

@@ -78,7 +78,8 @@ pub struct TrainOptions {
     pub checkpoint_every: Option<u64>,
     /// Where checkpoints go.
     pub checkpoint_dir: Option<PathBuf>,
-    /// Stop after this many optimiser steps (the schedule still spans the whole run).
+    /// Stop after this many optimiser steps (the schedule still spans the whole run); a
+    /// checkpoint is written there, so the run can be resumed.
     pub stop_after: Option<u64>,
 }
 
@@ -224,6 +225,9 @@ where
         let plan = &plans[at.epoch];
         while at.batch < plan.len() {
             if options.stop_after.is_some_and(|s| at.step >= s) {
+                if options.checkpoint_every.is_none_or(|e| e == 0 || !at.step.is_multiple_of(e)) {
+                    checkpoint(&model, &optimizer, at)?;
+                }
                 return Ok(model);
             }
             let group = &plan[at.batch..(at.batch + options.accumulation).min(plan.len())];

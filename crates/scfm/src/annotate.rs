@@ -202,6 +202,18 @@ pub fn read_labelled_cells_with(
     scheme: &Scheme,
     max_len: usize,
 ) -> Result<LabelledCells, Error> {
+    read_cells(path, Some(label), scheme, max_len, true)
+}
+
+/// Reads and tokenizes the cells of `path`: with `label`, only cells labelled in that obs
+/// column (and their labels); with `keep_counts`, their raw counts too.
+pub(crate) fn read_cells(
+    path: &Path,
+    label: Option<&str>,
+    scheme: &Scheme,
+    max_len: usize,
+    keep_counts: bool,
+) -> Result<LabelledCells, Error> {
     let truncate = match scheme {
         Scheme::Geneformer { version, .. } => Some(*version == GeneformerVersion::V2),
         _ => None,
@@ -224,8 +236,12 @@ pub fn read_labelled_cells_with(
     let mut key = 0u64;
     for chunk in source.chunks(1024) {
         let chunk = chunk?;
-        let labels =
-            chunk.obs_labels(label).map_err(|e| Error::Incompatible { reason: format!("{}: {e}", path.display()) })?;
+        let labels: Vec<Option<String>> = match label {
+            Some(label) => chunk
+                .obs_labels(label)
+                .map_err(|e| Error::Incompatible { reason: format!("{}: {e}", path.display()) })?,
+            None => vec![Some(String::new()); chunk.n_cells()],
+        };
         let n_counts = crate::pipeline::n_counts(&chunk, n_counts_col);
         for (i, l) in labels.into_iter().enumerate() {
             let cell = chunk.cell(i);
@@ -233,7 +249,9 @@ pub fn read_labelled_cells_with(
             key += 1;
             // Cells without a label or without any vocabulary gene cannot be scored.
             let (Some(l), Some((ids, values))) = (l, row) else { continue };
-            cells.counts.push_row(cell.indices, cell.values).map_err(eval_err)?;
+            if keep_counts {
+                cells.counts.push_row(cell.indices, cell.values).map_err(eval_err)?;
+            }
             cells.tokens.push(match truncate {
                 Some(framed) => truncate_rank_value(&ids, max_len, framed),
                 None => ids,
@@ -241,7 +259,9 @@ pub fn read_labelled_cells_with(
             if let Some(v) = values {
                 cells.values.get_or_insert_with(Vec::new).push(v);
             }
-            cells.labels.push(l);
+            if label.is_some() {
+                cells.labels.push(l);
+            }
         }
     }
     Ok(cells)

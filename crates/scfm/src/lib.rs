@@ -69,6 +69,8 @@ pub mod annotate;
 #[cfg(feature = "models")]
 pub mod embed;
 pub mod pipeline;
+#[cfg(feature = "models")]
+pub mod pretrain;
 
 /// The types most programs need.
 pub mod prelude {

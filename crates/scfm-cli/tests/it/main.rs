@@ -3,6 +3,7 @@
 
 mod embed;
 mod finetune;
+mod pretrain;
 
 use std::path::PathBuf;
 
