@@ -23,6 +23,39 @@ struct Cli {
     command: Command,
 }
 
+/// A model's size (`scfm finetune`, `scfm pretrain`).
+#[derive(clap::Args)]
+struct SizeArgs {
+    /// Hidden size (scBERT: the Performer width).
+    #[arg(long, default_value_t = 128)]
+    d_model: usize,
+    /// Encoder layers.
+    #[arg(long, default_value_t = 2)]
+    layers: usize,
+    /// Attention heads.
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
+    /// Feed-forward size.
+    #[arg(long, default_value_t = 256)]
+    d_ff: usize,
+    /// Tokens per cell (Geneformer: `<cls>`, the top-ranked genes, `<eos>`; scGPT: `<cls>` and
+    /// a sample of the expressed genes; scBERT reads its whole gene panel).
+    #[arg(long, default_value_t = 128)]
+    max_len: usize,
+}
+
+impl SizeArgs {
+    fn size(&self) -> scfm::annotate::ModelSize {
+        scfm::annotate::ModelSize {
+            d_model: self.d_model,
+            n_layers: self.layers,
+            n_heads: self.heads,
+            d_ff: self.d_ff,
+            max_len: self.max_len,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Fine-tune a cell-type classifier on a labelled h5ad (Geneformer V2 tokens, a small
@@ -49,17 +82,8 @@ enum Command {
         validation_fraction: f64,
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        #[arg(long, default_value_t = 128)]
-        d_model: usize,
-        #[arg(long, default_value_t = 2)]
-        layers: usize,
-        #[arg(long, default_value_t = 4)]
-        heads: usize,
-        #[arg(long, default_value_t = 256)]
-        d_ff: usize,
-        /// Tokens per cell (`<cls>`, the top-ranked genes, `<eos>`).
-        #[arg(long, default_value_t = 128)]
-        max_len: usize,
+        #[command(flatten)]
+        size: SizeArgs,
         /// Masked-LM pretraining epochs on the training cells first.
         #[arg(long, default_value_t = 1)]
         pretrain_epochs: usize,
@@ -96,17 +120,8 @@ enum Command {
         vocab: PathBuf,
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        #[arg(long, default_value_t = 128)]
-        d_model: usize,
-        #[arg(long, default_value_t = 2)]
-        layers: usize,
-        #[arg(long, default_value_t = 4)]
-        heads: usize,
-        #[arg(long, default_value_t = 256)]
-        d_ff: usize,
-        /// Tokens per cell (Geneformer, scGPT; scBERT reads its whole gene panel).
-        #[arg(long, default_value_t = 128)]
-        max_len: usize,
+        #[command(flatten)]
+        size: SizeArgs,
         #[arg(long, default_value_t = 1)]
         epochs: usize,
         #[arg(long, default_value_t = 16)]
@@ -527,11 +542,7 @@ fn run(cli: Cli) -> Result<()> {
             test,
             validation_fraction,
             seed,
-            d_model,
-            layers,
-            heads,
-            d_ff,
-            max_len,
+            size,
             pretrain_epochs,
             epochs,
             batch_size,
@@ -539,7 +550,7 @@ fn run(cli: Cli) -> Result<()> {
             pooling,
             checkpoint_every,
         } => {
-            use scfm::annotate::{AnnotateOptions, ModelSize, Stage, annotate};
+            use scfm::annotate::{AnnotateOptions, Stage, annotate};
             use scfm::models::geneformer::ClassifierPooling;
             let mut opts = AnnotateOptions::with_data_dir(std::path::Path::new("."), &out);
             opts.dictionaries = dictionaries;
@@ -547,7 +558,7 @@ fn run(cli: Cli) -> Result<()> {
             opts.test = test;
             opts.validation_fraction = validation_fraction;
             opts.seed = seed;
-            opts.model = ModelSize { d_model, n_layers: layers, n_heads: heads, d_ff, max_len };
+            opts.model = size.size();
             opts.pretrain_epochs = pretrain_epochs;
             opts.finetune_epochs = epochs;
             opts.batch_size = batch_size;
@@ -583,11 +594,7 @@ fn run(cli: Cli) -> Result<()> {
             family,
             vocab,
             seed,
-            d_model,
-            layers,
-            heads,
-            d_ff,
-            max_len,
+            size,
             epochs,
             batch_size,
             lr,
@@ -595,7 +602,6 @@ fn run(cli: Cli) -> Result<()> {
             stop_after,
             resume,
         } => {
-            use scfm::annotate::ModelSize;
             use scfm::pretrain::{PretrainFamily, PretrainOptions, pretrain};
             let family = match family.as_str() {
                 "geneformer" => PretrainFamily::Geneformer { dictionaries: vocab },
@@ -605,7 +611,7 @@ fn run(cli: Cli) -> Result<()> {
                 other => anyhow::bail!("unknown --family {other:?}: geneformer, scgpt, scgpt-masked or scbert"),
             };
             let mut opts = PretrainOptions::new(family, &out);
-            opts.model = ModelSize { d_model, n_layers: layers, n_heads: heads, d_ff, max_len };
+            opts.model = size.size();
             opts.train.seed = seed;
             opts.train.epochs = epochs;
             opts.train.batch_size = batch_size;

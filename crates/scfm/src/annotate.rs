@@ -41,6 +41,25 @@ pub struct ModelSize {
     pub max_len: usize,
 }
 
+impl ModelSize {
+    /// The Geneformer of this size over a vocabulary of `vocab_size` tokens: V1's layout
+    /// (ReLU, post-norm) with dropout 0.02.
+    pub fn geneformer(&self, vocab_size: usize) -> GeneformerConfig {
+        GeneformerConfig {
+            vocab_size,
+            d_model: self.d_model,
+            n_heads: self.n_heads,
+            n_layers: self.n_layers,
+            d_ff: self.d_ff,
+            max_len: self.max_len,
+            activation: Activation::Relu,
+            dropout: 0.02,
+            attention_dropout: 0.02,
+            ..GeneformerConfig::v1_10m()
+        }
+    }
+}
+
 impl Default for ModelSize {
     fn default() -> Self {
         Self { d_model: 128, n_layers: 2, n_heads: 4, d_ff: 256, max_len: 128 }
@@ -356,18 +375,7 @@ pub fn annotate<B: AutodiffBackend>(
 
     // The model.
     let m = &options.model;
-    let config = GeneformerConfig {
-        vocab_size,
-        d_model: m.d_model,
-        n_heads: m.n_heads,
-        n_layers: m.n_layers,
-        d_ff: m.d_ff,
-        max_len: m.max_len,
-        activation: Activation::Relu,
-        dropout: 0.02,
-        attention_dropout: 0.02,
-        ..GeneformerConfig::v1_10m()
-    };
+    let config = m.geneformer(vocab_size);
     let mut encoder: Geneformer<B> = scfm_train::seeded::<B, _>(device, options.seed, || config.init(device));
     let train_tokens: Vec<Vec<u32>> = train.iter().map(|&i| cells.tokens[i].clone()).collect();
     let tokenizer =

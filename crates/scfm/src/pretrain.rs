@@ -27,8 +27,8 @@ use std::time::Instant;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use scfm_io::IoError;
-use scfm_models::geneformer::{Geneformer, GeneformerConfig};
-use scfm_models::layers::{Activation, PerformerShape};
+use scfm_models::geneformer::Geneformer;
+use scfm_models::layers::PerformerShape;
 use scfm_models::scbert::{ScBert, ScBertConfig};
 use scfm_models::scgpt::{ScGpt, ScGptConfig};
 use scfm_tokenize::geneformer::GeneformerVersion;
@@ -164,18 +164,7 @@ pub fn pretrain<B: AutodiffBackend>(
             let vocab_size = scfm_tokenize::vocab::geneformer_token_dictionary(&files.token_dictionary)?.id_bound();
             let scheme = Scheme::Geneformer { version: GeneformerVersion::V2, files };
             let cells = read_cells(input, None, &scheme, m.max_len, false)?;
-            let config = GeneformerConfig {
-                vocab_size,
-                d_model: m.d_model,
-                n_heads: m.n_heads,
-                n_layers: m.n_layers,
-                d_ff: m.d_ff,
-                max_len: m.max_len,
-                activation: Activation::Relu,
-                dropout: 0.02,
-                attention_dropout: 0.02,
-                ..GeneformerConfig::v1_10m()
-            };
+            let config = m.geneformer(vocab_size);
             let model: Geneformer<B> = scfm_train::seeded(device, seed, || config.init(device));
             let objective =
                 MaskedLm { cells: &cells.tokens, masker: GeneformerMlm::new(vocab_size as u32, seed as u32) };
