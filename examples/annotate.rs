@@ -7,7 +7,17 @@
 //! ```text
 //! cargo run --release --example annotate [-- [INPUT.h5ad] [--out DIR] [--label COLUMN]
 //!     [--test FILE.h5ad] [--seed N] [--d-model N] [--layers N] [--heads N] [--max-len N]
-//!     [--pretrain-epochs N] [--epochs N] [--batch-size N] [--family geneformer]]
+//!     [--pretrain-epochs N] [--epochs N] [--batch-size N] [--lr X] [--family geneformer]
+//!     [--init PRETRAINED_DIR] [--freeze-layers N]]
+//! ```
+//!
+//! `--init` starts from a pretrained Geneformer (a Hugging Face folder, or the output of
+//! `scfm pretrain --family geneformer`) instead of a fresh one:
+//!
+//! ```text
+//! cargo run --release -p scfm-cli -- pretrain ../shared/data/h5ad/pbmc_sorted_3k5_train.h5ad \
+//!     -o out/pre --vocab ../shared/data/vocab/geneformer --epochs 2
+//! cargo run --release --example annotate -- --init out/pre --pretrain-epochs 0
 //! ```
 
 use std::path::PathBuf;
@@ -40,6 +50,8 @@ fn main() -> Result<()> {
             "--epochs" => opts.finetune_epochs = value()?.parse()?,
             "--batch-size" => opts.batch_size = value()?.parse()?,
             "--lr" => opts.finetune_lr = value()?.parse()?,
+            "--init" => opts.init = Some(value()?.into()),
+            "--freeze-layers" => opts.freeze_layers = value()?.parse()?,
             "--family" => {
                 let family = value()?;
                 if family != "geneformer" {

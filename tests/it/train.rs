@@ -11,8 +11,8 @@ use scfm::eval::{ClassificationReport, Labels, argmax_rows, stratified_split};
 use scfm::models::geneformer::{ClassifierPooling, Geneformer, GeneformerClassifier, GeneformerConfig};
 use scfm::tokenize::mask::GeneformerMlm;
 use scfm::train::{
-    Cells, Checkpoint, CheckpointMeta, Classification, MaskedLm, ScheduleKind, TrainError, TrainOptions, predict_proba,
-    seeded, train,
+    CellClassifier, Cells, Checkpoint, CheckpointMeta, Classification, MaskedLm, ScheduleKind, TrainError,
+    TrainOptions, predict_proba, seeded, train,
 };
 
 type B = CpuTrain;
@@ -145,7 +145,7 @@ fn fine_tuning_beats_chance_on_held_out_cells() {
 }
 
 /// All parameters of a model, by path, as bits.
-fn bits(model: &GeneformerClassifier<B>) -> Vec<u32> {
+fn bits<M: Module<B>>(model: &M) -> Vec<u32> {
     let mut out = vec![];
     struct V<'a>(&'a mut Vec<u32>);
     impl scfm::burn::module::ModuleVisitor<B> for V<'_> {
@@ -204,4 +204,22 @@ fn resuming_reproduces_the_uninterrupted_run_and_bad_checkpoints_are_errors() {
     assert!(matches!(Checkpoint::open(step2.parent().unwrap()), Err(TrainError::Import(_))));
     std::fs::write(dir.path().join("step-000002/state.json"), b"{").unwrap();
     assert!(matches!(Checkpoint::open(&dir.path().join("step-000002")), Err(TrainError::Checkpoint { .. })));
+}
+
+#[test]
+fn frozen_layers_keep_their_weights() {
+    let c = cells();
+    let labels = Labels::from_strings(&c.labels);
+    let tokens: Vec<Vec<u32>> = c.tokens[..32].to_vec();
+    let classes: Vec<usize> = labels.codes[..32].to_vec();
+    let device = Default::default();
+    let model = classifier(7, 5).freeze_layers(1);
+    let (encoder, head) = (bits(&model.encoder), bits(&model.classifier));
+    let opts = TrainOptions { epochs: 2, batch_size: 8, lr: 1e-2, ..TrainOptions::default() };
+    let objective = Classification { cells: Cells::tokens(&tokens), classes: &classes };
+    let m = meta("geneformer-classifier", &labels.names);
+    let trained = train(model, &objective, &opts, &m, None, &device, &mut |_| {}).unwrap();
+    // The tiny encoder has one layer: embeddings and that layer are frozen, the head is not.
+    assert!(bits(&trained.encoder) == encoder, "a frozen weight moved");
+    assert!(bits(&trained.classifier) != head, "the head did not train");
 }

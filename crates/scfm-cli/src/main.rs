@@ -101,6 +101,13 @@ enum Command {
         /// Write a checkpoint every N optimiser steps into OUT/checkpoints.
         #[arg(long)]
         checkpoint_every: Option<u64>,
+        /// Start from a pretrained Geneformer: a Hugging Face folder or a `scfm pretrain`
+        /// output (its shape replaces the size options; see also --pretrain-epochs 0).
+        #[arg(long)]
+        init: Option<PathBuf>,
+        /// Freeze the embeddings and the first N encoder layers while fine-tuning.
+        #[arg(long, default_value_t = 0)]
+        freeze_layers: usize,
     },
     /// Pretrain a model from scratch with its family's self-supervised objective: Geneformer
     /// masked LM, scGPT generative GEP + GEPC (or masked values), scBERT masked LM over bins.
@@ -549,6 +556,8 @@ fn run(cli: Cli) -> Result<()> {
             lr,
             pooling,
             checkpoint_every,
+            init,
+            freeze_layers,
         } => {
             use scfm::annotate::{AnnotateOptions, Stage, annotate};
             use scfm::models::geneformer::ClassifierPooling;
@@ -564,6 +573,8 @@ fn run(cli: Cli) -> Result<()> {
             opts.batch_size = batch_size;
             opts.finetune_lr = lr;
             opts.checkpoint_every = checkpoint_every;
+            opts.init = init;
+            opts.freeze_layers = freeze_layers;
             opts.pooling = match pooling.as_str() {
                 "mean" => ClassifierPooling::Mean,
                 "first" | "cls" => ClassifierPooling::First,

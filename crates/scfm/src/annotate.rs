@@ -20,7 +20,9 @@ use scfm_models::layers::Activation;
 use scfm_tokenize::geneformer::GeneformerVersion;
 use scfm_tokenize::mask::GeneformerMlm;
 use scfm_train::batch::{TokenBatch, truncate_rank_value};
-use scfm_train::{Cells, CheckpointMeta, Classification, MaskedLm, StepReport, TrainOptions};
+use scfm_train::{
+    CellClassifier, Cells, Checkpoint, CheckpointMeta, Classification, MaskedLm, StepReport, TrainOptions,
+};
 use serde::Serialize;
 
 use crate::Error;
@@ -98,6 +100,14 @@ pub struct AnnotateOptions {
     pub out: PathBuf,
     /// Write training checkpoints into `out/checkpoints` every this many steps.
     pub checkpoint_every: Option<u64>,
+    /// Start from this pretrained Geneformer instead of a fresh one: a Hugging Face folder
+    /// (`config.json` + `model.safetensors` or `pytorch_model.bin`) or a checkpoint of ours
+    /// (`scfm pretrain`'s output folder, or one `step-N` in it). Its shape replaces `model`'s,
+    /// except `max_len`, which must fit its position table; `pretrain_epochs` still apply
+    /// (0 to go straight to fine-tuning).
+    pub init: Option<PathBuf>,
+    /// Freeze the embeddings and the first this many encoder layers while fine-tuning.
+    pub freeze_layers: usize,
 }
 
 impl AnnotateOptions {
@@ -118,6 +128,8 @@ impl AnnotateOptions {
             test: None,
             out: out.to_owned(),
             checkpoint_every: None,
+            init: None,
+            freeze_layers: 0,
         }
     }
 }
@@ -286,6 +298,42 @@ pub(crate) fn read_cells(
     Ok(cells)
 }
 
+/// Loads the Geneformer of `options.init` (a Hugging Face folder or a checkpoint of ours) and
+/// checks that it reads the V2 dictionaries' `vocab_size` tokens and `max_len` positions.
+fn load_pretrained<B: Backend>(
+    dir: &Path,
+    vocab_size: usize,
+    max_len: usize,
+    device: &B::Device,
+) -> Result<Geneformer<B>, Error> {
+    let model = if dir.join("config.json").is_file() {
+        Geneformer::from_hf_dir(dir, device)?
+    } else {
+        let ckpt = if dir.join("latest").is_file() { Checkpoint::latest(dir)? } else { Checkpoint::open(dir)? };
+        ckpt.expect_family("geneformer-mlm")?;
+        let config: GeneformerConfig = serde_json::from_value(ckpt.meta.model_config.clone()).map_err(|e| {
+            Error::Incompatible { reason: format!("{}: not a Geneformer configuration: {e}", ckpt.path.display()) }
+        })?;
+        ckpt.load_model(config.init(device), device)?
+    };
+    let c = &model.config;
+    if c.vocab_size != vocab_size {
+        return Err(Error::Incompatible {
+            reason: format!(
+                "{} has a vocabulary of {} tokens; the Geneformer V2 dictionaries have {vocab_size}",
+                dir.display(),
+                c.vocab_size
+            ),
+        });
+    }
+    if c.max_len < max_len {
+        return Err(Error::Incompatible {
+            reason: format!("{} has {} positions; {max_len} tokens per cell were asked for", dir.display(), c.max_len),
+        });
+    }
+    Ok(model)
+}
+
 fn eval_err(e: scfm_eval::EvalError) -> Error {
     Error::Incompatible { reason: e.to_string() }
 }
@@ -315,6 +363,11 @@ pub fn annotate<B: AutodiffBackend>(
     progress(Stage::Start("tokenize"));
     let files = GeneformerFiles::find(&options.dictionaries, GeneformerVersion::V2)?;
     let vocab_size = scfm_tokenize::vocab::geneformer_token_dictionary(&files.token_dictionary)?.id_bound();
+    // A pretrained model is checked against the dictionaries before any work is done.
+    let pretrained = match &options.init {
+        Some(dir) => Some(load_pretrained::<B>(dir, vocab_size, options.model.max_len, device)?),
+        None => None,
+    };
     let scheme = Scheme::Geneformer { version: GeneformerVersion::V2, files };
     let cells = read_labelled_cells_with(input, &options.label, &scheme, options.model.max_len)?;
     let classes = Labels::from_strings(&cells.labels);
@@ -375,8 +428,11 @@ pub fn annotate<B: AutodiffBackend>(
 
     // The model.
     let m = &options.model;
-    let config = m.geneformer(vocab_size);
-    let mut encoder: Geneformer<B> = scfm_train::seeded::<B, _>(device, options.seed, || config.init(device));
+    let mut encoder: Geneformer<B> = match pretrained {
+        Some(model) => model,
+        None => scfm_train::seeded::<B, _>(device, options.seed, || m.geneformer(vocab_size).init(device)),
+    };
+    let config = encoder.config.clone();
     let train_tokens: Vec<Vec<u32>> = train.iter().map(|&i| cells.tokens[i].clone()).collect();
     let tokenizer =
         serde_json::json!({"scheme": "geneformer-v2", "max_len": m.max_len, "dictionaries": options.dictionaries});
@@ -422,7 +478,8 @@ pub fn annotate<B: AutodiffBackend>(
     let model = scfm_train::seeded::<B, _>(device, head_seed, || {
         GeneformerClassifier::new(encoder, classes.n_classes(), device)
     })
-    .with_pooling(options.pooling);
+    .with_pooling(options.pooling)
+    .freeze_layers(options.freeze_layers);
     let parameters = burn::module::Module::num_params(&model);
     let objective = Classification { cells: Cells::tokens(&train_tokens), classes: &y_train };
     let (opts, meta) =

@@ -52,3 +52,42 @@ fn finetune_then_eval_agree_on_the_validation_scores() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no_such_column"));
 }
+
+/// Runs `scfm <args>` on the 490 cells with a tiny model.
+fn scfm(command: &str, out: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_scfm"))
+        .arg(command)
+        .arg(crate::data("h5ad/pbmc_sorted_train_490.h5ad"))
+        .arg("--out")
+        .arg(out)
+        .args(["--d-model", "32", "--layers", "2", "--heads", "2", "--d-ff", "64", "--max-len", "48"])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn finetune_starts_from_a_pretrained_model_and_refuses_one_that_does_not_fit() {
+    let dictionaries = crate::data("vocab/geneformer");
+    let dictionaries = dictionaries.to_str().unwrap();
+    let pre = tempfile::tempdir().unwrap();
+    let run = scfm("pretrain", pre.path(), &["--vocab", dictionaries, "--stop-after", "6"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+
+    let out = tempfile::tempdir().unwrap();
+    let init = pre.path().to_str().unwrap();
+    let flags = ["--dictionaries", dictionaries, "--init", init, "--pretrain-epochs", "0", "--epochs", "1"];
+    let run = scfm("finetune", out.path(), &[&flags[..], &["--freeze-layers", "1"]].concat());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["options"]["init"], init);
+    assert_eq!(report["options"]["freeze_layers"], 1);
+
+    // A Hugging Face Geneformer with another vocabulary (a 64-token parity model).
+    let tiny = crate::data("parity/models/geneformer/v2_tiny");
+    let bad = scfm("finetune", out.path(), &["--dictionaries", dictionaries, "--init", tiny.to_str().unwrap()]);
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("vocabulary of 64 tokens") && stderr.contains("20275"), "{stderr}");
+}
