@@ -116,8 +116,9 @@ impl XTrimoGeneTokenizer {
         XTrimoGenePlan { position, matched }
     }
 
-    /// The encoder input of a raw-count cell (`pre_normalized="F"`), in f64.
-    pub fn encode_counts(&self, plan: &XTrimoGenePlan, cell: CellView<'_>) -> XTrimoGeneCell<f64> {
+    /// A cell's counts on the model's gene positions: `(position, count)` of its mapped genes,
+    /// ascending by position (what read-depth-aware pretraining down-samples).
+    pub fn align_counts(&self, plan: &XTrimoGenePlan, cell: CellView<'_>) -> Vec<(u32, f64)> {
         let mut aligned: Vec<(u32, f64)> = cell
             .indices
             .iter()
@@ -125,6 +126,12 @@ impl XTrimoGeneTokenizer {
             .filter_map(|(&g, &v)| plan.position.get(g as usize).copied().flatten().map(|p| (p, f64::from(v))))
             .collect();
         aligned.sort_unstable_by_key(|&(p, _)| p);
+        aligned
+    }
+
+    /// The encoder input of a raw-count cell (`pre_normalized="F"`), in f64.
+    pub fn encode_counts(&self, plan: &XTrimoGenePlan, cell: CellView<'_>) -> XTrimoGeneCell<f64> {
+        let aligned = self.align_counts(plan, cell);
         let total: f64 = aligned.iter().map(|&(_, v)| v).sum();
         let mut out = XTrimoGeneCell { positions: vec![], values: vec![] };
         for (p, x) in aligned {

@@ -6,7 +6,8 @@
 //!   Geneformer's BERT pooler and classifier, scGPT's `cls_decoder`, scBERT's convolutional
 //!   head) and pretraining: Geneformer's [`MaskedLm`], scBERT's [`ScBertMaskedLm`], scGPT's
 //!   [`ScGptPretraining`] (GEP/GEPC, masked values or generative with gene- and cell-prompt
-//!   attention).
+//!   attention), xTrimoGene's read-depth-aware [`XTrimoGenePretraining`]; scFoundation's
+//!   fine-tuning head is `XTrimoGeneClassifier`.
 //! - [`train`]: AdamW with linear/cosine/constant schedules and warm-up, global-norm
 //!   clipping, gradient accumulation, seeded dropout, checkpoints every N steps.
 //! - [`checkpoint`]: atomic checkpoints (safetensors + optimiser state + config + tokenizer
@@ -27,7 +28,8 @@ pub use batch::Cells;
 pub use checkpoint::{Checkpoint, CheckpointMeta, TrainProgress};
 pub use error::TrainError;
 pub use objectives::{
-    CellClassifier, Classification, MaskedLm, ScBertMaskedLm, ScGptPretraining, ScGptTask, predict_proba,
+    CellClassifier, Classification, DownSampling, MaskedLm, ScBertMaskedLm, ScGptPretraining, ScGptTask,
+    XTrimoGenePretraining, predict_proba,
 };
 pub use rng::derive_seed;
 pub use schedule::LrSchedule;

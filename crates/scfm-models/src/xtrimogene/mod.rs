@@ -14,11 +14,16 @@
 //! `models.ckpt` ([`Weights`]): `cell` or `rde` for cell embeddings, `gene` for the decoder.
 //! Inputs are what `scfm_tokenize::xtrimogene` produces: per cell the `n_genes` log-normalised
 //! values followed by T and S.
+//!
+//! [`XTrimoGeneClassifier`] is the fine-tuning model of `finetune_model.py` (max-pooled encoder
+//! output → BatchNorm → two linear layers).
 
+mod classifier;
 mod config;
 mod import;
 mod model;
 
+pub use classifier::XTrimoGeneClassifier;
 pub use config::XTrimoGeneConfig;
 pub use import::Weights;
 pub use model::{AutoDiscretization, CellPooling, EncoderInput, XTrimoGene};

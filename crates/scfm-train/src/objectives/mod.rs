@@ -4,6 +4,7 @@
 mod geneformer;
 mod scbert;
 mod scgpt;
+mod xtrimogene;
 
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -14,6 +15,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 pub use geneformer::MaskedLm;
 pub use scbert::ScBertMaskedLm;
 pub use scgpt::{ScGptPretraining, ScGptTask};
+pub use xtrimogene::{DownSampling, XTrimoGenePretraining};
 
 use crate::TrainError;
 use crate::batch::{Cells, TokenBatch};
