@@ -65,19 +65,13 @@ fn tiny_scgpt() -> ScGptConfig {
     }
 }
 
+/// A one-layer Performer 16 wide (scBERT's encoder, xTrimoGene's decoder).
+fn tiny_performer(qkv_bias: bool) -> PerformerShape {
+    PerformerShape { dim: 16, depth: 1, heads: 2, dim_head: 8, nb_features: 16, ff_dim: 32, qkv_bias }
+}
+
 fn tiny_scbert() -> ScBertConfig {
-    ScBertConfig {
-        performer: PerformerShape {
-            dim: 16,
-            depth: 1,
-            heads: 2,
-            dim_head: 8,
-            nb_features: 16,
-            ff_dim: 32,
-            qkv_bias: false,
-        },
-        ..ScBertConfig::released()
-    }
+    ScBertConfig { performer: tiny_performer(false), ..ScBertConfig::released() }
 }
 
 fn meta(family: &str, config: serde_json::Value, classes: &[String]) -> CheckpointMeta {
@@ -261,15 +255,7 @@ fn tiny_xtrimogene() -> XTrimoGeneConfig {
         encoder_depth: 1,
         encoder_heads: 2,
         encoder_ff_dim: 32,
-        decoder: PerformerShape {
-            dim: 16,
-            depth: 1,
-            heads: 2,
-            dim_head: 8,
-            nb_features: 16,
-            ff_dim: 32,
-            qkv_bias: true,
-        },
+        decoder: tiny_performer(true),
         bin_num: 10,
         ..XTrimoGeneConfig::released()
     }

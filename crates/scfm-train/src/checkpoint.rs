@@ -136,9 +136,17 @@ impl Checkpoint {
     /// # Errors
     /// As [`Self::open`], and [`TrainError::Io`] without a `latest` file.
     pub fn latest(dir: &Path) -> Result<Self, TrainError> {
+        Self::open(&Self::latest_path(dir)?)
+    }
+
+    /// The folder of the checkpoint `latest` names in `dir`, without reading it.
+    ///
+    /// # Errors
+    /// [`TrainError::Io`] without a readable `latest` file.
+    pub fn latest_path(dir: &Path) -> Result<PathBuf, TrainError> {
         let pointer = dir.join("latest");
         let name = std::fs::read_to_string(&pointer).map_err(io(&pointer))?;
-        Self::open(&dir.join(name.trim()))
+        Ok(dir.join(name.trim()))
     }
 
     /// Reads the checkpoint folder `path`.

@@ -267,19 +267,26 @@ pub(crate) fn read_cells(
     let mut key = 0u64;
     for chunk in source.chunks(1024) {
         let chunk = chunk?;
-        let labels: Vec<Option<String>> = match label {
-            Some(label) => chunk
-                .obs_labels(label)
-                .map_err(|e| Error::Incompatible { reason: format!("{}: {e}", path.display()) })?,
-            None => vec![Some(String::new()); chunk.n_cells()],
+        let mut labels = match label {
+            Some(label) => Some(
+                chunk
+                    .obs_labels(label)
+                    .map_err(|e| Error::Incompatible { reason: format!("{}: {e}", path.display()) })?,
+            ),
+            None => None,
         };
         let n_counts = crate::pipeline::n_counts(&chunk, n_counts_col);
-        for (i, l) in labels.into_iter().enumerate() {
+        for (i, n) in n_counts.iter().enumerate() {
             let cell = chunk.cell(i);
-            let row = cell_fn(key, cell, n_counts[i]);
+            let row = cell_fn(key, cell, *n);
             key += 1;
-            // Cells without a label or without any vocabulary gene cannot be scored.
-            let (Some(l), Some((ids, values))) = (l, row) else { continue };
+            // Cells without any vocabulary gene, or without a label when one is asked for,
+            // cannot be used.
+            let Some((ids, values)) = row else { continue };
+            let l = labels.as_mut().map(|ls| ls[i].take());
+            if matches!(l, Some(None)) {
+                continue;
+            }
             if keep_counts {
                 cells.counts.push_row(cell.indices, cell.values).map_err(eval_err)?;
             }
@@ -290,7 +297,7 @@ pub(crate) fn read_cells(
             if let Some(v) = values {
                 cells.values.get_or_insert_with(Vec::new).push(v);
             }
-            if label.is_some() {
+            if let Some(Some(l)) = l {
                 cells.labels.push(l);
             }
         }

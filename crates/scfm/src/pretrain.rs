@@ -243,7 +243,7 @@ pub fn pretrain<B: AutodiffBackend>(
         first_loss: tail(&losses[..losses.len().min(10)]),
         final_loss: tail(&losses[losses.len().saturating_sub(10)..]),
         seconds: start.elapsed().as_secs_f64(),
-        checkpoint: Checkpoint::latest(&options.out)?.path,
+        checkpoint: Checkpoint::latest_path(&options.out)?,
     };
     let path = options.out.join("pretrain.json");
     let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::Incompatible { reason: e.to_string() })?;

@@ -1,13 +1,12 @@
 //! Geneformer: the classifier and masked-LM pretraining.
 
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
+use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Int, Tensor, TensorData};
 use scfm_models::geneformer::{Geneformer, GeneformerClassifier};
 use scfm_tokenize::mask::GeneformerMlm;
 
-use super::CellClassifier;
+use super::{CellClassifier, cell_key, masked_lm_loss};
 use crate::TrainError;
 use crate::batch::TokenBatch;
 use crate::train::Objective;
@@ -60,41 +59,20 @@ impl<B: AutodiffBackend> Objective<B, Geneformer<B>> for MaskedLm<'_> {
         }
     }
     fn loss(&self, model: &Geneformer<B>, rows: &[usize], epoch: usize, device: &B::Device) -> Tensor<B, 1> {
-        let n = self.cells.len() as u64;
-        let views: Vec<&[u32]> = rows.iter().map(|&r| self.cells[r].as_slice()).collect();
-        let len = TokenBatch::pad(&views, 0).len;
         let mut masked = Vec::with_capacity(rows.len());
-        let mut picked: Vec<i64> = vec![];
-        let mut targets: Vec<i64> = vec![];
+        let mut scored = vec![];
         for (b, &r) in rows.iter().enumerate() {
-            let (ids, labels) = self.masker.mask(&self.cells[r], epoch as u64 * n + r as u64);
-            for (k, &l) in labels.iter().enumerate() {
-                if l >= 0 {
-                    picked.push((b * len + k) as i64);
-                    targets.push(l);
-                }
-            }
+            let (ids, labels) = self.masker.mask(&self.cells[r], cell_key(epoch, self.cells.len(), r));
+            scored.extend(labels.iter().enumerate().filter(|&(_, &l)| l >= 0).map(|(k, &l)| (b, k, l)));
             masked.push(ids);
         }
-        if picked.is_empty() {
-            // No token drawn in this batch (tiny cells): no signal, but keep the graph valid.
-            picked.push(0);
-            targets.push(i64::from(self.cells[rows[0]][0]));
-        }
         let views: Vec<&[u32]> = masked.iter().map(Vec::as_slice).collect();
-        let batch = TokenBatch::pad(&views, model.config.pad_token_id as u32);
-        let (ids, padded) = batch.tensors::<B>(device);
+        let (ids, padded) = TokenBatch::pad(&views, model.config.pad_token_id as u32).tensors::<B>(device);
         let hidden = model.hidden_state(ids, padded, model.config.n_layers);
-        let d = model.config.d_model;
-        let m = picked.len();
-        let index = Tensor::<B, 1, Int>::from_data(TensorData::new(picked, [m]), device);
-        let selected = hidden.reshape([rows.len() * len, d]).select(0, index).reshape([1, m, d]);
-        let logits = model
-            .mlm_logits(selected)
-            .expect("checked: the model has an MLM head")
-            .reshape([m, model.config.vocab_size]);
-        let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [m]), device);
-        CrossEntropyLossConfig::new().init(device).forward(logits, targets)
+        let fallback = i64::from(self.cells[rows[0]][0]);
+        masked_lm_loss(hidden, &scored, fallback, model.config.vocab_size, |h| {
+            model.mlm_logits(h).expect("checked: the model has an MLM head")
+        })
     }
     fn lengths(&self) -> Vec<usize> {
         self.cells.iter().map(Vec::len).collect()

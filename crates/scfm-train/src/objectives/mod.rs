@@ -118,6 +118,41 @@ pub fn predict_proba<B: Backend, M: CellClassifier<B>>(
     }))
 }
 
+/// The key of a cell's random draws (masks, splits) in an epoch: distinct per epoch and cell.
+pub(crate) fn cell_key(epoch: usize, cells: usize, row: usize) -> u64 {
+    epoch as u64 * cells as u64 + row as u64
+}
+
+/// Cross-entropy of a masked-LM head at the scored positions of a batch: `scored` lists
+/// `(cell, position, target)`. A batch without any (tiny cells, nothing drawn) scores position
+/// 0 of the first cell against `fallback`: no signal, but a valid graph.
+///
+/// # Shapes
+/// - `hidden`: `[cells, len, d]`
+/// - `head`: `[1, m, d]` → `[1, m, n_classes]`
+/// - output: `[1]`
+pub(crate) fn masked_lm_loss<B: Backend>(
+    hidden: Tensor<B, 3>,
+    scored: &[(usize, usize, i64)],
+    fallback: i64,
+    n_classes: usize,
+    head: impl FnOnce(Tensor<B, 3>) -> Tensor<B, 3>,
+) -> Tensor<B, 1> {
+    let [cells, len, d] = hidden.dims();
+    let device = hidden.device();
+    let (picked, targets): (Vec<i64>, Vec<i64>) = if scored.is_empty() {
+        (vec![0], vec![fallback])
+    } else {
+        scored.iter().map(|&(b, k, t)| ((b * len + k) as i64, t)).unzip()
+    };
+    let m = picked.len();
+    let index = Tensor::<B, 1, Int>::from_data(TensorData::new(picked, [m]), &device);
+    let selected = hidden.reshape([cells * len, d]).select(0, index).reshape([1, m, d]);
+    let logits = head(selected).reshape([m, n_classes]);
+    let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [m]), &device);
+    CrossEntropyLossConfig::new().init(&device).forward(logits, targets)
+}
+
 /// `Σ m·(pred − target)² / Σ m` (scGPT's `masked_mse_loss`, xTrimoGene's masked regression).
 ///
 /// # Shapes

@@ -1,13 +1,12 @@
 //! scBERT: the convolutional classification head and masked-LM pretraining over bins.
 
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
+use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Int, Tensor, TensorData};
 use scfm_models::scbert::ScBert;
 use scfm_tokenize::mask::ScBertMask;
 
-use super::CellClassifier;
+use super::{CellClassifier, cell_key, masked_lm_loss};
 use crate::TrainError;
 use crate::batch::{Cells, TokenBatch};
 use crate::train::Objective;
@@ -75,34 +74,23 @@ impl<B: AutodiffBackend> Objective<B, ScBert<B>> for ScBertMaskedLm<'_> {
         check_tokens(self.cells, model.config.seq_len, model.config.n_tokens)
     }
     fn loss(&self, model: &ScBert<B>, rows: &[usize], epoch: usize, device: &B::Device) -> Tensor<B, 1> {
-        let n = self.cells.len() as u64;
-        let len = model.config.seq_len;
         let mut input: Vec<Vec<u32>> = Vec::with_capacity(rows.len());
-        let (mut picked, mut targets): (Vec<i64>, Vec<i64>) = (vec![], vec![]);
+        let mut scored = vec![];
         for (b, &r) in rows.iter().enumerate() {
             // Checked: every token is below n_tokens (7), so it fits a byte.
             let tokens: Vec<u8> = self.cells[r].iter().map(|&t| t as u8).collect();
-            let (masked, labels) = self.masker.mask(&tokens, epoch as u64 * n + r as u64);
-            for (k, &l) in labels.iter().enumerate().filter(|&(_, &l)| l != self.masker.mask_token) {
-                picked.push((b * len + k) as i64);
-                targets.push(i64::from(l));
-            }
+            let (masked, labels) = self.masker.mask(&tokens, cell_key(epoch, self.cells.len(), r));
+            let ignored = self.masker.mask_token;
+            scored
+                .extend(labels.iter().enumerate().filter(|&(_, &l)| l != ignored).map(|(k, &l)| (b, k, i64::from(l))));
             input.push(masked.into_iter().map(u32::from).collect());
-        }
-        if picked.is_empty() {
-            // Cells without a non-zero bin: no signal, but keep the graph valid.
-            picked.push(0);
-            targets.push(i64::from(self.cells[rows[0]][0]));
         }
         let views: Vec<&[u32]> = input.iter().map(Vec::as_slice).collect();
         let (ids, _) = TokenBatch::pad(&views, 0).tensors::<B>(device);
-        let d = model.config.performer.dim;
-        let m = picked.len();
-        let index = Tensor::<B, 1, Int>::from_data(TensorData::new(picked, [m]), device);
-        let selected = model.encode(ids).reshape([rows.len() * len, d]).select(0, index).reshape([1, m, d]);
-        let logits = model.lm_logits(selected).expect("checked: the model has an output layer");
-        let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [m]), device);
-        CrossEntropyLossConfig::new().init(device).forward(logits.reshape([m, model.config.n_tokens]), targets)
+        let fallback = i64::from(self.cells[rows[0]][0]);
+        masked_lm_loss(model.encode(ids), &scored, fallback, model.config.n_tokens, |h| {
+            model.lm_logits(h).expect("checked: the model has an output layer")
+        })
     }
     fn lengths(&self) -> Vec<usize> {
         self.cells.iter().map(Vec::len).collect()

@@ -7,7 +7,7 @@ use burn::tensor::{Bool, Tensor, TensorData};
 use scfm_models::scgpt::{ScGpt, ScGptPooling};
 use scfm_tokenize::mask::ScGptValueMask;
 
-use super::{CellClassifier, masked_mse};
+use super::{CellClassifier, cell_key, masked_mse};
 use crate::TrainError;
 use crate::batch::{Cells, TokenBatch};
 use crate::rng::derive_seed;
@@ -94,6 +94,11 @@ pub struct ScGptPretraining<'a> {
     pub gepc: bool,
 }
 
+/// `[cells, len]` flags, true at the first `lengths[c]` positions of cell `c`.
+fn leading(lengths: &[usize], len: usize) -> Vec<bool> {
+    lengths.iter().flat_map(|&n| (0..len).map(move |j| j < n)).collect()
+}
+
 /// `[cells, len]` of 0/1 as a float tensor.
 fn ones_at<B: Backend>(flags: Vec<bool>, shape: [usize; 2], device: &B::Device) -> Tensor<B, 2> {
     let data: Vec<f32> = flags.into_iter().map(f32::from).collect();
@@ -123,7 +128,7 @@ impl<B: AutodiffBackend> Objective<B, ScGpt<B>> for ScGptPretraining<'_> {
 
     fn loss(&self, model: &ScGpt<B>, rows: &[usize], epoch: usize, device: &B::Device) -> Tensor<B, 1> {
         let values = self.cells.values.expect("checked: the cells have values");
-        let key = |r: usize| epoch as u64 * self.cells.len() as u64 + r as u64;
+        let key = |r: usize| cell_key(epoch, self.cells.len(), r);
         let pad = model.config.pad_value;
         match &self.task {
             ScGptTask::MaskedValues { masker } => {
@@ -155,32 +160,28 @@ impl<B: AutodiffBackend> Objective<B, ScGpt<B>> for ScGptPretraining<'_> {
                 let gen_prob = gen_probs[(draw % gen_probs.len() as u64) as usize];
                 // Each cell laid out as [gene prompt | generated genes | padding]: no
                 // positional encoding, so only the attention mask tells the streams apart.
-                let (mut ids, mut vals, mut prompt_flags) = (vec![], vec![], vec![]);
+                let (mut ids, mut vals, mut prompt_lengths) = (vec![], vec![], vec![]);
                 for &r in rows {
                     let (prompt, generated) = masker.generative_split(self.cells.ids[r].len(), gen_prob, key(r));
                     let order: Vec<usize> = prompt.iter().chain(&generated).copied().collect();
                     ids.push(order.iter().map(|&p| self.cells.ids[r][p]).collect::<Vec<u32>>());
                     vals.push(order.iter().map(|&p| values[r][p]).collect::<Vec<f32>>());
-                    prompt_flags.push(prompt.len());
+                    prompt_lengths.push(prompt.len());
                 }
-                let laid_out = Cells::with_values(&ids, &vals);
                 let all: Vec<usize> = (0..rows.len()).collect();
-                let batch = laid_out.batch(&all, model.config.pad_token_id as u32, Some(pad));
+                let batch = Cells::with_values(&ids, &vals).batch(&all, model.config.pad_token_id as u32, Some(pad));
                 let (cells, len) = (batch.cells, batch.len);
-                let in_prompt = |n_prompt: &dyn Fn(usize) -> usize| -> Vec<bool> {
-                    (0..cells * len).map(|i| i % len < n_prompt(i / len)).collect()
-                };
-                let prompt = in_prompt(&|c| prompt_flags[c]);
+                let prompt = leading(&prompt_lengths, len);
                 let generated: Vec<bool> =
                     prompt.iter().zip(&batch.padded).map(|(&p, &padded)| !p && !padded).collect();
                 let scored = ones_at::<B>(generated, [cells, len], device);
                 let target = batch.value_tensor::<B>(device);
+                let (ids, _) = batch.tensors::<B>(device);
                 let pass = |prompt: &[bool], cell: Option<Tensor<B, 2>>| {
-                    let (ids, _) = batch.tensors::<B>(device);
                     let bias = ScGpt::<B>::generative_attention_bias(prompt, &batch.padded, cells, len, device);
                     let mask = Tensor::<B, 2, Bool>::from_data(TensorData::new(prompt.to_vec(), [cells, len]), device);
                     model
-                        .encode_generative(ids, target.clone(), mask, bias, cell)
+                        .encode_generative(ids.clone(), target.clone(), mask, bias, cell)
                         .expect("checked: the model has a flag embedding")
                 };
                 let encoded = pass(&prompt, None);
@@ -194,7 +195,7 @@ impl<B: AutodiffBackend> Objective<B, ScGpt<B>> for ScGptPretraining<'_> {
                     loss = loss + masked_mse(mvc, target.clone(), scored.clone());
                 }
                 if cell_prompt_from_epoch.is_some_and(|from| epoch >= from) {
-                    let encoded = pass(&in_prompt(&|_| 1), Some(cell.detach()));
+                    let encoded = pass(&leading(&vec![1; cells], len), Some(cell.detach()));
                     loss = loss + masked_mse(model.expression(encoded.output), target, scored);
                 }
                 loss

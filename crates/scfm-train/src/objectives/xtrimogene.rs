@@ -1,5 +1,7 @@
 //! xTrimoGene / scFoundation: the fine-tuning head and read-depth-aware masked regression.
 
+use std::borrow::Cow;
+
 use burn::module::Module;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
@@ -7,7 +9,7 @@ use scfm_core::SplitMix64;
 use scfm_models::xtrimogene::{EncoderInput, XTrimoGene, XTrimoGeneClassifier};
 use scfm_tokenize::mask::XTrimoGeneMask;
 
-use super::{CellClassifier, masked_mse};
+use super::{CellClassifier, cell_key, masked_mse};
 use crate::TrainError;
 use crate::batch::{Cells, TokenBatch};
 use crate::rng::derive_seed;
@@ -122,17 +124,17 @@ impl<B: AutodiffBackend> Objective<B, XTrimoGene<B>> for XTrimoGenePretraining<'
         let (mut full, mut target, mut scored) =
             (vec![], vec![0f32; rows.len() * seq_len], vec![0f32; rows.len() * seq_len]);
         for (b, &r) in rows.iter().enumerate() {
-            let key = epoch as u64 * self.cells.len() as u64 + r as u64;
+            let key = cell_key(epoch, self.cells.len(), r);
             let counts = &self.cells[r];
             let total: f64 = counts.iter().map(|&(_, c)| c).sum();
             let mut rng = SplitMix64::new(derive_seed(u64::from(self.masker.seed), 4, key));
-            let seen = match self.downsample {
+            let seen: Cow<'_, [(u32, f64)]> = match self.downsample {
                 Some(d) if rng.unit() < d.probability => {
                     let fraction = d.min_fraction + (1.0 - d.min_fraction) * rng.unit();
                     let thinned = thin(counts, fraction, &mut rng);
-                    if thinned.is_empty() { counts.clone() } else { thinned }
+                    if thinned.is_empty() { Cow::Borrowed(counts) } else { Cow::Owned(thinned) }
                 }
-                _ => counts.clone(),
+                _ => Cow::Borrowed(counts),
             };
             let seen_total: f64 = seen.iter().map(|&(_, c)| c).sum();
             let input = normalised(&seen, seen_total, n_genes);
