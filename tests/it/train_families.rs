@@ -20,7 +20,7 @@ use scfm::tokenize::vocab::{scfoundation_genes, scgpt_vocab};
 use scfm::tokenize::xtrimogene::{DepthTarget, XTrimoGeneTokenizer};
 use scfm::train::{
     Cells, CheckpointMeta, Classification, DownSampling, ScBertMaskedLm, ScGptPretraining, ScGptTask, ScheduleKind,
-    TrainError, TrainOptions, XTrimoGenePretraining, predict_proba, seeded, train,
+    TrainError, TrainOptions, XTrimoGenePretraining, predict, predict_proba, seeded, train,
 };
 
 type B = CpuTrain;
@@ -219,8 +219,16 @@ fn scbert_head_overfits_one_batch() {
     let objective = Classification { cells: Cells::tokens(&tokens), classes: &classes };
     let model = train(model, &objective, &opts, &m, None, &device, &mut |s| losses.push(s.loss)).unwrap();
     assert!(losses[59] < 0.05, "{losses:?}");
-    let p: Vec<f32> = predict_proba(&model.valid(), Cells::tokens(&tokens), 8, 1 << 20, &device).unwrap().concat();
+    let model = model.valid();
+    let p: Vec<f32> = predict_proba(&model, Cells::tokens(&tokens), 8, 1 << 20, &device).unwrap().concat();
     assert_eq!(argmax_rows(&p, labels.n_classes()), classes);
+    // `predict` runs the same forward pass and returns the head's fc2 activations (after ReLU)
+    // as the cell embeddings.
+    let all = predict(&model, Cells::tokens(&tokens), 8, 1 << 20, &device).unwrap();
+    let fc2 = model.classifier.as_ref().unwrap().fc2.weight.dims()[1];
+    assert_eq!((all.proba, all.n_classes, all.dim), (p, labels.n_classes(), fc2));
+    assert_eq!(all.embeddings.len(), 8 * fc2);
+    assert!(all.embeddings.iter().all(|&v| v >= 0.0) && all.embeddings.iter().any(|&v| v > 0.0));
 }
 
 #[test]

@@ -26,7 +26,7 @@ struct Cli {
 /// A model's size (`scfm finetune`, `scfm pretrain`).
 #[derive(clap::Args)]
 struct SizeArgs {
-    /// Hidden size (scBERT: the Performer width).
+    /// Hidden size (scBERT: the Performer width; xTrimoGene: encoder and decoder width).
     #[arg(long, default_value_t = 128)]
     d_model: usize,
     /// Encoder layers.
@@ -39,7 +39,7 @@ struct SizeArgs {
     #[arg(long, default_value_t = 256)]
     d_ff: usize,
     /// Tokens per cell (Geneformer: `<cls>`, the top-ranked genes, `<eos>`; scGPT: `<cls>` and
-    /// a sample of the expressed genes; scBERT reads its whole gene panel).
+    /// a sample of the expressed genes; scBERT and xTrimoGene read their whole gene panels).
     #[arg(long, default_value_t = 128)]
     max_len: usize,
 }
@@ -58,19 +58,23 @@ impl SizeArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Fine-tune a cell-type classifier on a labelled h5ad (Geneformer V2 tokens, a small
-    /// Geneformer with optional masked-LM pretraining) and score it against a
-    /// logistic-regression baseline on a seeded stratified split; writes report.json,
-    /// predictions.h5ad and PNG plots.
+    /// Fine-tune a cell-type classifier on a labelled h5ad (a small model of the family,
+    /// fresh or from --init, with optional self-supervised pretraining on the training cells
+    /// first) and score it against a logistic-regression baseline on a seeded stratified
+    /// split; writes report.json, predictions.h5ad and PNG plots.
     Finetune {
         /// Labelled input (h5ad with raw counts).
         input: PathBuf,
         /// Output folder.
         #[arg(short, long)]
         out: PathBuf,
-        /// Folder with the Geneformer V2 dictionaries (`*_gc104M.pkl`).
-        #[arg(long)]
-        dictionaries: PathBuf,
+        /// geneformer, scgpt, scbert or xtrimogene.
+        #[arg(long, default_value = "geneformer")]
+        family: String,
+        /// The tokenizer's files: the Geneformer V2 dictionaries folder, a scGPT vocab.json
+        /// (a released model's own), scBERT's gene list or scFoundation's gene index TSV.
+        #[arg(long, alias = "dictionaries")]
+        vocab: PathBuf,
         /// Obs column with the cell types.
         #[arg(long, default_value = "trueLabel")]
         label: String,
@@ -84,7 +88,8 @@ enum Command {
         seed: u64,
         #[command(flatten)]
         size: SizeArgs,
-        /// Masked-LM pretraining epochs on the training cells first.
+        /// Self-supervised pretraining epochs on the training cells first (the family's
+        /// objective, as `scfm pretrain`).
         #[arg(long, default_value_t = 1)]
         pretrain_epochs: usize,
         /// Fine-tuning epochs.
@@ -95,14 +100,17 @@ enum Command {
         /// Peak fine-tuning learning rate.
         #[arg(long, default_value_t = 1e-3)]
         lr: f64,
-        /// What the head reads: mean (of the real positions) or first (upstream's <cls>).
+        /// What Geneformer's head reads: mean (of the real positions) or first (upstream's
+        /// <cls>).
         #[arg(long, default_value = "mean")]
         pooling: String,
         /// Write a checkpoint every N optimiser steps into OUT/checkpoints.
         #[arg(long)]
         checkpoint_every: Option<u64>,
-        /// Start from a pretrained Geneformer: a Hugging Face folder or a `scfm pretrain`
-        /// output (its shape replaces the size options; see also --pretrain-epochs 0).
+        /// Start from a pretrained model of the family: an upstream release (Hugging Face
+        /// Geneformer folder, scGPT folder, scBERT .pth, scFoundation models.ckpt) or a
+        /// `scfm pretrain` output (its shape replaces the size options; see also
+        /// --pretrain-epochs 0).
         #[arg(long)]
         init: Option<PathBuf>,
         /// Freeze the embeddings and the first N encoder layers while fine-tuning.
@@ -110,19 +118,19 @@ enum Command {
         freeze_layers: usize,
     },
     /// Pretrain a model from scratch with its family's self-supervised objective: Geneformer
-    /// masked LM, scGPT generative GEP + GEPC (or masked values), scBERT masked LM over bins.
-    /// Checkpoints go to OUT (resumable); OUT/pretrain.json records the run.
+    /// masked LM, scGPT generative GEP + GEPC (or masked values), scBERT masked LM over bins,
+    /// xTrimoGene read-depth-aware masked regression. Checkpoints go to OUT (resumable); OUT/pretrain.json records the run.
     Pretrain {
         /// Input: h5ad, Cell Ranger .h5, Matrix Market folder or scfm corpus (raw counts).
         input: PathBuf,
         /// Output folder (checkpoints, pretrain.json).
         #[arg(short, long)]
         out: PathBuf,
-        /// geneformer, scgpt (generative), scgpt-masked (masked values) or scbert.
+        /// geneformer, scgpt (generative), scgpt-masked (masked values), scbert or xtrimogene.
         #[arg(long, default_value = "geneformer")]
         family: String,
-        /// The tokenizer's files: the Geneformer V2 dictionaries folder, a scGPT vocab.json or
-        /// scBERT's gene list.
+        /// The tokenizer's files: the Geneformer V2 dictionaries folder, a scGPT vocab.json,
+        /// scBERT's gene list or scFoundation's gene index TSV.
         #[arg(long)]
         vocab: PathBuf,
         #[arg(long, default_value_t = 42)]
@@ -544,7 +552,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Finetune {
             input,
             out,
-            dictionaries,
+            family,
+            vocab,
             label,
             test,
             validation_fraction,
@@ -562,7 +571,7 @@ fn run(cli: Cli) -> Result<()> {
             use scfm::annotate::{AnnotateOptions, Stage, annotate};
             use scfm::models::geneformer::ClassifierPooling;
             let mut opts = AnnotateOptions::with_data_dir(std::path::Path::new("."), &out);
-            opts.dictionaries = dictionaries;
+            opts.family = scfm::family::Family::new(&family, vocab)?;
             opts.label = label;
             opts.test = test;
             opts.validation_fraction = validation_fraction;
@@ -613,15 +622,11 @@ fn run(cli: Cli) -> Result<()> {
             stop_after,
             resume,
         } => {
-            use scfm::pretrain::{PretrainFamily, PretrainOptions, pretrain};
-            let family = match family.as_str() {
-                "geneformer" => PretrainFamily::Geneformer { dictionaries: vocab },
-                "scgpt" => PretrainFamily::ScGpt { vocab, generative: true },
-                "scgpt-masked" => PretrainFamily::ScGpt { vocab, generative: false },
-                "scbert" => PretrainFamily::ScBert { genes: vocab },
-                other => anyhow::bail!("unknown --family {other:?}: geneformer, scgpt, scgpt-masked or scbert"),
-            };
+            use scfm::pretrain::{PretrainOptions, pretrain};
+            let masked = family == "scgpt-masked";
+            let family = scfm::family::Family::new(if masked { "scgpt" } else { &family }, vocab)?;
             let mut opts = PretrainOptions::new(family, &out);
+            opts.scgpt_generative = !masked;
             opts.model = size.size();
             opts.train.seed = seed;
             opts.train.epochs = epochs;

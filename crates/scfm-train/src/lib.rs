@@ -28,8 +28,8 @@ pub use batch::Cells;
 pub use checkpoint::{Checkpoint, CheckpointMeta, TrainProgress};
 pub use error::TrainError;
 pub use objectives::{
-    CellClassifier, Classification, DownSampling, MaskedLm, ScBertMaskedLm, ScGptPretraining, ScGptTask,
-    XTrimoGenePretraining, predict_proba,
+    CellClassifier, Classification, DownSampling, MaskedLm, Predictions, ScBertMaskedLm, ScGptPretraining, ScGptTask,
+    XTrimoGenePretraining, predict, predict_proba,
 };
 pub use rng::derive_seed;
 pub use schedule::LrSchedule;

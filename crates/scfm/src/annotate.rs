@@ -1,13 +1,16 @@
-//! Cell-type annotation end to end: labelled h5ad → seeded stratified split → Geneformer
-//! rank-value tokens → (optional) masked-LM pretraining on the training cells → fine-tuning →
-//! predictions, accuracy and macro-F1 next to a logistic-regression baseline on the same
-//! split → predictions and embeddings written into an h5ad copy, confusion-matrix and
-//! embedding PNGs, `report.json`.
+//! Cell-type annotation end to end: labelled h5ad → seeded stratified split → the chosen
+//! family's tokens → (optional) self-supervised pretraining on the training cells →
+//! fine-tuning with the family's head → predictions, accuracy and macro-F1 next to a
+//! logistic-regression baseline on the same split → predictions and embeddings written into
+//! an h5ad copy, confusion-matrix and embedding PNGs, `report.json`.
+//!
+//! Every family of [`Family`] runs through the same stages; the model starts fresh (of
+//! [`ModelSize`]) or from a pretrained one ([`AnnotateOptions::init`]).
 
 use std::path::{Path, PathBuf};
 
 use burn::module::AutodiffModule;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::AutodiffBackend;
 use scfm_core::CellSource;
 use scfm_eval::{
     ClassificationReport, CsrMatrix, EmbeddingReport, EmbeddingView, Labels, LogisticRegression,
@@ -15,58 +18,18 @@ use scfm_eval::{
 };
 use scfm_io::writeback::{Annotation, annotate_copy};
 use scfm_io::{AnySource, IoError, MatrixSelector, ObsSelection, SourceOptions};
-use scfm_models::geneformer::{ClassifierPooling, Geneformer, GeneformerClassifier, GeneformerConfig};
-use scfm_models::layers::Activation;
+use scfm_models::geneformer::{ClassifierPooling, GeneformerClassifier};
+use scfm_models::xtrimogene::XTrimoGeneClassifier;
 use scfm_tokenize::geneformer::GeneformerVersion;
-use scfm_tokenize::mask::GeneformerMlm;
-use scfm_train::batch::{TokenBatch, truncate_rank_value};
-use scfm_train::{
-    CellClassifier, Cells, Checkpoint, CheckpointMeta, Classification, MaskedLm, StepReport, TrainOptions,
-};
+use scfm_tokenize::xtrimogene::XTrimoGeneTokenizer;
+use scfm_train::batch::truncate_rank_value;
+use scfm_train::{CellClassifier, Cells, CheckpointMeta, Classification, Predictions, StepReport, TrainOptions};
 use serde::Serialize;
 
 use crate::Error;
+use crate::family::{Backbone, PretrainCells, PretrainRun};
+pub use crate::family::{Family, ModelSize};
 use crate::pipeline::{GeneformerFiles, Prepared, Scheme, prepare_scheme};
-
-/// The model trained by [`annotate`]: a small Geneformer (BERT) over V2 rank-value tokens.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ModelSize {
-    /// Hidden size.
-    pub d_model: usize,
-    /// Encoder layers.
-    pub n_layers: usize,
-    /// Attention heads.
-    pub n_heads: usize,
-    /// Feed-forward size.
-    pub d_ff: usize,
-    /// Tokens per cell: `<cls>`, the highest-ranked genes, `<eos>`.
-    pub max_len: usize,
-}
-
-impl ModelSize {
-    /// The Geneformer of this size over a vocabulary of `vocab_size` tokens: V1's layout
-    /// (ReLU, post-norm) with dropout 0.02.
-    pub fn geneformer(&self, vocab_size: usize) -> GeneformerConfig {
-        GeneformerConfig {
-            vocab_size,
-            d_model: self.d_model,
-            n_heads: self.n_heads,
-            n_layers: self.n_layers,
-            d_ff: self.d_ff,
-            max_len: self.max_len,
-            activation: Activation::Relu,
-            dropout: 0.02,
-            attention_dropout: 0.02,
-            ..GeneformerConfig::v1_10m()
-        }
-    }
-}
-
-impl Default for ModelSize {
-    fn default() -> Self {
-        Self { d_model: 128, n_layers: 2, n_heads: 4, d_ff: 256, max_len: 128 }
-    }
-}
 
 /// Options of [`annotate`].
 #[derive(Debug, Clone, Serialize)]
@@ -77,14 +40,15 @@ pub struct AnnotateOptions {
     pub validation_fraction: f64,
     /// Seed of the split, initialisation, batches, masking and dropout.
     pub seed: u64,
-    /// Geneformer V2 dictionaries (folder with the `*_gc104M.pkl` files).
-    pub dictionaries: PathBuf,
-    /// Model shape.
+    /// The model family and its tokenizer files.
+    pub family: Family,
+    /// Model shape (of a fresh model; a pretrained one keeps its own).
     pub model: ModelSize,
-    /// What the classification head reads (`mean` learns much faster from scratch than
-    /// upstream's `first`).
+    /// What Geneformer's classification head reads (`mean` learns much faster from scratch
+    /// than upstream's `first`); the other families pool as upstream.
     pub pooling: ClassifierPooling,
-    /// Masked-LM pretraining epochs over the training cells before fine-tuning (0: none).
+    /// Self-supervised pretraining epochs over the training cells before fine-tuning, with
+    /// the family's objective (0: none).
     pub pretrain_epochs: usize,
     /// Fine-tuning epochs.
     pub finetune_epochs: usize,
@@ -100,24 +64,27 @@ pub struct AnnotateOptions {
     pub out: PathBuf,
     /// Write training checkpoints into `out/checkpoints` every this many steps.
     pub checkpoint_every: Option<u64>,
-    /// Start from this pretrained Geneformer instead of a fresh one: a Hugging Face folder
-    /// (`config.json` + `model.safetensors` or `pytorch_model.bin`) or a checkpoint of ours
-    /// (`scfm pretrain`'s output folder, or one `step-N` in it). Its shape replaces `model`'s,
-    /// except `max_len`, which must fit its position table; `pretrain_epochs` still apply
-    /// (0 to go straight to fine-tuning).
+    /// Start from this pretrained model of the family instead of a fresh one: an upstream
+    /// release (a Hugging Face Geneformer folder, a scGPT folder with `args.json`, `vocab.json`
+    /// and `best_model.pt`, scBERT's `.pth`, scFoundation's `models.ckpt`) or a checkpoint of
+    /// ours (`scfm pretrain`'s output folder, or one `step-N` in it). Its shape replaces
+    /// `model`'s, except `max_len` (Geneformer: it must fit the position table); it must read
+    /// the family's vocabulary or gene panel. `pretrain_epochs` still apply (0 to go straight
+    /// to fine-tuning).
     pub init: Option<PathBuf>,
     /// Freeze the embeddings and the first this many encoder layers while fine-tuning.
     pub freeze_layers: usize,
 }
 
 impl AnnotateOptions {
-    /// Defaults for the data folder `data` (the shared folder with `vocab/geneformer/`).
+    /// Defaults for the data folder `data` (the shared folder with `vocab/geneformer/`): a
+    /// small Geneformer, one pretraining epoch, six fine-tuning epochs.
     pub fn with_data_dir(data: &Path, out: &Path) -> Self {
         Self {
             label: "trueLabel".into(),
             validation_fraction: 0.2,
             seed: 42,
-            dictionaries: data.join("vocab/geneformer"),
+            family: Family::Geneformer { dictionaries: data.join("vocab/geneformer") },
             model: ModelSize::default(),
             pooling: ClassifierPooling::Mean,
             pretrain_epochs: 1,
@@ -152,11 +119,14 @@ pub struct AnnotateReport {
     pub options: AnnotateOptions,
     /// Cell types (sorted).
     pub classes: Vec<String>,
-    /// Cells used for training and validation.
+    /// Cells used for training.
     pub train_cells: usize,
     /// Held-out cells.
     pub validation_cells: usize,
-    /// Input genes mapped to the Geneformer vocabulary.
+    /// Input cells left out: without a label, or without any model input (no gene of the
+    /// vocabulary expressed; scBERT: fewer than 200 of its genes).
+    pub excluded_cells: usize,
+    /// Input genes mapped to the family's vocabulary or gene panel.
     pub genes_mapped: usize,
     /// Model parameters.
     pub parameters: usize,
@@ -168,7 +138,9 @@ pub struct AnnotateReport {
     pub validation: MethodScores,
     /// Scores on the test file, when given.
     pub test: Option<MethodScores>,
-    /// Embedding metrics of the model's pooled embeddings (what its head reads) on the validation cells.
+    /// Width of the cell embeddings ([`CellClassifier::embed`]: what the head classifies).
+    pub embedding_dim: usize,
+    /// Embedding metrics of the model's cell embeddings on the validation cells.
     pub validation_embedding: EmbeddingReport,
     /// Seconds per stage.
     pub seconds: Vec<(String, f64)>,
@@ -191,8 +163,12 @@ pub struct LabelledCells {
     /// Tokens per cell in the scheme's layout (Geneformer V2: `<cls>`, top-ranked genes,
     /// `<eos>`).
     pub tokens: Vec<Vec<u32>>,
-    /// One value per token for the value-based schemes (scGPT's bins), else `None`.
+    /// One value per token for the value-based schemes (scGPT's bins, xTrimoGene's
+    /// log-normalised values), else `None`.
     pub values: Option<Vec<Vec<f32>>>,
+    /// xTrimoGene: each cell's raw counts on the model's gene positions, ascending (what its
+    /// pretraining down-samples); `None` for the other schemes.
+    pub aligned_counts: Option<Vec<Vec<(u32, f64)>>>,
     /// Raw counts.
     pub counts: CsrMatrix,
     /// Cell-type label per cell.
@@ -203,6 +179,8 @@ pub struct LabelledCells {
     pub genes_mapped: usize,
     /// Cells in the file (kept or not).
     pub cells_in: usize,
+    /// The file's row of each kept cell.
+    pub rows: Vec<usize>,
 }
 
 /// Reads the cells of `path` that have a label in obs column `label` and at least one
@@ -255,14 +233,24 @@ pub(crate) fn read_cells(
     let n_counts_col = source.obs_schema().index_of("n_counts").ok();
     let Prepared { cell_fn, genes_mapped, .. } = prepare_scheme(scheme, &source, n_counts_col.is_some(), None)?;
     crate::pipeline::require_mapped(&source, path, genes_mapped)?;
+    let aligner = match scheme {
+        Scheme::XTrimoGene { genes, target } => {
+            let tokenizer = XTrimoGeneTokenizer::new(scfm_tokenize::vocab::scfoundation_genes(genes)?, *target);
+            let plan = tokenizer.plan(&crate::pipeline::symbol_table(&source, None)?);
+            Some((tokenizer, plan))
+        }
+        _ => None,
+    };
     let mut cells = LabelledCells {
         tokens: vec![],
         values: None,
+        aligned_counts: aligner.as_ref().map(|_| vec![]),
         counts: CsrMatrix::new(source.genes().len()),
         labels: vec![],
         genes: source.genes().ids().to_vec(),
         genes_mapped,
         cells_in: source.n_cells(),
+        rows: vec![],
     };
     let mut key = 0u64;
     for chunk in source.chunks(1024) {
@@ -280,9 +268,9 @@ pub(crate) fn read_cells(
             let cell = chunk.cell(i);
             let row = cell_fn(key, cell, *n);
             key += 1;
-            // Cells without any vocabulary gene, or without a label when one is asked for,
-            // cannot be used.
-            let Some((ids, values)) = row else { continue };
+            // Cells without any model input (no vocabulary gene; scBERT: too few genes), or
+            // without a label when one is asked for, cannot be used.
+            let Some((ids, values)) = row.filter(|(ids, _)| !ids.is_empty()) else { continue };
             let l = labels.as_mut().map(|ls| ls[i].take());
             if matches!(l, Some(None)) {
                 continue;
@@ -290,12 +278,16 @@ pub(crate) fn read_cells(
             if keep_counts {
                 cells.counts.push_row(cell.indices, cell.values).map_err(eval_err)?;
             }
+            cells.rows.push(key as usize - 1);
             cells.tokens.push(match truncate {
                 Some(framed) => truncate_rank_value(&ids, max_len, framed),
                 None => ids,
             });
             if let Some(v) = values {
                 cells.values.get_or_insert_with(Vec::new).push(v);
+            }
+            if let (Some((tokenizer, plan)), Some(aligned)) = (&aligner, cells.aligned_counts.as_mut()) {
+                aligned.push(tokenizer.align_counts(plan, cell));
             }
             if let Some(Some(l)) = l {
                 cells.labels.push(l);
@@ -305,40 +297,45 @@ pub(crate) fn read_cells(
     Ok(cells)
 }
 
-/// Loads the Geneformer of `options.init` (a Hugging Face folder or a checkpoint of ours) and
-/// checks that it reads the V2 dictionaries' `vocab_size` tokens and `max_len` positions.
-fn load_pretrained<B: Backend>(
-    dir: &Path,
-    vocab_size: usize,
-    max_len: usize,
-    device: &B::Device,
-) -> Result<Geneformer<B>, Error> {
-    let model = if dir.join("config.json").is_file() {
-        Geneformer::from_hf_dir(dir, device)?
-    } else {
-        let ckpt = if dir.join("latest").is_file() { Checkpoint::latest(dir)? } else { Checkpoint::open(dir)? };
-        ckpt.expect_family("geneformer-mlm")?;
-        let config: GeneformerConfig = serde_json::from_value(ckpt.meta.model_config.clone()).map_err(|e| {
-            Error::Incompatible { reason: format!("{}: not a Geneformer configuration: {e}", ckpt.path.display()) }
-        })?;
-        ckpt.load_model(config.init(device), device)?
-    };
-    let c = &model.config;
-    if c.vocab_size != vocab_size {
-        return Err(Error::Incompatible {
-            reason: format!(
-                "{} has a vocabulary of {} tokens; the Geneformer V2 dictionaries have {vocab_size}",
-                dir.display(),
-                c.vocab_size
-            ),
-        });
+impl LabelledCells {
+    /// The cells as the models read them.
+    pub fn cells(&self) -> Cells<'_> {
+        Cells { ids: &self.tokens, values: self.values.as_deref() }
     }
-    if c.max_len < max_len {
-        return Err(Error::Incompatible {
-            reason: format!("{} has {} positions; {max_len} tokens per cell were asked for", dir.display(), c.max_len),
-        });
+
+    /// The model inputs of the cells `rows` (tokens, values, aligned counts), copied.
+    fn inputs(&self, rows: &[usize]) -> CellInputs {
+        fn pick<T: Clone>(v: &[T], rows: &[usize]) -> Vec<T> {
+            rows.iter().map(|&r| v[r].clone()).collect()
+        }
+        CellInputs {
+            tokens: pick(&self.tokens, rows),
+            values: self.values.as_deref().map(|v| pick(v, rows)),
+            aligned_counts: self.aligned_counts.as_deref().map(|v| pick(v, rows)),
+        }
     }
-    Ok(model)
+
+    /// What the pretraining objectives read of all cells.
+    pub(crate) fn pretrain_cells(&self) -> PretrainCells<'_> {
+        PretrainCells { tokens: &self.tokens, values: self.values.as_deref(), counts: self.aligned_counts.as_deref() }
+    }
+}
+
+/// The model inputs of some of the cells of a [`LabelledCells`].
+struct CellInputs {
+    tokens: Vec<Vec<u32>>,
+    values: Option<Vec<Vec<f32>>>,
+    aligned_counts: Option<Vec<Vec<(u32, f64)>>>,
+}
+
+impl CellInputs {
+    fn cells(&self) -> Cells<'_> {
+        Cells { ids: &self.tokens, values: self.values.as_deref() }
+    }
+
+    fn pretrain_cells(&self) -> PretrainCells<'_> {
+        PretrainCells { tokens: &self.tokens, values: self.values.as_deref(), counts: self.aligned_counts.as_deref() }
+    }
 }
 
 fn eval_err(e: scfm_eval::EvalError) -> Error {
@@ -347,12 +344,13 @@ fn eval_err(e: scfm_eval::EvalError) -> Error {
 
 /// Runs the annotation pipeline on `input` (see the module docs) and writes into
 /// `options.out`: `report.json`, `predictions.h5ad` (input copy with `obs["scfm_prediction"]`,
-/// `obs["scfm_split"]` and `obsm["X_scfm_geneformer"]`), `confusion_model.png`,
+/// `obs["scfm_split"]` (`train`, `validation`, or `excluded` for cells without a label or
+/// without any model input) and `obsm["X_scfm_<family>"]`), `confusion_model.png`,
 /// `confusion_baseline.png`, `embedding_pca.png`.
 ///
 /// # Errors
-/// Unreadable inputs, a missing label column, a test file with other classes or genes, write
-/// errors.
+/// Unreadable inputs, a missing label column, a test file with other classes or genes, a
+/// pretrained model that does not fit the family's files, write errors.
 pub fn annotate<B: AutodiffBackend>(
     input: &Path,
     options: &AnnotateOptions,
@@ -368,15 +366,14 @@ pub fn annotate<B: AutodiffBackend>(
     let out = &options.out;
     std::fs::create_dir_all(out).map_err(|source| IoError::Io { path: out.clone(), source })?;
     progress(Stage::Start("tokenize"));
-    let files = GeneformerFiles::find(&options.dictionaries, GeneformerVersion::V2)?;
-    let vocab_size = scfm_tokenize::vocab::geneformer_token_dictionary(&files.token_dictionary)?.id_bound();
-    // A pretrained model is checked against the dictionaries before any work is done.
-    let pretrained = match &options.init {
-        Some(dir) => Some(load_pretrained::<B>(dir, vocab_size, options.model.max_len, device)?),
-        None => None,
+    let (family, m) = (&options.family, &options.model);
+    // A pretrained model is checked against the tokenizer files before any work is done.
+    let backbone = match &options.init {
+        Some(path) => Backbone::<B>::load(family, path, m.max_len, device)?,
+        None => Backbone::fresh(family, m, options.seed, device)?,
     };
-    let scheme = Scheme::Geneformer { version: GeneformerVersion::V2, files };
-    let cells = read_labelled_cells_with(input, &options.label, &scheme, options.model.max_len)?;
+    let scheme = family.scheme(&backbone, m.max_len, options.seed)?;
+    let cells = read_labelled_cells_with(input, &options.label, &scheme, m.max_len)?;
     let classes = Labels::from_strings(&cells.labels);
     if classes.n_classes() < 2 {
         return Err(Error::Incompatible {
@@ -392,7 +389,7 @@ pub fn annotate<B: AutodiffBackend>(
         stratified_split(&classes.codes, options.validation_fraction, options.seed).map_err(eval_err)?;
     let test = match &options.test {
         Some(path) => {
-            let t = read_labelled_cells_with(path, &options.label, &scheme, options.model.max_len)?;
+            let t = read_labelled_cells_with(path, &options.label, &scheme, m.max_len)?;
             if t.genes != cells.genes {
                 return Err(Error::Incompatible {
                     reason: format!(
@@ -431,18 +428,11 @@ pub fn annotate<B: AutodiffBackend>(
         Some((t, codes)) => Some(score(codes, &lr.predict(&t.counts.log1p_normalized(1e4)).map_err(eval_err)?)?),
         None => None,
     };
+    drop(features);
     lap("baseline", &mut seconds);
 
     // The model.
-    let m = &options.model;
-    let mut encoder: Geneformer<B> = match pretrained {
-        Some(model) => model,
-        None => scfm_train::seeded::<B, _>(device, options.seed, || m.geneformer(vocab_size).init(device)),
-    };
-    let config = encoder.config.clone();
-    let train_tokens: Vec<Vec<u32>> = train.iter().map(|&i| cells.tokens[i].clone()).collect();
-    let tokenizer =
-        serde_json::json!({"scheme": "geneformer-v2", "max_len": m.max_len, "dictionaries": options.dictionaries});
+    let train_cells = cells.inputs(&train);
     let base = TrainOptions {
         batch_size: options.batch_size,
         seed: options.seed,
@@ -450,100 +440,128 @@ pub fn annotate<B: AutodiffBackend>(
         checkpoint_dir: options.checkpoint_every.map(|_| out.join("checkpoints")),
         ..TrainOptions::default()
     };
-    // One stage's training options (checkpoints in `checkpoints/<stage>`) and checkpoint meta.
-    let stage = |name: &str, epochs: usize, lr: f64, family: &str, classes: &[String]| {
-        let opts = TrainOptions {
-            epochs,
-            lr,
-            checkpoint_dir: base.checkpoint_dir.as_ref().map(|d| d.join(name)),
-            ..base.clone()
-        };
-        let meta = CheckpointMeta {
-            family: family.into(),
-            model_config: serde_json::to_value(&config).unwrap_or_default(),
-            tokenizer: tokenizer.clone(),
-            classes: classes.to_vec(),
-        };
-        (opts, meta)
+    // One stage's training options (checkpoints in `checkpoints/<stage>`).
+    let stage = |name: &str, epochs: usize, lr: f64| TrainOptions {
+        epochs,
+        lr,
+        checkpoint_dir: base.checkpoint_dir.as_ref().map(|d| d.join(name)),
+        ..base.clone()
     };
+    let meta = |family: &str, classes: &[String], config: serde_json::Value| CheckpointMeta {
+        family: family.into(),
+        model_config: config,
+        tokenizer: options.family.tokenizer_json(m.max_len),
+        classes: classes.to_vec(),
+    };
+    let mut backbone = backbone;
     let mut pretrain_final_loss = None;
     if options.pretrain_epochs > 0 {
         progress(Stage::Start("pretrain"));
-        let objective =
-            MaskedLm { cells: &train_tokens, masker: GeneformerMlm::new(vocab_size as u32, options.seed as u32) };
-        let (opts, meta) = stage("pretrain", options.pretrain_epochs, options.pretrain_lr, "geneformer-mlm", &[]);
-        let mut losses = vec![];
-        encoder = scfm_train::train(encoder, &objective, &opts, &meta, None, device, &mut |s| {
-            losses.push(s.loss);
-            progress(Stage::Step("pretrain", s));
-        })?;
+        let opts = stage("pretrain", options.pretrain_epochs, options.pretrain_lr);
+        let run = PretrainRun {
+            train: &opts,
+            meta: meta(family.pretrained_checkpoint(), &[], backbone.config_json()),
+            resume: None,
+            scgpt_generative: true,
+            device,
+        };
+        let (trained, losses) =
+            run.run(backbone, train_cells.pretrain_cells(), &mut |s| progress(Stage::Step("pretrain", s)))?;
+        backbone = trained;
         pretrain_final_loss = Some(tail_mean(&losses));
         lap("pretrain", &mut seconds);
     }
     progress(Stage::Start("finetune"));
-    let head_seed = scfm_train::derive_seed(options.seed, 3, 0);
-    let model = scfm_train::seeded::<B, _>(device, head_seed, || {
-        GeneformerClassifier::new(encoder, classes.n_classes(), device)
-    })
-    .with_pooling(options.pooling)
-    .freeze_layers(options.freeze_layers);
-    let parameters = burn::module::Module::num_params(&model);
-    let objective = Classification { cells: Cells::tokens(&train_tokens), classes: &y_train };
-    let (opts, meta) =
-        stage("finetune", options.finetune_epochs, options.finetune_lr, "geneformer-classifier", &classes.names);
-    let mut losses = vec![];
-    let model = scfm_train::train(model, &objective, &opts, &meta, None, device, &mut |s| {
-        losses.push(s.loss);
-        progress(Stage::Step("finetune", s));
-    })?;
-    lap("finetune", &mut seconds);
-
-    // Predictions and embeddings of every cell.
-    progress(Stage::Start("predict"));
-    let model = model.valid();
-    let (proba, embeddings) = predict_and_embed::<B::InnerBackend>(&model, &cells.tokens, device);
-    let k = classes.n_classes();
-    let predicted = argmax_rows(&proba, k);
-    let model_valid = score(&y_valid, &valid.iter().map(|&i| predicted[i]).collect::<Vec<_>>())?;
-    let model_test = match &test {
-        Some((t, codes)) => {
-            let (p, _) = predict_and_embed::<B::InnerBackend>(&model, &t.tokens, device);
-            Some(score(codes, &argmax_rows(&p, k))?)
-        }
-        None => None,
+    let finetune = Finetune {
+        cells: train_cells.cells(),
+        classes: &y_train,
+        train: stage("finetune", options.finetune_epochs, options.finetune_lr),
+        meta: meta("", &classes.names, backbone.config_json()),
+        freeze_layers: options.freeze_layers,
+        predict: [Some(cells.cells()), test.as_ref().map(|(t, _)| t.cells())],
+        device,
     };
-    let d = config.d_model;
-    let valid_emb: Vec<f32> = valid.iter().flat_map(|&i| embeddings[i * d..(i + 1) * d].iter().copied()).collect();
+    let (k, head_seed) = (classes.n_classes(), scfm_train::derive_seed(options.seed, 3, 0));
+    let mut step = |s: &StepReport| progress(Stage::Step("finetune", s));
+    // Each head is drawn under its own seed (the backbone's parameters exist already).
+    let finetuned = match backbone {
+        Backbone::Geneformer(m) => {
+            let model = scfm_train::seeded(device, head_seed, || GeneformerClassifier::new(m, k, device));
+            finetune.run(model.with_pooling(options.pooling), &mut step)?
+        }
+        Backbone::ScGpt(m) => {
+            finetune.run(scfm_train::seeded(device, head_seed, || m.with_classifier(k, device)), &mut step)?
+        }
+        Backbone::ScBert(m) => {
+            finetune.run(scfm_train::seeded(device, head_seed, || m.with_classifier(k, device)), &mut step)?
+        }
+        Backbone::XTrimoGene(m) => finetune
+            .run(scfm_train::seeded(device, head_seed, || XTrimoGeneClassifier::new(m, k, device)), &mut step)?,
+    };
+    // `run` trains, then predicts: split its time.
+    lap("finetune", &mut seconds);
+    if let Some((_, total)) = seconds.pop() {
+        seconds.push(("finetune".into(), finetuned.train_seconds));
+        seconds.push(("predict".into(), total - finetuned.train_seconds));
+    }
+
+    // Scores and embedding metrics.
+    progress(Stage::Start("score"));
+    let [all, test_predictions] = finetuned.predictions;
+    let all = all.expect("every cell is predicted");
+    let predicted = argmax_rows(&all.proba, k);
+    let model_valid = score(&y_valid, &valid.iter().map(|&i| predicted[i]).collect::<Vec<_>>())?;
+    let model_test = match (&test, test_predictions) {
+        (Some((_, codes)), Some(p)) => Some(score(codes, &argmax_rows(&p.proba, k))?),
+        _ => None,
+    };
+    let d = all.dim;
+    let valid_emb: Vec<f32> = valid.iter().flat_map(|&i| all.embeddings[i * d..(i + 1) * d].iter().copied()).collect();
     let view = EmbeddingView::new(&valid_emb, d).map_err(eval_err)?;
     let validation_embedding = EmbeddingReport::compute(view, &y_valid, None, 15, options.seed).map_err(eval_err)?;
-    lap("predict", &mut seconds);
+    lap("score", &mut seconds);
 
     progress(Stage::Start("write"));
     let mut written = vec![];
+    let title = match family {
+        Family::Geneformer { .. } => "Geneformer",
+        Family::ScGpt { .. } => "scGPT",
+        Family::ScBert { .. } => "scBERT",
+        Family::XTrimoGene { .. } => "xTrimoGene",
+    };
     let path = out.join("confusion_model.png");
-    confusion_png(&path, &model_valid.confusion, "Geneformer (validation)").map_err(eval_err)?;
+    confusion_png(&path, &model_valid.confusion, &format!("{title} (validation)")).map_err(eval_err)?;
     written.push(path);
     let path = out.join("confusion_baseline.png");
     confusion_png(&path, &baseline_valid.confusion, "logistic regression (validation)").map_err(eval_err)?;
     written.push(path);
     let path = out.join("embedding_pca.png");
-    scatter_png(&path, &pca_2d(view), &y_valid, &classes.names, "Geneformer embeddings, validation (PCA)")
+    scatter_png(&path, &pca_2d(view), &y_valid, &classes.names, &format!("{title} embeddings, validation (PCA)"))
         .map_err(eval_err)?;
     written.push(path);
-    if input.extension().is_some_and(|e| e == "h5ad") && cells.tokens.len() == cells.cells_in {
-        let names: Vec<String> = predicted.iter().map(|&c| classes.names[c].clone()).collect();
-        let mut split = vec!["train".to_owned(); cells.tokens.len()];
+    if input.extension().is_some_and(|e| e == "h5ad") {
+        // Cells the model could not read (no label, no model input) get an empty prediction,
+        // split "excluded" and a NaN embedding.
+        let n = cells.cells_in;
+        let (mut names, mut split, mut embeddings) =
+            (vec![String::new(); n], vec!["excluded".to_owned(); n], vec![f32::NAN; n * d]);
+        for (i, &row) in cells.rows.iter().enumerate() {
+            names[row] = classes.names[predicted[i]].clone();
+            split[row] = "train".into();
+            embeddings[row * d..(row + 1) * d].copy_from_slice(&all.embeddings[i * d..(i + 1) * d]);
+        }
         for &i in &valid {
-            split[i] = "validation".into();
+            split[cells.rows[i]] = "validation".into();
         }
         let path = out.join("predictions.h5ad");
+        let key = format!("X_scfm_{}", family.name());
         annotate_copy(
             input,
             &path,
             &[
                 Annotation::ObsLabels { column: "scfm_prediction", labels: &names },
                 Annotation::ObsLabels { column: "scfm_split", labels: &split },
-                Annotation::Obsm { key: "X_scfm_geneformer", values: &embeddings, dim: d },
+                Annotation::Obsm { key: &key, values: &embeddings, dim: d },
             ],
         )?;
         written.push(path);
@@ -557,12 +575,14 @@ pub fn annotate<B: AutodiffBackend>(
         classes: classes.names.clone(),
         train_cells: train.len(),
         validation_cells: valid.len(),
+        excluded_cells: cells.cells_in - cells.rows.len(),
         genes_mapped: cells.genes_mapped,
-        parameters,
+        parameters: finetuned.parameters,
         pretrain_final_loss,
-        finetune_final_loss: tail_mean(&losses),
+        finetune_final_loss: tail_mean(&finetuned.losses),
         validation: MethodScores { model: model_valid, baseline: baseline_valid },
         test: model_test.zip(baseline_test).map(|(model, baseline)| MethodScores { model, baseline }),
+        embedding_dim: d,
         validation_embedding,
         seconds,
         files: written,
@@ -577,30 +597,57 @@ fn tail_mean(losses: &[f64]) -> f64 {
     tail.iter().sum::<f64>() / tail.len().max(1) as f64
 }
 
-/// Class probabilities `[cells, classes]` and pooled embeddings (last layer) `[cells, d]`.
-fn predict_and_embed<B: Backend>(
-    model: &GeneformerClassifier<B>,
-    tokens: &[Vec<u32>],
-    device: &B::Device,
-) -> (Vec<f32>, Vec<f32>) {
-    let lengths: Vec<usize> = tokens.iter().map(Vec::len).collect();
-    let pad = model.encoder.config.pad_token_id as u32;
-    let rows = scfm_train::in_batches(&lengths, 64, 16_384, |rows| {
-        let batch: Vec<&[u32]> = rows.iter().map(|&r| tokens[r].as_slice()).collect();
-        let (ids, padded) = TokenBatch::pad(&batch, pad).tensors::<B>(device);
-        let hidden = model.encoder.hidden_state(ids, padded.clone(), model.encoder.config.n_layers);
-        let emb = model.pool(hidden, padded);
-        let probs = burn::tensor::activation::softmax(model.head(emb.clone()), 1);
-        let (k, d) = (probs.dims()[1], emb.dims()[1]);
-        let p = probs.into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default();
-        let e = emb.into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default();
-        p.chunks(k).zip(e.chunks(d)).map(|(p, e)| (p.to_vec(), e.to_vec())).collect()
-    });
-    let mut proba = vec![];
-    let mut emb = vec![];
-    for (p, e) in rows {
-        proba.extend(p);
-        emb.extend(e);
+/// Cells per forward pass and padded tokens per forward pass when predicting.
+const PREDICT_BATCH: (usize, usize) = (64, 1 << 16);
+
+/// The fine-tuning stage, the same for every family's classifier.
+struct Finetune<'a, B: AutodiffBackend> {
+    cells: Cells<'a>,
+    classes: &'a [usize],
+    train: TrainOptions,
+    /// Checkpoint meta; its family is the classifier's.
+    meta: CheckpointMeta,
+    freeze_layers: usize,
+    /// Cells to predict after training (all input cells, the test file's).
+    predict: [Option<Cells<'a>>; 2],
+    device: &'a B::Device,
+}
+
+/// What [`Finetune::run`] produced.
+struct Finetuned {
+    parameters: usize,
+    losses: Vec<f64>,
+    /// Seconds of training (the rest of the call predicted).
+    train_seconds: f64,
+    predictions: [Option<Predictions>; 2],
+}
+
+impl<B: AutodiffBackend> Finetune<'_, B> {
+    /// Freezes, trains and predicts with `model`.
+    fn run<M>(&self, model: M, progress: &mut dyn FnMut(&StepReport)) -> Result<Finetuned, Error>
+    where
+        M: CellClassifier<B> + AutodiffModule<B>,
+        M::InnerModule: CellClassifier<B::InnerBackend>,
+    {
+        let model = model.freeze_layers(self.freeze_layers);
+        let parameters = model.num_params();
+        let objective = Classification { cells: self.cells, classes: self.classes };
+        let meta = CheckpointMeta { family: model.family().into(), ..self.meta.clone() };
+        let mut losses = vec![];
+        let started = std::time::Instant::now();
+        let model = scfm_train::train(model, &objective, &self.train, &meta, None, self.device, &mut |s| {
+            losses.push(s.loss);
+            progress(s);
+        })?;
+        let train_seconds = started.elapsed().as_secs_f64();
+        let model = model.valid();
+        let (batch, tokens) = PREDICT_BATCH;
+        let mut predictions = [None, None];
+        for (slot, cells) in predictions.iter_mut().zip(self.predict) {
+            if let Some(cells) = cells {
+                *slot = Some(scfm_train::predict(&model, cells, batch, tokens, self.device)?);
+            }
+        }
+        Ok(Finetuned { parameters, losses, train_seconds, predictions })
     }
-    (proba, emb)
 }

@@ -68,6 +68,8 @@ pub mod backend {
 pub mod annotate;
 #[cfg(feature = "models")]
 pub mod embed;
+#[cfg(feature = "models")]
+pub mod family;
 pub mod pipeline;
 #[cfg(feature = "models")]
 pub mod pretrain;

@@ -224,7 +224,7 @@ fn examples(genes: &[String], mapped: impl Fn(usize) -> bool) -> Vec<String> {
 
 /// The gene table a symbol-based scheme matches against: the source's symbols, or its Ensembl
 /// ids translated through GENCODE when it has only ids.
-fn symbol_table(source: &AnySource, gene_table: Option<&Path>) -> Result<GeneTable, Error> {
+pub(crate) fn symbol_table(source: &AnySource, gene_table: Option<&Path>) -> Result<GeneTable, Error> {
     let genes = source.genes();
     match gene_table {
         Some(p) if genes.symbols().is_none() && genes.id_kind() == GeneIdKind::Ensembl => {

@@ -10,7 +10,7 @@ fn finetune_then_eval_agree_on_the_validation_scores() {
         .arg(crate::data("h5ad/pbmc_sorted_train_490.h5ad"))
         .arg("--out")
         .arg(out.path())
-        .arg("--dictionaries")
+        .arg("--vocab")
         .arg(crate::data("vocab/geneformer"))
         .args(["--d-model", "32", "--layers", "1", "--heads", "2", "--d-ff", "64", "--max-len", "48"])
         .args(["--pretrain-epochs", "1", "--epochs", "2", "--lr", "2e-3"])
@@ -76,7 +76,7 @@ fn finetune_starts_from_a_pretrained_model_and_refuses_one_that_does_not_fit() {
 
     let out = tempfile::tempdir().unwrap();
     let init = pre.path().to_str().unwrap();
-    let flags = ["--dictionaries", dictionaries, "--init", init, "--pretrain-epochs", "0", "--epochs", "1"];
+    let flags = ["--vocab", dictionaries, "--init", init, "--pretrain-epochs", "0", "--epochs", "1"];
     let run = scfm("finetune", out.path(), &[&flags[..], &["--freeze-layers", "1"]].concat());
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let report: serde_json::Value =
@@ -86,7 +86,7 @@ fn finetune_starts_from_a_pretrained_model_and_refuses_one_that_does_not_fit() {
 
     // A Hugging Face Geneformer with another vocabulary (a 64-token parity model).
     let tiny = crate::data("parity/models/geneformer/v2_tiny");
-    let bad = scfm("finetune", out.path(), &["--dictionaries", dictionaries, "--init", tiny.to_str().unwrap()]);
+    let bad = scfm("finetune", out.path(), &["--vocab", dictionaries, "--init", tiny.to_str().unwrap()]);
     assert!(!bad.status.success());
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains("vocabulary of 64 tokens") && stderr.contains("20275"), "{stderr}");

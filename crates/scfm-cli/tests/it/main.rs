@@ -2,6 +2,7 @@
 //! `scfm eval`) on real data.
 
 mod embed;
+mod families;
 mod finetune;
 mod pretrain;
 

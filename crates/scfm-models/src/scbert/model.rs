@@ -23,11 +23,19 @@ impl<B: Backend> ScBertClassifier<B> {
     /// - `encodings`: `[batch, seq_len, dim]`
     /// - output: logits `[batch, n_classes]`
     pub fn forward(&self, encodings: Tensor<B, 3>) -> Tensor<B, 2> {
+        self.fc3.forward(self.hidden(encodings))
+    }
+
+    /// The activations of the last hidden layer (`fc2`, after ReLU), which `fc3` classifies.
+    ///
+    /// # Shapes
+    /// - `encodings`: `[batch, seq_len, dim]`
+    /// - output: `[batch, fc2 width]`
+    pub fn hidden(&self, encodings: Tensor<B, 3>) -> Tensor<B, 2> {
         let [b, n, _] = encodings.dims();
         let x = relu(self.conv.forward(encodings)).reshape([b, n]);
         let x = relu(self.fc1.forward(x));
-        let x = relu(self.fc2.forward(x));
-        self.fc3.forward(x)
+        relu(self.fc2.forward(x))
     }
 }
 

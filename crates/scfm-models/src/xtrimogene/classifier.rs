@@ -57,8 +57,33 @@ impl<B: Backend> XTrimoGeneClassifier<B> {
         padded: Tensor<B, 2, Bool>,
         lengths: &[usize],
     ) -> Tensor<B, 2> {
+        self.head(self.pool(values, positions, padded, lengths))
+    }
+
+    /// The cell embedding the head reads: the element-wise maximum of the encoder output over
+    /// each cell's selected positions.
+    ///
+    /// # Shapes
+    /// - `values`, `positions`, `padded`: `[batch, width]`
+    /// - `lengths`: selected positions per cell
+    /// - output: `[batch, encoder_dim]`
+    pub fn pool(
+        &self,
+        values: Tensor<B, 2>,
+        positions: Tensor<B, 2, Int>,
+        padded: Tensor<B, 2, Bool>,
+        lengths: &[usize],
+    ) -> Tensor<B, 2> {
         let encoded = self.backbone.encode(values, positions, padded);
-        let pooled = XTrimoGene::cell_embeddings(encoded, lengths, CellPooling::Max);
+        XTrimoGene::cell_embeddings(encoded, lengths, CellPooling::Max)
+    }
+
+    /// BatchNorm → `fc1` → ReLU → `fc2`.
+    ///
+    /// # Shapes
+    /// - `pooled`: `[batch, encoder_dim]`
+    /// - output: `[batch, n_classes]`
+    pub fn head(&self, pooled: Tensor<B, 2>) -> Tensor<B, 2> {
         self.fc2.forward(relu(self.fc1.forward(self.norm.forward(pooled))))
     }
 }

@@ -21,9 +21,13 @@ impl<B: Backend> CellClassifier<B> for GeneformerClassifier<B> {
     fn n_classes(&self) -> usize {
         GeneformerClassifier::n_classes(self)
     }
-    fn logits(&self, batch: &TokenBatch, device: &B::Device) -> Tensor<B, 2> {
+    fn embed(&self, batch: &TokenBatch, device: &B::Device) -> Tensor<B, 2> {
         let (ids, padded) = batch.tensors::<B>(device);
-        self.forward(ids, padded)
+        let hidden = self.encoder.hidden_state(ids, padded.clone(), self.encoder.config.n_layers);
+        self.pool(hidden, padded)
+    }
+    fn head(&self, embeddings: Tensor<B, 2>) -> Tensor<B, 2> {
+        GeneformerClassifier::head(self, embeddings)
     }
     fn freeze_layers(mut self, n_layers: usize) -> Self {
         if n_layers > 0 {

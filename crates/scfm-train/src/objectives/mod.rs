@@ -42,11 +42,27 @@ pub trait CellClassifier<B: Backend>: Module<B> {
     fn check_cells(&self, cells: &Cells<'_>) -> Result<(), TrainError> {
         cells.check(self.pad_value().is_some())
     }
+    /// The cell embeddings of a padded batch that the head classifies: Geneformer's pooled
+    /// last layer, scGPT's `<cls>` embedding, xTrimoGene's max-pooled encoder output, the
+    /// activations of scBERT's last hidden head layer (`fc2`; its head reads every position,
+    /// so the embedding is taken inside it).
+    ///
+    /// # Shapes
+    /// - output: `[cells, embedding_dim]`
+    fn embed(&self, batch: &TokenBatch, device: &B::Device) -> Tensor<B, 2>;
+    /// Class logits of cell embeddings from [`Self::embed`].
+    ///
+    /// # Shapes
+    /// - `embeddings`: `[cells, embedding_dim]`
+    /// - output: `[cells, n_classes]`
+    fn head(&self, embeddings: Tensor<B, 2>) -> Tensor<B, 2>;
     /// Class logits of a padded batch.
     ///
     /// # Shapes
     /// - output: `[cells, n_classes]`
-    fn logits(&self, batch: &TokenBatch, device: &B::Device) -> Tensor<B, 2>;
+    fn logits(&self, batch: &TokenBatch, device: &B::Device) -> Tensor<B, 2> {
+        self.head(self.embed(batch, device))
+    }
     /// Stops gradients to the embeddings and the first `n_layers` encoder layers (upstream's
     /// `freeze_layers`).
     fn freeze_layers(self, n_layers: usize) -> Self;
@@ -109,13 +125,54 @@ pub fn predict_proba<B: Backend, M: CellClassifier<B>>(
     max_tokens: usize,
     device: &B::Device,
 ) -> Result<Vec<Vec<f32>>, TrainError> {
+    let p = predict(model, cells, batch_size, max_tokens, device)?;
+    Ok(p.proba.chunks(p.n_classes.max(1)).map(<[f32]>::to_vec).collect())
+}
+
+/// What [`predict`] computes for every cell, in the input order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Predictions {
+    /// Class probabilities, row-major `[cells, n_classes]`.
+    pub proba: Vec<f32>,
+    /// Cell types of the head.
+    pub n_classes: usize,
+    /// Cell embeddings ([`CellClassifier::embed`]), row-major `[cells, dim]`.
+    pub embeddings: Vec<f32>,
+    /// Embedding width.
+    pub dim: usize,
+}
+
+/// Class probabilities and cell embeddings of every cell from one forward pass each, in
+/// batches of at most `batch_size` cells and `max_tokens` padded tokens (no dropout: run it on
+/// the model's [`AutodiffModule::valid`](burn::module::AutodiffModule::valid) copy).
+///
+/// # Errors
+/// [`TrainError::Invalid`] when the model has no head or cannot read the cells (values missing
+/// or unexpected).
+pub fn predict<B: Backend, M: CellClassifier<B>>(
+    model: &M,
+    cells: Cells<'_>,
+    batch_size: usize,
+    max_tokens: usize,
+    device: &B::Device,
+) -> Result<Predictions, TrainError> {
     check_input(model, &cells)?;
-    Ok(in_batches(&cells.lengths(), batch_size, max_tokens, |rows| {
-        let probs = softmax(model.logits(&cells.batch(rows, model.pad_id(), model.pad_value()), device), 1);
-        let k = probs.dims()[1];
-        let values = probs.into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default();
-        values.chunks(k).map(<[f32]>::to_vec).collect()
-    }))
+    let rows = in_batches(&cells.lengths(), batch_size, max_tokens, |rows| {
+        let emb = model.embed(&cells.batch(rows, model.pad_id(), model.pad_value()), device);
+        let probs = softmax(model.head(emb.clone()), 1);
+        let (k, d) = (probs.dims()[1], emb.dims()[1]);
+        let p = probs.into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default();
+        let e = emb.into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default();
+        p.chunks(k).zip(e.chunks(d)).map(|(p, e)| (p.to_vec(), e.to_vec())).collect()
+    });
+    let n_classes = model.n_classes();
+    let dim = rows.first().map_or(0, |(_, e)| e.len());
+    let mut out = Predictions { proba: Vec::with_capacity(rows.len() * n_classes), n_classes, embeddings: vec![], dim };
+    for (p, e) in rows {
+        out.proba.extend(p);
+        out.embeddings.extend(e);
+    }
+    Ok(out)
 }
 
 /// The key of a cell's random draws (masks, splits) in an epoch: distinct per epoch and cell.

@@ -40,9 +40,14 @@ impl<B: Backend> CellClassifier<B> for ScBert<B> {
         cells.check(false)?;
         check_tokens(cells.ids, self.config.seq_len, self.config.n_tokens)
     }
-    fn logits(&self, batch: &TokenBatch, device: &B::Device) -> Tensor<B, 2> {
+    /// The head's `fc2` activations (128 per cell in `finetune.py`'s head).
+    fn embed(&self, batch: &TokenBatch, device: &B::Device) -> Tensor<B, 2> {
         let (ids, _) = batch.tensors::<B>(device);
-        self.classify(self.encode(ids)).expect("checked: the model has a classification head")
+        self.classifier.as_ref().expect("checked: the model has a classification head").hidden(self.encode(ids))
+    }
+    /// `fc3`.
+    fn head(&self, embeddings: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.classifier.as_ref().expect("checked: the model has a classification head").fc3.forward(embeddings)
     }
     fn freeze_layers(mut self, n_layers: usize) -> Self {
         if n_layers > 0 {

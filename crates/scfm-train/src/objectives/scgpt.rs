@@ -26,12 +26,15 @@ impl<B: Backend> CellClassifier<B> for ScGpt<B> {
     fn n_classes(&self) -> usize {
         self.config.n_cls.unwrap_or(0)
     }
-    /// `cls_decoder` of the un-normalised `<cls>` embedding (`cls_output`, MODELS.md §3.11).
-    fn logits(&self, batch: &TokenBatch, device: &B::Device) -> Tensor<B, 2> {
+    /// The un-normalised `<cls>` embedding (`cls_output`'s input, MODELS.md §3.11).
+    fn embed(&self, batch: &TokenBatch, device: &B::Device) -> Tensor<B, 2> {
         let (ids, padded) = batch.tensors::<B>(device);
         let encoded = self.encode(ids, batch.value_tensor(device), padded, false);
-        let cell = ScGpt::cell_embeddings(encoded.output, &batch.lengths, ScGptPooling::Cls { normalize: false });
-        self.classify(cell).expect("checked: the model has a classification decoder")
+        ScGpt::cell_embeddings(encoded.output, &batch.lengths, ScGptPooling::Cls { normalize: false })
+    }
+    /// `cls_decoder`.
+    fn head(&self, embeddings: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.classify(embeddings).expect("checked: the model has a classification decoder")
     }
     fn freeze_layers(mut self, n_layers: usize) -> Self {
         if n_layers > 0 {

@@ -39,9 +39,14 @@ impl<B: Backend> CellClassifier<B> for XTrimoGeneClassifier<B> {
             None => Ok(()),
         }
     }
-    fn logits(&self, batch: &TokenBatch, device: &B::Device) -> Tensor<B, 2> {
+    /// The max-pooled encoder output.
+    fn embed(&self, batch: &TokenBatch, device: &B::Device) -> Tensor<B, 2> {
         let (positions, padded) = batch.tensors::<B>(device);
-        self.forward(batch.value_tensor(device), positions, padded, &batch.lengths)
+        self.pool(batch.value_tensor(device), positions, padded, &batch.lengths)
+    }
+    /// BatchNorm → `fc1` → ReLU → `fc2`.
+    fn head(&self, embeddings: Tensor<B, 2>) -> Tensor<B, 2> {
+        XTrimoGeneClassifier::head(self, embeddings)
     }
     fn freeze_layers(mut self, n_layers: usize) -> Self {
         if n_layers > 0 {
@@ -65,6 +70,14 @@ pub struct DownSampling {
     pub probability: f64,
     /// Smallest kept fraction of the reads.
     pub min_fraction: f64,
+}
+
+impl Default for DownSampling {
+    /// Half of the cells, thinned to 10–100 % of their reads (scfm's choice; upstream's
+    /// setting is unreleased).
+    fn default() -> Self {
+        Self { probability: 0.5, min_fraction: 0.1 }
+    }
 }
 
 /// xTrimoGene's pretraining (MODELS.md §4.10): the masker selects expressed genes with
@@ -109,6 +122,9 @@ impl<B: AutodiffBackend> Objective<B, XTrimoGene<B>> for XTrimoGenePretraining<'
         if let Some(p) = self.cells.iter().flatten().map(|&(p, _)| p).find(|&p| p as usize >= n) {
             return Err(TrainError::Invalid(format!("gene position {p} is outside xTrimoGene's {n} genes")));
         }
+        if let Some(r) = self.cells.iter().position(|c| c.iter().all(|&(_, v)| v <= 0.0)) {
+            return Err(TrainError::Invalid(format!("cell {r} has no counts on xTrimoGene's genes")));
+        }
         match self.downsample {
             Some(d) if !(0.0..=1.0).contains(&d.probability) || !(0.0..1.0).contains(&d.min_fraction) => {
                 Err(TrainError::Invalid(format!("down-sampling {d:?}: probability in [0, 1], min_fraction in [0, 1)")))
@@ -138,7 +154,20 @@ impl<B: AutodiffBackend> Objective<B, XTrimoGene<B>> for XTrimoGenePretraining<'
             };
             let seen_total: f64 = seen.iter().map(|&(_, c)| c).sum();
             let input = normalised(&seen, seen_total, n_genes);
-            let (corrupted, picked) = self.masker.mask(&input, key);
+            let (mut corrupted, mut picked) = self.masker.mask(&input, key);
+            // The encoder reads the unpicked expressed genes and T and S where they are > 0
+            // (totals above one read). A cell that would leave it nothing (a single read, or
+            // every expressed gene picked in a cell of one read) keeps its first picked
+            // expressed gene visible and unscored.
+            let visible = input.iter().enumerate().any(|(p, &v)| v > 0.0 && !picked.contains(&p));
+            if !visible
+                && total <= 1.0
+                && seen_total <= 1.0
+                && let Some(k) = picked.iter().position(|&p| input[p] > 0.0)
+            {
+                let p = picked.remove(k);
+                corrupted[p] = input[p];
+            }
             let original = normalised(counts, total, n_genes);
             for &p in &picked {
                 target[b * seq_len + p] = original[p] as f32;
