@@ -12,7 +12,7 @@ use scfm::models::geneformer::{ClassifierPooling, Geneformer, GeneformerClassifi
 use scfm::tokenize::mask::GeneformerMlm;
 use scfm::train::{
     CellClassifier, Cells, Checkpoint, CheckpointMeta, Classification, MaskedLm, ScheduleKind, TrainError,
-    TrainOptions, predict_proba, seeded, train,
+    TrainOptions, predict_proba, seeded, train, train_data_parallel,
 };
 
 type B = CpuTrain;
@@ -222,4 +222,55 @@ fn frozen_layers_keep_their_weights() {
     // The tiny encoder has one layer: embeddings and that layer are frozen, the head is not.
     assert!(bits(&trained.encoder) == encoder, "a frozen weight moved");
     assert!(bits(&trained.classifier) != head, "the head did not train");
+}
+
+/// Data parallelism splits each batch over the devices and sums the weighted gradients on the
+/// first: the parameters follow the one-device run (up to float rounding of the other
+/// summation order and padding), whatever the number of devices, also when a batch has fewer
+/// cells than devices. The CPU backend has one device; burn's `fork` still gives each shard
+/// its own autodiff graph on it.
+#[test]
+fn data_parallel_training_follows_the_one_device_run() {
+    let device = Default::default();
+    let c = cells();
+    let labels = Labels::from_strings(&c.labels);
+    // 35 cells: batches of 16, 16 and 3, i.e. shards of 8/8 or 6/6/4, and 2/1 or 1/1/1.
+    let rows: Vec<usize> = (0..35).map(|i| i * 14).collect();
+    let tokens: Vec<Vec<u32>> = rows.iter().map(|&r| c.tokens[r].clone()).collect();
+    let classes: Vec<usize> = rows.iter().map(|&r| labels.codes[r]).collect();
+    let config = GeneformerConfig { dropout: 0.0, attention_dropout: 0.0, ..tiny() };
+    let model = seeded::<B, _>(&device, 3, || GeneformerClassifier::init(&config, labels.n_classes(), &device));
+    let objective = Classification { cells: Cells::tokens(&tokens), classes: &classes };
+    let opts = TrainOptions {
+        epochs: 2,
+        batch_size: 16,
+        lr: 3e-3,
+        clip_norm: Some(1.0),
+        schedule: ScheduleKind::Constant,
+        ..TrainOptions::default()
+    };
+    let m = meta("geneformer-classifier", &labels.names);
+    let run = |devices: &[scfm::burn::tensor::Device<B>]| {
+        let mut losses = vec![];
+        let trained =
+            train_data_parallel(model.clone(), &objective, &opts, &m, None, devices, &mut |s| losses.push(s.loss))
+                .unwrap();
+        (bits(&trained).into_iter().map(f32::from_bits).collect::<Vec<f32>>(), losses)
+    };
+    let (one, one_losses) = run(&[device]);
+    let before: Vec<f32> = bits(&model).into_iter().map(f32::from_bits).collect();
+    let moved = one.iter().zip(&before).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(moved > 1e-3, "training did not move the weights ({moved})");
+    for n in [2, 3] {
+        let (parallel, losses) = run(&vec![device; n]);
+        let diff = one.iter().zip(&parallel).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(diff < 1e-5, "{n} devices: max |Δ| = {diff} (training moved weights by up to {moved})");
+        for (a, b) in one_losses.iter().zip(&losses) {
+            assert!((a - b).abs() < 1e-5, "{n} devices: losses {one_losses:?} vs {losses:?}");
+        }
+    }
+    assert!(matches!(
+        train_data_parallel(model, &objective, &opts, &m, None, &[], &mut |_| {}),
+        Err(TrainError::Invalid(_))
+    ));
 }

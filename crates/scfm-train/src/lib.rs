@@ -33,4 +33,6 @@ pub use objectives::{
 };
 pub use rng::derive_seed;
 pub use schedule::LrSchedule;
-pub use train::{Objective, ScheduleKind, StepReport, TrainOptions, clip_global_norm, in_batches, seeded, train};
+pub use train::{
+    Objective, ScheduleKind, StepReport, TrainOptions, clip_global_norm, in_batches, seeded, train, train_data_parallel,
+};

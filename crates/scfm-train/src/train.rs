@@ -163,7 +163,7 @@ pub trait Objective<B: AutodiffBackend, M> {
 /// [`TrainError::Invalid`] for empty data, zero sizes or data the model cannot read
 /// ([`Objective::check`]), checkpoint errors.
 pub fn train<B, M, Obj>(
-    mut model: M,
+    model: M,
     objective: &Obj,
     options: &TrainOptions,
     meta: &CheckpointMeta,
@@ -176,6 +176,40 @@ where
     M: AutodiffModule<B>,
     Obj: Objective<B, M>,
 {
+    train_data_parallel(model, objective, options, meta, resume, std::slice::from_ref(device), progress)
+}
+
+/// [`train`] with data parallelism over `devices` (burn's multi-device pattern): every batch
+/// is split into one contiguous shard per device; each device runs the forward and backward
+/// pass of its shard on a [`fork`](burn::module::Module::fork) of the model (same parameter
+/// ids), the loss weighted by its share of the batch; the gradients are brought to
+/// `devices[0]`, summed (= the gradient of the whole batch's mean loss for per-cell mean
+/// losses), clipped and applied there once. The model lives on `devices[0]`.
+///
+/// The devices are driven in turn from this thread: on GPUs their kernels run concurrently
+/// (burn launches them asynchronously); on a CPU the split only shows that the result does
+/// not depend on it. With one device this is exactly [`train`]. Shard `d > 0` draws its
+/// dropout from its own seeded stream, so runs are reproducible for a fixed device count.
+///
+/// # Errors
+/// As [`train`]; [`TrainError::Invalid`] without devices.
+pub fn train_data_parallel<B, M, Obj>(
+    mut model: M,
+    objective: &Obj,
+    options: &TrainOptions,
+    meta: &CheckpointMeta,
+    resume: Option<&Checkpoint>,
+    devices: &[B::Device],
+    progress: &mut dyn FnMut(&StepReport),
+) -> Result<M, TrainError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    Obj: Objective<B, M>,
+{
+    let Some(device) = devices.first() else {
+        return Err(TrainError::Invalid("data-parallel training needs at least one device".into()));
+    };
     let lengths = objective.lengths();
     if lengths.is_empty() || options.batch_size == 0 || options.epochs == 0 || options.accumulation == 0 {
         return Err(TrainError::Invalid(format!(
@@ -234,16 +268,29 @@ where
             let mut accumulator = GradientsAccumulator::<M>::new();
             let mut loss_sum = 0.0;
             for (k, rows) in group.iter().enumerate() {
-                let _guard = RNG_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                B::seed(
-                    device,
-                    derive_seed(options.seed, DROPOUT_STREAM, (at.epoch as u64) << 32 | (at.batch + k) as u64),
-                );
-                let loss = objective.loss(&model, rows, at.epoch, device);
-                loss_sum += loss.clone().into_scalar().elem::<f64>();
-                let loss = if group.len() > 1 { loss.div_scalar(group.len() as f64) } else { loss };
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
-                accumulator.accumulate(&model, grads);
+                let dropout =
+                    derive_seed(options.seed, DROPOUT_STREAM, (at.epoch as u64) << 32 | (at.batch + k) as u64);
+                let per_device = rows.len().div_ceil(devices.len());
+                for (d, (shard, shard_device)) in rows.chunks(per_device).zip(devices).enumerate() {
+                    let _guard = RNG_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    B::seed(shard_device, if d == 0 { dropout } else { derive_seed(dropout, d as u64, 0) });
+                    // The shard's share of the step's loss: 1 / group size for one device.
+                    let share = shard.len() as f64 / rows.len() as f64;
+                    let divisor = group.len() as f64 / share;
+                    let grads = if d == 0 {
+                        let loss = objective.loss(&model, shard, at.epoch, device);
+                        loss_sum += loss.clone().into_scalar().elem::<f64>() * share;
+                        let loss = if divisor != 1.0 { loss.div_scalar(divisor) } else { loss };
+                        GradientsParams::from_grads(loss.backward(), &model)
+                    } else {
+                        let replica = model.clone().fork(shard_device);
+                        let loss = objective.loss(&replica, shard, at.epoch, shard_device);
+                        loss_sum += loss.clone().into_scalar().elem::<f64>() * share;
+                        let grads = GradientsParams::from_grads(loss.div_scalar(divisor).backward(), &replica);
+                        grads.to_device(device, &model)
+                    };
+                    accumulator.accumulate(&model, grads);
+                }
             }
             let mut grads = accumulator.grads();
             if let Some(max_norm) = options.clip_norm {
