@@ -277,18 +277,14 @@ where
                     // The shard's share of the step's loss: 1 / group size for one device.
                     let share = shard.len() as f64 / rows.len() as f64;
                     let divisor = group.len() as f64 / share;
-                    let grads = if d == 0 {
-                        let loss = objective.loss(&model, shard, at.epoch, device);
-                        loss_sum += loss.clone().into_scalar().elem::<f64>() * share;
-                        let loss = if divisor != 1.0 { loss.div_scalar(divisor) } else { loss };
-                        GradientsParams::from_grads(loss.backward(), &model)
-                    } else {
-                        let replica = model.clone().fork(shard_device);
-                        let loss = objective.loss(&replica, shard, at.epoch, shard_device);
-                        loss_sum += loss.clone().into_scalar().elem::<f64>() * share;
-                        let grads = GradientsParams::from_grads(loss.div_scalar(divisor).backward(), &replica);
-                        grads.to_device(device, &model)
-                    };
+                    // The first shard runs on the model itself, the others on forks.
+                    let replica = (d > 0).then(|| model.clone().fork(shard_device));
+                    let on = replica.as_ref().unwrap_or(&model);
+                    let loss = objective.loss(on, shard, at.epoch, shard_device);
+                    loss_sum += loss.clone().into_scalar().elem::<f64>() * share;
+                    let loss = if divisor != 1.0 { loss.div_scalar(divisor) } else { loss };
+                    let grads = GradientsParams::from_grads(loss.backward(), on);
+                    let grads = if replica.is_some() { grads.to_device(device, &model) } else { grads };
                     accumulator.accumulate(&model, grads);
                 }
             }

@@ -252,7 +252,8 @@ pub(crate) fn read_cells(
         cells_in: source.n_cells(),
         rows: vec![],
     };
-    let mut key = 0u64;
+    // Rows of the file read so far; a cell's row is also the key of its random draws.
+    let mut rows_read = 0usize;
     for chunk in source.chunks(1024) {
         let chunk = chunk?;
         let mut labels = match label {
@@ -266,11 +267,12 @@ pub(crate) fn read_cells(
         let n_counts = crate::pipeline::n_counts(&chunk, n_counts_col);
         for (i, n) in n_counts.iter().enumerate() {
             let cell = chunk.cell(i);
-            let row = cell_fn(key, cell, *n);
-            key += 1;
+            let row = rows_read;
+            rows_read += 1;
+            let input = cell_fn(row as u64, cell, *n);
             // Cells without any model input (no vocabulary gene; scBERT: too few genes), or
             // without a label when one is asked for, cannot be used.
-            let Some((ids, values)) = row.filter(|(ids, _)| !ids.is_empty()) else { continue };
+            let Some((ids, values)) = input.filter(|(ids, _)| !ids.is_empty()) else { continue };
             let l = labels.as_mut().map(|ls| ls[i].take());
             if matches!(l, Some(None)) {
                 continue;
@@ -278,7 +280,7 @@ pub(crate) fn read_cells(
             if keep_counts {
                 cells.counts.push_row(cell.indices, cell.values).map_err(eval_err)?;
             }
-            cells.rows.push(key as usize - 1);
+            cells.rows.push(row);
             cells.tokens.push(match truncate {
                 Some(framed) => truncate_rank_value(&ids, max_len, framed),
                 None => ids,
@@ -478,7 +480,8 @@ pub fn annotate<B: AutodiffBackend>(
         train: stage("finetune", options.finetune_epochs, options.finetune_lr),
         meta: meta("", &classes.names, backbone.config_json()),
         freeze_layers: options.freeze_layers,
-        predict: [Some(cells.cells()), test.as_ref().map(|(t, _)| t.cells())],
+        all: cells.cells(),
+        test: test.as_ref().map(|(t, _)| t.cells()),
         device,
     };
     let (k, head_seed) = (classes.n_classes(), scfm_train::derive_seed(options.seed, 3, 0));
@@ -507,8 +510,7 @@ pub fn annotate<B: AutodiffBackend>(
 
     // Scores and embedding metrics.
     progress(Stage::Start("score"));
-    let [all, test_predictions] = finetuned.predictions;
-    let all = all.expect("every cell is predicted");
+    let Finetuned { all, test: test_predictions, .. } = finetuned;
     let predicted = argmax_rows(&all.proba, k);
     let model_valid = score(&y_valid, &valid.iter().map(|&i| predicted[i]).collect::<Vec<_>>())?;
     let model_test = match (&test, test_predictions) {
@@ -608,8 +610,9 @@ struct Finetune<'a, B: AutodiffBackend> {
     /// Checkpoint meta; its family is the classifier's.
     meta: CheckpointMeta,
     freeze_layers: usize,
-    /// Cells to predict after training (all input cells, the test file's).
-    predict: [Option<Cells<'a>>; 2],
+    /// Cells to predict after training: all input cells, and the test file's.
+    all: Cells<'a>,
+    test: Option<Cells<'a>>,
     device: &'a B::Device,
 }
 
@@ -619,7 +622,8 @@ struct Finetuned {
     losses: Vec<f64>,
     /// Seconds of training (the rest of the call predicted).
     train_seconds: f64,
-    predictions: [Option<Predictions>; 2],
+    all: Predictions,
+    test: Option<Predictions>,
 }
 
 impl<B: AutodiffBackend> Finetune<'_, B> {
@@ -642,12 +646,9 @@ impl<B: AutodiffBackend> Finetune<'_, B> {
         let train_seconds = started.elapsed().as_secs_f64();
         let model = model.valid();
         let (batch, tokens) = PREDICT_BATCH;
-        let mut predictions = [None, None];
-        for (slot, cells) in predictions.iter_mut().zip(self.predict) {
-            if let Some(cells) = cells {
-                *slot = Some(scfm_train::predict(&model, cells, batch, tokens, self.device)?);
-            }
-        }
-        Ok(Finetuned { parameters, losses, train_seconds, predictions })
+        let predict = |cells| scfm_train::predict(&model, cells, batch, tokens, self.device);
+        let all = predict(self.all)?;
+        let test = self.test.map(predict).transpose()?;
+        Ok(Finetuned { parameters, losses, train_seconds, all, test })
     }
 }

@@ -155,28 +155,12 @@ impl<B: AutodiffBackend> Objective<B, XTrimoGene<B>> for XTrimoGenePretraining<'
             let seen_total: f64 = seen.iter().map(|&(_, c)| c).sum();
             let input = normalised(&seen, seen_total, n_genes);
             let (mut corrupted, mut picked) = self.masker.mask(&input, key);
-            // The encoder reads the unpicked expressed genes and T and S where they are > 0
-            // (totals above one read). A cell that would leave it nothing (a single read, or
-            // every expressed gene picked in a cell of one read) keeps its first picked
-            // expressed gene visible and unscored.
-            let visible = input.iter().enumerate().any(|(p, &v)| v > 0.0 && !picked.contains(&p));
-            if !visible
-                && total <= 1.0
-                && seen_total <= 1.0
-                && let Some(k) = picked.iter().position(|&p| input[p] > 0.0)
-            {
-                let p = picked.remove(k);
-                corrupted[p] = input[p];
-            }
-            let original = normalised(counts, total, n_genes);
-            for &p in &picked {
-                target[b * seq_len + p] = original[p] as f32;
-                scored[b * seq_len + p] = 1.0;
-            }
             let mut is_picked = vec![false; n_genes];
             for &p in &picked {
                 is_picked[p] = true;
             }
+            // The encoder reads the unpicked expressed genes, then T and S where they are > 0
+            // (totals above one read).
             let depth = [total.max(1.0).log10(), seen_total.max(1.0).log10()];
             let (mut positions, mut values) = (vec![], vec![]);
             for (p, &v) in input.iter().enumerate().filter(|&(p, &v)| v > 0.0 && !is_picked[p]) {
@@ -186,6 +170,21 @@ impl<B: AutodiffBackend> Objective<B, XTrimoGene<B>> for XTrimoGenePretraining<'
             for (k, &v) in depth.iter().enumerate().filter(|&(_, &v)| v > 0.0) {
                 positions.push((n_genes + k) as u32);
                 values.push(v as f32);
+            }
+            // A cell that would leave the encoder nothing (a single read, its gene picked)
+            // keeps its first picked expressed gene visible and unscored.
+            if positions.is_empty()
+                && let Some(k) = picked.iter().position(|&p| input[p] > 0.0)
+            {
+                let p = picked.remove(k);
+                corrupted[p] = input[p];
+                positions.push(p as u32);
+                values.push(input[p] as f32);
+            }
+            let original = normalised(counts, total, n_genes);
+            for &p in &picked {
+                target[b * seq_len + p] = original[p] as f32;
+                scored[b * seq_len + p] = 1.0;
             }
             full.extend(corrupted.iter().map(|&v| v as f32));
             full.extend(depth.iter().map(|&v| v as f32));
