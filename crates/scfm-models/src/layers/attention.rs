@@ -4,7 +4,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::{Bool, DType, Tensor, bf16, f16};
 
 /// Multi-head scaled dot-product self-attention with separate query/key/value projections
 /// (BERT's `BertSelfAttention` + `BertSelfOutput.dense`; PyTorch's `nn.MultiheadAttention` with
@@ -28,15 +28,28 @@ pub struct AttentionOutput<B: Backend> {
     pub probs: Option<Tensor<B, 4>>,
 }
 
-/// The additive attention bias of a key-padding mask: 0 for real keys, `f32::MIN` for padded
-/// ones (as Hugging Face BERT), shaped `[batch, 1, 1, len]` to broadcast over heads and queries.
+/// The additive attention bias of a key-padding mask: 0 for real keys, the most negative
+/// finite value of the float type for padded ones (`f32::MIN` in fp32, as Hugging Face BERT's
+/// `torch.finfo(dtype).min`), shaped `[batch, 1, 1, len]` to broadcast over heads and queries.
 ///
 /// # Shapes
 /// - `padded`: `[batch, len]`, true = padding.
 /// - output: `[batch, 1, 1, len]`.
 pub fn key_padding_bias<B: Backend>(padded: Tensor<B, 2, Bool>) -> Tensor<B, 4> {
     let [b, l] = padded.dims();
-    padded.float().mul_scalar(f32::MIN).reshape([b, 1, 1, l])
+    let zeros = Tensor::<B, 2>::zeros([b, l], &padded.device());
+    let min = most_negative(zeros.dtype());
+    zeros.mask_fill(padded, min).reshape([b, 1, 1, l])
+}
+
+/// The most negative finite value of `dtype`. `f32::MIN` itself rounds to −∞ in bf16, and
+/// −∞ in a bias turns `0 · (−∞)` and fully masked rows into NaN.
+pub(crate) fn most_negative(dtype: DType) -> f32 {
+    match dtype {
+        DType::BF16 => bf16::MIN.to_f32(),
+        DType::F16 => f16::MIN.to_f32(),
+        _ => f32::MIN,
+    }
 }
 
 impl<B: Backend> SelfAttention<B> {

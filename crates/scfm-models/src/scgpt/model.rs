@@ -2,11 +2,11 @@ use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, Linear};
 use burn::tensor::activation::{leaky_relu, relu, sigmoid};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Int, Tensor, TensorData};
+use burn::tensor::{Bool, DType, Int, Tensor, TensorData};
 
 use super::ScGptConfig;
 use crate::checkpoint::{Fresh, ModuleSource};
-use crate::layers::{EncoderLayer, full_bias, key_padding_bias, l2_normalize, mean_over};
+use crate::layers::{EncoderLayer, full_bias, key_padding_bias, l2_normalize, mean_over, most_negative};
 
 /// `GeneEncoder`: the gene-token embedding followed by `enc_norm`.
 #[derive(Module, Debug)]
@@ -264,7 +264,12 @@ impl<B: Backend> ScGpt<B> {
                 row[i * len + i] = 0.0;
             }
         }
-        Tensor::from_data(TensorData::new(bias, [cells, 1, len, len]), device)
+        let bias = Tensor::<B, 4>::from_data(TensorData::new(bias, [cells, 1, len, len]), device);
+        // f32::MIN becomes −∞ in half precision: keep the bias finite there.
+        match bias.dtype() {
+            DType::F32 | DType::F64 => bias,
+            dtype => bias.clamp_min(most_negative(dtype)),
+        }
     }
 
     /// The expression decoder's prediction per position (`mlm_output`).
