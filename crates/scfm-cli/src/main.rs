@@ -116,6 +116,13 @@ enum Command {
         /// Freeze the embeddings and the first N encoder layers while fine-tuning.
         #[arg(long, default_value_t = 0)]
         freeze_layers: usize,
+        /// cpu, cuda (feature `cuda`) or wgpu (feature `wgpu`): where the model trains (fp32).
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+        /// GPUs to train on, data parallel (e.g. 0,1): every batch is split over them and the
+        /// gradients summed on the first, which holds the model.
+        #[arg(long, value_delimiter = ',', default_value = "0")]
+        devices: Vec<usize>,
     },
     /// Pretrain a model from scratch with its family's self-supervised objective: Geneformer
     /// masked LM, scGPT generative GEP + GEPC (or masked values), scBERT masked LM over bins,
@@ -153,6 +160,13 @@ enum Command {
         /// Continue from OUT's latest checkpoint.
         #[arg(long)]
         resume: bool,
+        /// cpu, cuda (feature `cuda`) or wgpu (feature `wgpu`): where the model trains (fp32).
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+        /// GPUs to train on, data parallel (e.g. 0,1): every batch is split over them and the
+        /// gradients summed on the first, which holds the model.
+        #[arg(long, value_delimiter = ',', default_value = "0")]
+        devices: Vec<usize>,
     },
     /// Score predictions stored in an h5ad's obs against its labels (accuracy, macro-F1,
     /// per-class precision/recall, confusion matrix) as JSON, with a confusion-matrix PNG.
@@ -317,6 +331,10 @@ enum Command {
         /// cpu, cuda (feature `cuda`) or wgpu (feature `wgpu`).
         #[arg(long, default_value = "cpu")]
         backend: String,
+        /// fp32, or bf16 weights and activations (cuda only; faster, embeddings differ from
+        /// fp32 at the 1e-2 relative level).
+        #[arg(long, default_value = "fp32")]
+        precision: String,
     },
     /// Describe a file: shape, matrices, obs columns and types, count-likeness, gene ids.
     Inspect {
@@ -326,6 +344,38 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Evaluates `$body` with the type `$b` set to the autodiff backend that `--backend` names and
+/// `$devices` to the devices that `--devices` lists on it.
+macro_rules! on_train_backend {
+    ($backend:expr, $indices:expr, |$b:ident, $devices:ident| $body:expr) => {
+        match $backend {
+            "cpu" => {
+                type $b = scfm::backend::CpuTrain;
+                if $indices.iter().any(|&i| i != 0) {
+                    anyhow::bail!("--backend cpu has one device: --devices 0");
+                }
+                let $devices = vec![Default::default(); $indices.len()];
+                $body
+            }
+            #[cfg(feature = "cuda")]
+            "cuda" => {
+                type $b = scfm::backend::CudaTrain;
+                let $devices: Vec<_> =
+                    $indices.iter().map(|&i| scfm::burn::backend::cuda::CudaDevice::new(i)).collect();
+                $body
+            }
+            #[cfg(feature = "wgpu")]
+            "wgpu" => {
+                type $b = scfm::backend::WgpuTrain;
+                let $devices: Vec<_> =
+                    $indices.iter().map(|&i| scfm::burn::backend::wgpu::WgpuDevice::DiscreteGpu(i)).collect();
+                $body
+            }
+            other => anyhow::bail!("--backend {other:?} is not in this build: cpu, or cuda/wgpu with those features"),
+        }
+    };
 }
 
 fn main() -> std::process::ExitCode {
@@ -478,6 +528,7 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             format,
             backend,
+            precision,
         } => {
             let model = match model.as_str() {
                 "geneformer" => EmbedModel::Geneformer {
@@ -538,15 +589,25 @@ fn run(cli: Cli) -> Result<()> {
                 "parquet" => OutputFormat::Parquet,
                 other => anyhow::bail!("unknown --format {other:?}: use arrow or parquet (feature `parquet`)"),
             };
-            match backend.as_str() {
-                "cpu" => embed_with::<scfm::backend::Cpu>(&model, opts, &input, &output, format, Default::default())?,
-                #[cfg(feature = "cuda")]
-                "cuda" => embed_with::<scfm::backend::Cuda>(&model, opts, &input, &output, format, Default::default())?,
-                #[cfg(feature = "wgpu")]
-                "wgpu" => embed_with::<scfm::backend::Wgpu>(&model, opts, &input, &output, format, Default::default())?,
-                other => {
-                    anyhow::bail!("--backend {other:?} is not in this build: cpu, or cuda/wgpu with those features")
+            match (backend.as_str(), precision.as_str()) {
+                ("cpu", "fp32") => {
+                    embed_with::<scfm::backend::Cpu>(&model, opts, &input, &output, format, Default::default())?
                 }
+                #[cfg(feature = "cuda")]
+                ("cuda", "fp32") => {
+                    embed_with::<scfm::backend::Cuda>(&model, opts, &input, &output, format, Default::default())?
+                }
+                #[cfg(feature = "cuda")]
+                ("cuda", "bf16") => {
+                    embed_with::<scfm::backend::CudaBf16>(&model, opts, &input, &output, format, Default::default())?
+                }
+                #[cfg(feature = "wgpu")]
+                ("wgpu", "fp32") => {
+                    embed_with::<scfm::backend::Wgpu>(&model, opts, &input, &output, format, Default::default())?
+                }
+                (backend, precision) => anyhow::bail!(
+                    "--backend {backend} --precision {precision} is not in this build: cpu fp32, or cuda fp32|bf16 and wgpu fp32 with those features"
+                ),
             }
         }
         Command::Finetune {
@@ -567,8 +628,10 @@ fn run(cli: Cli) -> Result<()> {
             checkpoint_every,
             init,
             freeze_layers,
+            backend,
+            devices,
         } => {
-            use scfm::annotate::{AnnotateOptions, Stage, annotate};
+            use scfm::annotate::{AnnotateOptions, Stage, annotate_data_parallel};
             use scfm::models::geneformer::ClassifierPooling;
             let mut opts = AnnotateOptions::with_data_dir(std::path::Path::new("."), &out);
             opts.family = scfm::family::Family::new(&family, vocab)?;
@@ -591,15 +654,16 @@ fn run(cli: Cli) -> Result<()> {
             };
             let bar = ProgressBar::new(0)
                 .with_style(ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} steps  ETA {eta}")?);
-            let device = Default::default();
-            let report = annotate::<scfm::backend::CpuTrain>(&input, &opts, &device, &mut |stage| match stage {
-                Stage::Start(name) => bar.set_message(name.to_string()),
-                Stage::Step(name, s) => {
-                    bar.set_length(s.total_steps);
-                    bar.set_position(s.step);
-                    bar.set_message(format!("{name} loss {:.3}", s.loss));
-                }
-            })?;
+            let report = on_train_backend!(backend.as_str(), devices, |B, devices| {
+                annotate_data_parallel::<B>(&input, &opts, &devices, &mut |stage| match stage {
+                    Stage::Start(name) => bar.set_message(name.to_string()),
+                    Stage::Step(name, s) => {
+                        bar.set_length(s.total_steps);
+                        bar.set_position(s.step);
+                        bar.set_message(format!("{name} loss {:.3}", s.loss));
+                    }
+                })?
+            });
             bar.finish_and_clear();
             let v = &report.validation;
             eprintln!(
@@ -621,8 +685,10 @@ fn run(cli: Cli) -> Result<()> {
             checkpoint_every,
             stop_after,
             resume,
+            backend,
+            devices,
         } => {
-            use scfm::pretrain::{PretrainOptions, pretrain};
+            use scfm::pretrain::{PretrainOptions, pretrain_data_parallel};
             let masked = family == "scgpt-masked";
             let family = scfm::family::Family::new(if masked { "scgpt" } else { &family }, vocab)?;
             let mut opts = PretrainOptions::new(family, &out);
@@ -637,12 +703,13 @@ fn run(cli: Cli) -> Result<()> {
             opts.resume = resume;
             let bar = ProgressBar::new(0)
                 .with_style(ProgressStyle::with_template("pretrain {msg} {bar:30} {pos}/{len} steps  ETA {eta}")?);
-            let device = Default::default();
-            let report = pretrain::<scfm::backend::CpuTrain>(&input, &opts, &device, &mut |s| {
-                bar.set_length(s.total_steps);
-                bar.set_position(s.step);
-                bar.set_message(format!("loss {:.3}", s.loss));
-            })?;
+            let report = on_train_backend!(backend.as_str(), devices, |B, devices| {
+                pretrain_data_parallel::<B>(&input, &opts, &devices, &mut |s| {
+                    bar.set_length(s.total_steps);
+                    bar.set_position(s.step);
+                    bar.set_message(format!("loss {:.3}", s.loss));
+                })?
+            });
             bar.finish_and_clear();
             eprintln!(
                 "{} cells, {} steps: loss {:.3} -> {:.3}",

@@ -3,8 +3,10 @@
 //! shapes and inputs in PyTorch).
 //!
 //! ```text
-//! cargo run --release -p scfm-models --example embed_forward -- MODEL BATCH LEN ITERS
+//! cargo run --release -p scfm-models --example embed_forward -- MODEL BATCH LEN ITERS [BACKEND] [DTYPE]
 //! MODEL: geneformer-v1-10m | geneformer-v2-104m | scgpt-human | scbert | xtrimogene
+//! BACKEND: cpu (burn-flex, the default) | cuda (feature `cuda`) | wgpu (feature `wgpu`)
+//! DTYPE: fp32 (the default) | bf16 (GPU backends)
 //! ```
 //!
 //! Every cell has `LEN` tokens (no padding); one pass embeds `BATCH` cells (Geneformer: mean of
@@ -17,6 +19,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::backend::Flex as Cpu;
+use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use scfm_models::geneformer::{CellPooling, EmbeddingLayer, Geneformer, GeneformerConfig};
 use scfm_models::scbert::{ScBert, ScBertConfig};
@@ -31,54 +34,72 @@ fn lcg(state: &mut u64) -> u64 {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [model, batch, len, iters] = args.as_slice() else {
-        bail!(
-            "usage: embed_forward MODEL BATCH LEN ITERS (MODEL: geneformer-v1-10m, geneformer-v2-104m, scgpt-human, scbert, xtrimogene)"
-        );
+    let (model, batch, len, iters, backend, dtype) = match args.as_slice() {
+        [m, b, l, i] => (m, b, l, i, "cpu", "fp32"),
+        [m, b, l, i, backend] => (m, b, l, i, backend.as_str(), "fp32"),
+        [m, b, l, i, backend, dtype] => (m, b, l, i, backend.as_str(), dtype.as_str()),
+        _ => bail!(
+            "usage: embed_forward MODEL BATCH LEN ITERS [cpu|cuda|wgpu] [fp32|bf16] (MODEL: geneformer-v1-10m, geneformer-v2-104m, scgpt-human, scbert, xtrimogene)"
+        ),
     };
     let (b, l, iters): (usize, usize, usize) =
         (batch.parse().context("BATCH")?, len.parse().context("LEN")?, iters.parse().context("ITERS")?);
-    let device = Default::default();
+    let result = match (backend, dtype) {
+        ("cpu", "fp32") => bench::<Cpu>(model, b, l, iters, "scfm (burn-flex, fp32)")?,
+        #[cfg(feature = "cuda")]
+        ("cuda", "fp32") => bench::<burn::backend::Cuda<f32>>(model, b, l, iters, "scfm (burn cuda, fp32)")?,
+        #[cfg(feature = "cuda")]
+        ("cuda", "bf16") => {
+            bench::<burn::backend::Cuda<burn::tensor::bf16>>(model, b, l, iters, "scfm (burn cuda, bf16)")?
+        }
+        #[cfg(feature = "wgpu")]
+        ("wgpu", "fp32") => bench::<burn::backend::Wgpu<f32>>(model, b, l, iters, "scfm (burn wgpu, fp32)")?,
+        (backend, dtype) => {
+            bail!("{backend} {dtype} is not in this build (cpu fp32; cuda fp32|bf16 and wgpu fp32 with those features)")
+        }
+    };
+    println!("{result}");
+    Ok(())
+}
+
+/// Times `iters` forward passes of `model` on backend `B` after one warm-up pass (which also
+/// compiles the GPU kernels); reading the output back to the host waits for the device.
+fn bench<B: Backend>(model: &str, b: usize, l: usize, iters: usize, side: &str) -> Result<serde_json::Value> {
+    let device = B::Device::default();
     let mut seed = 42u64;
-    let padded = Tensor::<Cpu, 2, Bool>::from_data(TensorData::new(vec![false; b * l], [b, l]), &device);
-    let run: Box<dyn Fn() -> Vec<f32>> = match model.as_str() {
+    let padded = Tensor::<B, 2, Bool>::from_data(TensorData::new(vec![false; b * l], [b, l]), &device);
+    let run: Box<dyn Fn() -> Vec<f32>> = match model {
         "geneformer-v1-10m" | "geneformer-v2-104m" => {
             let config = if model.ends_with("10m") { GeneformerConfig::v1_10m() } else { GeneformerConfig::v2_104m() };
             let ids: Vec<i64> =
                 (0..b * l).map(|_| 4 + (lcg(&mut seed) % (config.vocab_size as u64 - 4)) as i64).collect();
-            let m = config.init::<Cpu>(&device);
-            let ids = Tensor::<Cpu, 2, Int>::from_data(TensorData::new(ids, [b, l]), &device);
+            let m = config.init::<B>(&device);
+            let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [b, l]), &device);
             Box::new(move || {
                 let enc = m.encode(ids.clone(), padded.clone(), false);
                 let hidden = enc.hidden_states[m.hidden_index(EmbeddingLayer::Penultimate)].clone();
-                Geneformer::pool(hidden, &vec![l; b], CellPooling::Mean { exclude_specials: false })
-                    .into_data()
-                    .into_vec()
-                    .unwrap()
+                host(Geneformer::pool(hidden, &vec![l; b], CellPooling::Mean { exclude_specials: false }))
             })
         }
         "scgpt-human" => {
             let config = ScGptConfig::whole_human();
             let ids: Vec<i64> = (0..b * l).map(|_| (lcg(&mut seed) % 60_694) as i64).collect();
             let values: Vec<f32> = (0..b * l).map(|_| (1 + lcg(&mut seed) % 50) as f32).collect();
-            let m = config.init::<Cpu>(&device);
-            let ids = Tensor::<Cpu, 2, Int>::from_data(TensorData::new(ids, [b, l]), &device);
-            let values = Tensor::<Cpu, 2>::from_data(TensorData::new(values, [b, l]), &device);
+            let m = config.init::<B>(&device);
+            let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [b, l]), &device);
+            let values = Tensor::<B, 2>::from_data(TensorData::new(values, [b, l]), &device);
             Box::new(move || {
                 let enc = m.encode(ids.clone(), values.clone(), padded.clone(), false);
-                ScGpt::cell_embeddings(enc.output, &vec![l; b], ScGptPooling::Cls { normalize: false })
-                    .into_data()
-                    .into_vec()
-                    .unwrap()
+                host(ScGpt::cell_embeddings(enc.output, &vec![l; b], ScGptPooling::Cls { normalize: false }))
             })
         }
         "scbert" => {
             let mut config = ScBertConfig::released();
             config.seq_len = l;
             let ids: Vec<i64> = (0..b * l).map(|_| (lcg(&mut seed) % 6) as i64).collect();
-            let m = config.init::<Cpu>(&device, 0);
-            let ids = Tensor::<Cpu, 2, Int>::from_data(TensorData::new(ids, [b, l]), &device);
-            Box::new(move || ScBert::cell_embeddings(m.encode(ids.clone())).into_data().into_vec().unwrap())
+            let m = config.init::<B>(&device, 0);
+            let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [b, l]), &device);
+            Box::new(move || host(ScBert::cell_embeddings(m.encode(ids.clone()))))
         }
         "xtrimogene" => {
             let config = XTrimoGeneConfig::released();
@@ -98,13 +119,10 @@ fn main() -> Result<()> {
             }
             let refs: Vec<(&[u32], &[f32])> = cells.iter().map(|(p, v)| (p.as_slice(), v.as_slice())).collect();
             let input = EncoderInput::from_selected(&refs, config.seq_len, config.pad_token_id as f32);
-            let m = config.init::<Cpu>(&device, 0);
+            let m = config.init::<B>(&device, 0);
             Box::new(move || {
-                let (v, p, pad) = input.tensors::<Cpu>(&device);
-                XTrimoGene::cell_embeddings(m.encode(v, p, pad), &input.lengths, XPooling::All)
-                    .into_data()
-                    .into_vec()
-                    .unwrap()
+                let (v, p, pad) = input.tensors::<B>(&device);
+                host(XTrimoGene::cell_embeddings(m.encode(v, p, pad), &input.lengths, XPooling::All))
             })
         }
         other => bail!("unknown model {other:?}"),
@@ -117,13 +135,14 @@ fn main() -> Result<()> {
         std::hint::black_box(run());
     }
     let s = start.elapsed().as_secs_f64();
-    println!(
-        "{}",
-        serde_json::json!({
-            "side": "scfm (burn-flex)", "model": model, "batch": b, "len": l, "iters": iters,
+    Ok(serde_json::json!({
+            "side": side, "model": model, "batch": b, "len": l, "iters": iters,
             "warmup_s": warmup_s, "seconds": s, "cells_per_s": (b * iters) as f64 / s,
             "checksum": first.iter().map(|v| f64::from(*v)).sum::<f64>(),
-        })
-    );
-    Ok(())
+    }))
+}
+
+/// The output on the host in f32 (waits for the device).
+fn host<B: Backend>(t: Tensor<B, 2>) -> Vec<f32> {
+    t.into_data().convert::<f32>().into_vec::<f32>().expect("f32 after convert")
 }

@@ -359,6 +359,24 @@ pub fn annotate<B: AutodiffBackend>(
     device: &B::Device,
     progress: &mut dyn FnMut(Stage<'_>),
 ) -> Result<AnnotateReport, Error> {
+    annotate_data_parallel::<B>(input, options, std::slice::from_ref(device), progress)
+}
+
+/// [`annotate`] with pretraining and fine-tuning data parallel over `devices`
+/// ([`scfm_train::train_data_parallel`]): the model lives on the first device, every batch is
+/// split over all of them. One device is [`annotate`] exactly.
+///
+/// # Errors
+/// As [`annotate`]; an empty `devices` is [`Error::Incompatible`].
+pub fn annotate_data_parallel<B: AutodiffBackend>(
+    input: &Path,
+    options: &AnnotateOptions,
+    devices: &[B::Device],
+    progress: &mut dyn FnMut(Stage<'_>),
+) -> Result<AnnotateReport, Error> {
+    let device = devices
+        .first()
+        .ok_or_else(|| Error::Incompatible { reason: "no device to train on (devices is empty)".into() })?;
     let mut seconds = vec![];
     let mut clock = std::time::Instant::now();
     let mut lap = |name: &str, seconds: &mut Vec<(String, f64)>| {
@@ -465,7 +483,7 @@ pub fn annotate<B: AutodiffBackend>(
             meta: meta(family.pretrained_checkpoint(), &[], backbone.config_json()),
             resume: None,
             scgpt_generative: true,
-            device,
+            devices,
         };
         let (trained, losses) =
             run.run(backbone, train_cells.pretrain_cells(), &mut |s| progress(Stage::Step("pretrain", s)))?;
@@ -482,7 +500,7 @@ pub fn annotate<B: AutodiffBackend>(
         freeze_layers: options.freeze_layers,
         all: cells.cells(),
         test: test.as_ref().map(|(t, _)| t.cells()),
-        device,
+        devices,
     };
     let (k, head_seed) = (classes.n_classes(), scfm_train::derive_seed(options.seed, 3, 0));
     let mut step = |s: &StepReport| progress(Stage::Step("finetune", s));
@@ -613,7 +631,8 @@ struct Finetune<'a, B: AutodiffBackend> {
     /// Cells to predict after training: all input cells, and the test file's.
     all: Cells<'a>,
     test: Option<Cells<'a>>,
-    device: &'a B::Device,
+    /// The first holds the model; more train data parallel.
+    devices: &'a [B::Device],
 }
 
 /// What [`Finetune::run`] produced.
@@ -639,14 +658,15 @@ impl<B: AutodiffBackend> Finetune<'_, B> {
         let meta = CheckpointMeta { family: model.family().into(), ..self.meta.clone() };
         let mut losses = vec![];
         let started = std::time::Instant::now();
-        let model = scfm_train::train(model, &objective, &self.train, &meta, None, self.device, &mut |s| {
-            losses.push(s.loss);
-            progress(s);
-        })?;
+        let model =
+            scfm_train::train_data_parallel(model, &objective, &self.train, &meta, None, self.devices, &mut |s| {
+                losses.push(s.loss);
+                progress(s);
+            })?;
         let train_seconds = started.elapsed().as_secs_f64();
         let model = model.valid();
         let (batch, tokens) = PREDICT_BATCH;
-        let predict = |cells| scfm_train::predict(&model, cells, batch, tokens, self.device);
+        let predict = |cells| scfm_train::predict(&model, cells, batch, tokens, &self.devices[0]);
         let all = predict(self.all)?;
         let test = self.test.map(predict).transpose()?;
         Ok(Finetuned { parameters, losses, train_seconds, all, test })

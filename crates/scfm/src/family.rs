@@ -464,7 +464,8 @@ pub(crate) struct PretrainRun<'a, B: AutodiffBackend> {
     pub resume: Option<&'a Checkpoint>,
     /// scGPT: generative pretraining (else masked values, ratio 0.4).
     pub scgpt_generative: bool,
-    pub device: &'a B::Device,
+    /// Where to train: the first device holds the model; more devices train data parallel.
+    pub devices: &'a [B::Device],
 }
 
 impl<B: AutodiffBackend> PretrainRun<'_, B> {
@@ -486,7 +487,8 @@ impl<B: AutodiffBackend> PretrainRun<'_, B> {
             Backbone::ScGpt(mut m) => {
                 let task = if self.scgpt_generative {
                     if m.flag_encoder.is_none() {
-                        m = scfm_train::seeded(self.device, self.train.seed, || m.with_flag_encoder(self.device));
+                        let device = &self.devices[0];
+                        m = scfm_train::seeded(device, self.train.seed, || m.with_flag_encoder(device));
                     }
                     ScGptTask::generative(seed)
                 } else {
@@ -521,10 +523,18 @@ impl<B: AutodiffBackend> PretrainRun<'_, B> {
         progress: &mut dyn FnMut(&StepReport),
     ) -> Result<(M, Vec<f64>), Error> {
         let mut losses = vec![];
-        let model = scfm_train::train(model, objective, self.train, &self.meta, self.resume, self.device, &mut |s| {
-            losses.push(s.loss);
-            progress(s);
-        })?;
+        let model = scfm_train::train_data_parallel(
+            model,
+            objective,
+            self.train,
+            &self.meta,
+            self.resume,
+            self.devices,
+            &mut |s| {
+                losses.push(s.loss);
+                progress(s);
+            },
+        )?;
         Ok((model, losses))
     }
 }

@@ -56,12 +56,23 @@ pub mod backend {
     pub type Cpu = burn::backend::Flex;
     /// The CPU backend with automatic differentiation, for training.
     pub type CpuTrain = burn::backend::Autodiff<Cpu>;
-    /// NVIDIA GPUs (CUDA).
+    /// NVIDIA GPUs (CUDA), fp32.
     #[cfg(feature = "cuda")]
     pub type Cuda = burn::backend::Cuda;
-    /// GPUs through wgpu.
+    /// NVIDIA GPUs (CUDA) with bf16 weights and activations: for inference (`scfm embed
+    /// --precision bf16`); reductions such as softmax and layer norm run in bf16 too, so
+    /// embeddings differ from fp32 at the 1e-2 relative level.
+    #[cfg(feature = "cuda")]
+    pub type CudaBf16 = burn::backend::Cuda<burn::tensor::bf16>;
+    /// The CUDA backend with automatic differentiation, for training (fp32).
+    #[cfg(feature = "cuda")]
+    pub type CudaTrain = burn::backend::Autodiff<Cuda>;
+    /// GPUs through wgpu, fp32.
     #[cfg(feature = "wgpu")]
     pub type Wgpu = burn::backend::Wgpu;
+    /// The wgpu backend with automatic differentiation, for training (fp32).
+    #[cfg(feature = "wgpu")]
+    pub type WgpuTrain = burn::backend::Autodiff<Wgpu>;
 }
 
 #[cfg(feature = "models")]

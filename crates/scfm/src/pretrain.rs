@@ -107,6 +107,24 @@ pub fn pretrain<B: AutodiffBackend>(
     device: &B::Device,
     progress: &mut dyn FnMut(&StepReport),
 ) -> Result<PretrainReport, Error> {
+    pretrain_data_parallel::<B>(input, options, std::slice::from_ref(device), progress)
+}
+
+/// [`pretrain`] data parallel over `devices` ([`scfm_train::train_data_parallel`]): the model
+/// lives on the first device, every batch is split over all of them. One device is
+/// [`pretrain`] exactly.
+///
+/// # Errors
+/// As [`pretrain`]; an empty `devices` is [`Error::Incompatible`].
+pub fn pretrain_data_parallel<B: AutodiffBackend>(
+    input: &Path,
+    options: &PretrainOptions,
+    devices: &[B::Device],
+    progress: &mut dyn FnMut(&StepReport),
+) -> Result<PretrainReport, Error> {
+    let device = devices
+        .first()
+        .ok_or_else(|| Error::Incompatible { reason: "no device to train on (devices is empty)".into() })?;
     let start = Instant::now();
     let m = &options.model;
     let mut train = options.train.clone();
@@ -135,7 +153,7 @@ pub fn pretrain<B: AutodiffBackend>(
         meta,
         resume: resume.as_ref(),
         scgpt_generative: options.scgpt_generative,
-        device,
+        devices,
     };
     let (_, losses) = run.run(backbone, cells.pretrain_cells(), progress)?;
     let LabelledCells { tokens, genes_mapped, cells_in, .. } = cells;

@@ -1,6 +1,7 @@
 //! `scfm pretrain` as users run it, on the real 490-cell subset: scGPT generative pretraining
 //! learns, a run stopped part-way and resumed writes the same final weights as an
-//! uninterrupted one, and resuming another family's checkpoint is refused.
+//! uninterrupted one, resuming another family's checkpoint is refused, and `--devices` splits
+//! batches over devices.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -59,4 +60,15 @@ fn pretrain_learns_and_resumes_to_the_same_weights() {
     assert!(!wrong.status.success());
     let stderr = String::from_utf8_lossy(&wrong.stderr);
     assert!(stderr.contains("model family") && stderr.contains("scgpt"), "{stderr}");
+
+    // Data parallel from the command line: every batch split over two (CPU) devices.
+    let parallel = tempfile::tempdir().unwrap();
+    let geneformer = "vocab/geneformer";
+    let run = pretrain(parallel.path(), "geneformer", geneformer, &["--stop-after", "2", "--devices", "0,0"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(std::fs::read_to_string(parallel.path().join("latest")).unwrap().trim(), "step-000002");
+    let missing = pretrain(parallel.path(), "geneformer", geneformer, &["--devices", "1"]);
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("--backend cpu has one device"), "{stderr}");
 }
