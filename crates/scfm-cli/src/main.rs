@@ -56,6 +56,18 @@ impl SizeArgs {
     }
 }
 
+/// Where `finetune` and `pretrain` train.
+#[derive(clap::Args)]
+struct TrainOn {
+    /// cpu, cuda (feature `cuda`) or wgpu (feature `wgpu`): where the model trains (fp32).
+    #[arg(long, default_value = "cpu")]
+    backend: String,
+    /// GPUs to train on, data parallel (e.g. 0,1): every batch is split over them and the
+    /// gradients summed on the first, which holds the model.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    devices: Vec<usize>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Fine-tune a cell-type classifier on a labelled h5ad (a small model of the family,
@@ -116,13 +128,8 @@ enum Command {
         /// Freeze the embeddings and the first N encoder layers while fine-tuning.
         #[arg(long, default_value_t = 0)]
         freeze_layers: usize,
-        /// cpu, cuda (feature `cuda`) or wgpu (feature `wgpu`): where the model trains (fp32).
-        #[arg(long, default_value = "cpu")]
-        backend: String,
-        /// GPUs to train on, data parallel (e.g. 0,1): every batch is split over them and the
-        /// gradients summed on the first, which holds the model.
-        #[arg(long, value_delimiter = ',', default_value = "0")]
-        devices: Vec<usize>,
+        #[command(flatten)]
+        train_on: TrainOn,
     },
     /// Pretrain a model from scratch with its family's self-supervised objective: Geneformer
     /// masked LM, scGPT generative GEP + GEPC (or masked values), scBERT masked LM over bins,
@@ -160,13 +167,8 @@ enum Command {
         /// Continue from OUT's latest checkpoint.
         #[arg(long)]
         resume: bool,
-        /// cpu, cuda (feature `cuda`) or wgpu (feature `wgpu`): where the model trains (fp32).
-        #[arg(long, default_value = "cpu")]
-        backend: String,
-        /// GPUs to train on, data parallel (e.g. 0,1): every batch is split over them and the
-        /// gradients summed on the first, which holds the model.
-        #[arg(long, value_delimiter = ',', default_value = "0")]
-        devices: Vec<usize>,
+        #[command(flatten)]
+        train_on: TrainOn,
     },
     /// Score predictions stored in an h5ad's obs against its labels (accuracy, macro-F1,
     /// per-class precision/recall, confusion matrix) as JSON, with a confusion-matrix PNG.
@@ -347,35 +349,35 @@ enum Command {
 }
 
 /// Evaluates `$body` with the type `$b` set to the autodiff backend that `--backend` names and
-/// `$devices` to the devices that `--devices` lists on it.
+/// `$devices` to the devices that `--devices` lists on it ([`TrainOn`]).
 macro_rules! on_train_backend {
-    ($backend:expr, $indices:expr, |$b:ident, $devices:ident| $body:expr) => {
-        match $backend {
+    ($on:expr, |$b:ident, $devices:ident| $body:expr) => {{
+        let TrainOn { backend, devices: indices } = $on;
+        match backend.as_str() {
             "cpu" => {
                 type $b = scfm::backend::CpuTrain;
-                if $indices.iter().any(|&i| i != 0) {
+                if indices.iter().any(|&i| i != 0) {
                     anyhow::bail!("--backend cpu has one device: --devices 0");
                 }
-                let $devices = vec![Default::default(); $indices.len()];
+                let $devices = vec![Default::default(); indices.len()];
                 $body
             }
             #[cfg(feature = "cuda")]
             "cuda" => {
                 type $b = scfm::backend::CudaTrain;
-                let $devices: Vec<_> =
-                    $indices.iter().map(|&i| scfm::burn::backend::cuda::CudaDevice::new(i)).collect();
+                let $devices: Vec<_> = indices.iter().map(|&i| scfm::burn::backend::cuda::CudaDevice::new(i)).collect();
                 $body
             }
             #[cfg(feature = "wgpu")]
             "wgpu" => {
                 type $b = scfm::backend::WgpuTrain;
                 let $devices: Vec<_> =
-                    $indices.iter().map(|&i| scfm::burn::backend::wgpu::WgpuDevice::DiscreteGpu(i)).collect();
+                    indices.iter().map(|&i| scfm::burn::backend::wgpu::WgpuDevice::DiscreteGpu(i)).collect();
                 $body
             }
             other => anyhow::bail!("--backend {other:?} is not in this build: cpu, or cuda/wgpu with those features"),
         }
-    };
+    }};
 }
 
 fn main() -> std::process::ExitCode {
@@ -628,8 +630,7 @@ fn run(cli: Cli) -> Result<()> {
             checkpoint_every,
             init,
             freeze_layers,
-            backend,
-            devices,
+            train_on,
         } => {
             use scfm::annotate::{AnnotateOptions, Stage, annotate_data_parallel};
             use scfm::models::geneformer::ClassifierPooling;
@@ -654,7 +655,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             let bar = ProgressBar::new(0)
                 .with_style(ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} steps  ETA {eta}")?);
-            let report = on_train_backend!(backend.as_str(), devices, |B, devices| {
+            let report = on_train_backend!(train_on, |B, devices| {
                 annotate_data_parallel::<B>(&input, &opts, &devices, &mut |stage| match stage {
                     Stage::Start(name) => bar.set_message(name.to_string()),
                     Stage::Step(name, s) => {
@@ -685,8 +686,7 @@ fn run(cli: Cli) -> Result<()> {
             checkpoint_every,
             stop_after,
             resume,
-            backend,
-            devices,
+            train_on,
         } => {
             use scfm::pretrain::{PretrainOptions, pretrain_data_parallel};
             let masked = family == "scgpt-masked";
@@ -703,7 +703,7 @@ fn run(cli: Cli) -> Result<()> {
             opts.resume = resume;
             let bar = ProgressBar::new(0)
                 .with_style(ProgressStyle::with_template("pretrain {msg} {bar:30} {pos}/{len} steps  ETA {eta}")?);
-            let report = on_train_backend!(backend.as_str(), devices, |B, devices| {
+            let report = on_train_backend!(train_on, |B, devices| {
                 pretrain_data_parallel::<B>(&input, &opts, &devices, &mut |s| {
                     bar.set_length(s.total_steps);
                     bar.set_position(s.step);

@@ -374,9 +374,7 @@ pub fn annotate_data_parallel<B: AutodiffBackend>(
     devices: &[B::Device],
     progress: &mut dyn FnMut(Stage<'_>),
 ) -> Result<AnnotateReport, Error> {
-    let device = devices
-        .first()
-        .ok_or_else(|| Error::Incompatible { reason: "no device to train on (devices is empty)".into() })?;
+    let device = crate::family::model_device::<B>(devices)?;
     let mut seconds = vec![];
     let mut clock = std::time::Instant::now();
     let mut lap = |name: &str, seconds: &mut Vec<(String, f64)>| {

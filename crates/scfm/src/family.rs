@@ -457,6 +457,14 @@ pub(crate) struct PretrainCells<'a> {
     pub counts: Option<&'a [Vec<(u32, f64)>]>,
 }
 
+/// The device that holds the model in a data-parallel run: the first of `devices`.
+///
+/// # Errors
+/// [`Error::Incompatible`] when `devices` is empty.
+pub(crate) fn model_device<B: AutodiffBackend>(devices: &[B::Device]) -> Result<&B::Device, Error> {
+    devices.first().ok_or_else(|| Error::Incompatible { reason: "no device to train on (devices is empty)".into() })
+}
+
 /// One pretraining run: options, checkpoint meta, where to resume from.
 pub(crate) struct PretrainRun<'a, B: AutodiffBackend> {
     pub train: &'a TrainOptions,

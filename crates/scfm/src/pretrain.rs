@@ -122,9 +122,7 @@ pub fn pretrain_data_parallel<B: AutodiffBackend>(
     devices: &[B::Device],
     progress: &mut dyn FnMut(&StepReport),
 ) -> Result<PretrainReport, Error> {
-    let device = devices
-        .first()
-        .ok_or_else(|| Error::Incompatible { reason: "no device to train on (devices is empty)".into() })?;
+    let device = crate::family::model_device::<B>(devices)?;
     let start = Instant::now();
     let m = &options.model;
     let mut train = options.train.clone();

@@ -37,19 +37,23 @@ pub struct AttentionOutput<B: Backend> {
 /// - output: `[batch, 1, 1, len]`.
 pub fn key_padding_bias<B: Backend>(padded: Tensor<B, 2, Bool>) -> Tensor<B, 4> {
     let [b, l] = padded.dims();
-    let zeros = Tensor::<B, 2>::zeros([b, l], &padded.device());
-    let min = most_negative(zeros.dtype());
-    zeros.mask_fill(padded, min).reshape([b, 1, 1, l])
+    masked_bias(padded).reshape([b, 1, 1, l])
 }
 
-/// The most negative finite value of `dtype`. `f32::MIN` itself rounds to −∞ in bf16, and
-/// −∞ in a bias turns `0 · (−∞)` and fully masked rows into NaN.
-pub(crate) fn most_negative(dtype: DType) -> f32 {
-    match dtype {
+/// An additive attention bias: 0 where `blocked` is false, the most negative finite value of
+/// the float type where it is true. `f32::MIN` itself rounds to −∞ in bf16, and −∞ in a bias
+/// turns `0 · (−∞)` and fully masked rows into NaN.
+///
+/// # Shapes
+/// - `blocked`, output: any, the same.
+pub(crate) fn masked_bias<B: Backend, const D: usize>(blocked: Tensor<B, D, Bool>) -> Tensor<B, D> {
+    let zeros = Tensor::<B, D>::zeros(blocked.shape(), &blocked.device());
+    let min = match zeros.dtype() {
         DType::BF16 => bf16::MIN.to_f32(),
         DType::F16 => f16::MIN.to_f32(),
         _ => f32::MIN,
-    }
+    };
+    zeros.mask_fill(blocked, min)
 }
 
 impl<B: Backend> SelfAttention<B> {

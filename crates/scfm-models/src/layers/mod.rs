@@ -5,7 +5,7 @@ mod encoder;
 mod performer;
 mod pooling;
 
-pub(crate) use attention::most_negative;
+pub(crate) use attention::masked_bias;
 pub use attention::{AttentionOutput, SelfAttention, full_bias, key_padding_bias, stacked_self_attention};
 pub use encoder::{Activation, EncoderLayer};
 pub use performer::{

@@ -2,11 +2,11 @@ use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, Linear};
 use burn::tensor::activation::{leaky_relu, relu, sigmoid};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, DType, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Int, Tensor, TensorData};
 
 use super::ScGptConfig;
 use crate::checkpoint::{Fresh, ModuleSource};
-use crate::layers::{EncoderLayer, full_bias, key_padding_bias, l2_normalize, mean_over, most_negative};
+use crate::layers::{EncoderLayer, full_bias, key_padding_bias, l2_normalize, masked_bias, mean_over};
 
 /// `GeneEncoder`: the gene-token embedding followed by `enc_norm`.
 #[derive(Module, Debug)]
@@ -252,24 +252,19 @@ impl<B: Backend> ScGpt<B> {
         len: usize,
         device: &B::Device,
     ) -> Tensor<B, 4> {
-        let mut bias = vec![f32::MIN; cells * len * len];
+        let mut blocked = vec![true; cells * len * len];
         for c in 0..cells {
-            let row = &mut bias[c * len * len..(c + 1) * len * len];
+            let row = &mut blocked[c * len * len..(c + 1) * len * len];
             for j in (0..len).filter(|&j| prompt[c * len + j] && !padded[c * len + j]) {
                 for i in 0..len {
-                    row[i * len + j] = 0.0;
+                    row[i * len + j] = false;
                 }
             }
             for i in 0..len {
-                row[i * len + i] = 0.0;
+                row[i * len + i] = false;
             }
         }
-        let bias = Tensor::<B, 4>::from_data(TensorData::new(bias, [cells, 1, len, len]), device);
-        // f32::MIN becomes −∞ in half precision: keep the bias finite there.
-        match bias.dtype() {
-            DType::F32 | DType::F64 => bias,
-            dtype => bias.clamp_min(most_negative(dtype)),
-        }
+        masked_bias(Tensor::<B, 4, Bool>::from_data(TensorData::new(blocked, [cells, 1, len, len]), device))
     }
 
     /// The expression decoder's prediction per position (`mlm_output`).
