@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Packs what scripts/bench/gpu.sh needs on a GPU machine without a Rust toolchain into .gpu/
-# (ignored by git; carried by the device tool): the release binaries built here with `cuda`,
+# (ignored by git; carried by the device tool): the release binaries built here with `cuda` and
+# `wgpu`,
 # the shared libraries they link (HDF5 and its dependencies, not glibc), real data and the
 # PyTorch reference's scGPT model code.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build --release --locked -p scfm-cli --features cuda
-cargo build --release --locked -p scfm-models --example embed_forward --features cuda
+cargo build --release --locked -p scfm-cli --features cuda,wgpu
+cargo build --release --locked -p scfm-models --example embed_forward --features cuda,wgpu
 rm -rf .gpu/stage && mkdir -p .gpu/stage/lib .gpu/data .gpu/py/scgpt/model
 cp target/release/scfm target/release/examples/embed_forward .gpu/stage/
 strip .gpu/stage/scfm .gpu/stage/embed_forward

@@ -142,8 +142,8 @@ fn generative_attention_keeps_prompt_and_generated_genes_apart() {
         let ids = Tensor::<I, 2, Int>::from_data(TensorData::new(ids.to_vec(), [1, 6]), &device);
         let values = Tensor::<I, 2>::from_data(TensorData::new(vec![0.0f32, 3.0, 7.0, 1.0, 2.0, 9.0], [1, 6]), &device);
         let mask = Tensor::<I, 2, Bool>::from_data(TensorData::new(prompt.to_vec(), [1, 6]), &device);
-        let bias = ScGpt::<I>::generative_attention_bias(&prompt, &[false; 6], 1, 6, &device);
-        let out = model.encode_generative(ids, values, mask, bias, None).unwrap().output;
+        let blocked = ScGpt::<I>::generative_attention_mask(&prompt, &[false; 6], 1, 6, &device);
+        let out = model.encode_generative(ids, values, mask, blocked, None).unwrap().output;
         out.into_data().into_vec::<f32>().unwrap()
     };
     let cls = tiny_scgpt().cls_token_id as i64;

@@ -59,13 +59,26 @@ impl SizeArgs {
 /// Where `finetune` and `pretrain` train.
 #[derive(clap::Args)]
 struct TrainOn {
-    /// cpu, cuda (feature `cuda`) or wgpu (feature `wgpu`): where the model trains (fp32).
+    /// cpu, cuda (feature `cuda`) or wgpu (feature `wgpu`): where the model trains.
     #[arg(long, default_value = "cpu")]
     backend: String,
     /// GPUs to train on, data parallel (e.g. 0,1): every batch is split over them and the
     /// gradients summed on the first, which holds the model.
     #[arg(long, value_delimiter = ',', default_value = "0")]
     devices: Vec<usize>,
+    /// fp32, or bf16: mixed precision (forward and backward passes in bf16; weights,
+    /// gradients and the optimiser in fp32). For GPUs; a CPU emulates bf16 slowly.
+    #[arg(long, default_value = "fp32", value_parser = ["fp32", "bf16"])]
+    precision: String,
+}
+
+impl TrainOn {
+    fn precision(&self) -> scfm::train::Precision {
+        match self.precision.as_str() {
+            "bf16" => scfm::train::Precision::Bf16,
+            _ => scfm::train::Precision::Fp32,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -352,7 +365,7 @@ enum Command {
 /// `$devices` to the devices that `--devices` lists on it ([`TrainOn`]).
 macro_rules! on_train_backend {
     ($on:expr, |$b:ident, $devices:ident| $body:expr) => {{
-        let TrainOn { backend, devices: indices } = $on;
+        let TrainOn { backend, devices: indices, .. } = $on;
         match backend.as_str() {
             "cpu" => {
                 type $b = scfm::backend::CpuTrain;
@@ -648,6 +661,7 @@ fn run(cli: Cli) -> Result<()> {
             opts.checkpoint_every = checkpoint_every;
             opts.init = init;
             opts.freeze_layers = freeze_layers;
+            opts.precision = train_on.precision();
             opts.pooling = match pooling.as_str() {
                 "mean" => ClassifierPooling::Mean,
                 "first" | "cls" => ClassifierPooling::First,
@@ -700,6 +714,7 @@ fn run(cli: Cli) -> Result<()> {
             opts.train.lr = lr;
             opts.train.checkpoint_every = Some(checkpoint_every);
             opts.train.stop_after = stop_after;
+            opts.train.precision = train_on.precision();
             opts.resume = resume;
             let bar = ProgressBar::new(0)
                 .with_style(ProgressStyle::with_template("pretrain {msg} {bar:30} {pos}/{len} steps  ETA {eta}")?);

@@ -2,7 +2,7 @@
 //! sampling and seeded shuffles.
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Int, Tensor, TensorData};
+use burn::tensor::{Bool, DType, Int, Tensor, TensorData};
 
 use scfm_core::SplitMix64;
 
@@ -121,16 +121,17 @@ impl TokenBatch {
         Self { ids, values: vec![], padded, lengths: cells.iter().map(|c| c.len()).collect(), cells: cells.len(), len }
     }
 
-    /// The values as a tensor (zeros when the batch has none).
+    /// The values as an fp32 tensor (zeros when the batch has none); models cast it to their
+    /// parameters' type.
     ///
     /// # Shapes
     /// - output: `[cells, len]`
     pub fn value_tensor<B: Backend>(&self, device: &B::Device) -> Tensor<B, 2> {
         let shape = [self.cells, self.len];
         if self.values.is_empty() {
-            return Tensor::zeros(shape, device);
+            return Tensor::zeros(shape, (device, DType::F32));
         }
-        Tensor::from_data(TensorData::new(self.values.clone(), shape), device)
+        Tensor::from_data(TensorData::new(self.values.clone(), shape), (device, DType::F32))
     }
 
     /// The ids and padding mask as tensors.

@@ -34,5 +34,6 @@ pub use objectives::{
 pub use rng::derive_seed;
 pub use schedule::LrSchedule;
 pub use train::{
-    Objective, ScheduleKind, StepReport, TrainOptions, clip_global_norm, in_batches, seeded, train, train_data_parallel,
+    Objective, Precision, ScheduleKind, StepReport, TrainOptions, cast_parameters, clip_global_norm, in_batches,
+    seeded, train, train_data_parallel,
 };

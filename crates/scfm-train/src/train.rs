@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
+use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{ElementConversion, Tensor};
+use burn::tensor::{ElementConversion, FloatDType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::batch::{budget_batches, length_grouped};
@@ -81,6 +81,10 @@ pub struct TrainOptions {
     /// Stop after this many optimiser steps (the schedule still spans the whole run); a
     /// checkpoint is written there, so the run can be resumed.
     pub stop_after: Option<u64>,
+    /// The float type of the forward and backward passes; weights, gradients and the
+    /// optimiser stay fp32.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl Default for TrainOptions {
@@ -99,6 +103,7 @@ impl Default for TrainOptions {
             checkpoint_every: None,
             checkpoint_dir: None,
             stop_after: None,
+            precision: Precision::Fp32,
         }
     }
 }
@@ -113,6 +118,62 @@ pub enum ScheduleKind {
     Linear,
     /// Cosine decay to 0.
     Cosine,
+}
+
+/// The float type a training step computes in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// Everything in fp32.
+    #[default]
+    Fp32,
+    /// Mixed precision with bf16 (PyTorch's `autocast(dtype=torch.bfloat16)` with fp32
+    /// master weights): every step casts the fp32 parameters to bf16 inside the autodiff
+    /// graph, runs the forward and backward passes in bf16 and gets fp32 gradients back
+    /// through the casts, so clipping, accumulation and AdamW work on fp32 as before. Losses
+    /// (cross-entropy, masked MSE) are computed in fp32. bf16 keeps fp32's exponent range, so
+    /// no loss scaling is needed. Unlike autocast, layer norms and softmax run in bf16 too.
+    /// Meant for GPUs with bf16 matrix units; CPUs emulate bf16 and run slower than fp32.
+    Bf16,
+}
+
+impl Precision {
+    /// The floating-point type of the passes, `None` for fp32 (nothing to cast).
+    fn compute_dtype(self) -> Option<FloatDType> {
+        match self {
+            Self::Fp32 => None,
+            Self::Bf16 => Some(FloatDType::BF16),
+        }
+    }
+}
+
+/// `module` with every float parameter cast to `dtype` by a differentiable cast: gradients
+/// of a loss computed with the result reach the original (master) parameters in their own
+/// type. Batch norms keep their type (as under PyTorch's autocast): their running statistics
+/// are shared with `module` and updated in place, so they must stay in the master's type;
+/// models run their batch norms in fp32.
+pub fn cast_parameters<B: burn::tensor::backend::Backend, M: Module<B>>(module: M, dtype: FloatDType) -> M {
+    struct Cast {
+        dtype: FloatDType,
+        /// Depth inside `BatchNorm` modules.
+        in_norm: usize,
+    }
+    impl<B: burn::tensor::backend::Backend> ModuleMapper<B> for Cast {
+        fn enter_module(&mut self, _name: &str, container_type: &str) {
+            self.in_norm += usize::from(container_type == "Struct:BatchNorm");
+        }
+        fn exit_module(&mut self, _name: &str, container_type: &str) {
+            self.in_norm -= usize::from(container_type == "Struct:BatchNorm");
+        }
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            if self.in_norm > 0 {
+                return param;
+            }
+            let (id, tensor, mapper) = param.consume();
+            Param::from_mapped_value(id, tensor.cast(self.dtype), mapper)
+        }
+    }
+    module.map(&mut Cast { dtype, in_norm: 0 })
 }
 
 /// One optimiser step, reported to the progress callback.
@@ -280,7 +341,10 @@ where
                     // The first shard runs on the model itself, the others on forks.
                     let replica = (d > 0).then(|| model.clone().fork(shard_device));
                     let on = replica.as_ref().unwrap_or(&model);
-                    let loss = objective.loss(on, shard, at.epoch, shard_device);
+                    // Mixed precision: the pass runs on a cast copy; the gradients land on
+                    // `on`'s fp32 parameters through the casts.
+                    let cast = options.precision.compute_dtype().map(|t| cast_parameters(on.clone(), t));
+                    let loss = objective.loss(cast.as_ref().unwrap_or(on), shard, at.epoch, shard_device);
                     loss_sum += loss.clone().into_scalar().elem::<f64>() * share;
                     let loss = if divisor != 1.0 { loss.div_scalar(divisor) } else { loss };
                     let grads = GradientsParams::from_grads(loss.backward(), on);

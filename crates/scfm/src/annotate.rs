@@ -23,7 +23,9 @@ use scfm_models::xtrimogene::XTrimoGeneClassifier;
 use scfm_tokenize::geneformer::GeneformerVersion;
 use scfm_tokenize::xtrimogene::XTrimoGeneTokenizer;
 use scfm_train::batch::truncate_rank_value;
-use scfm_train::{CellClassifier, Cells, CheckpointMeta, Classification, Predictions, StepReport, TrainOptions};
+use scfm_train::{
+    CellClassifier, Cells, CheckpointMeta, Classification, Precision, Predictions, StepReport, TrainOptions,
+};
 use serde::Serialize;
 
 use crate::Error;
@@ -74,6 +76,8 @@ pub struct AnnotateOptions {
     pub init: Option<PathBuf>,
     /// Freeze the embeddings and the first this many encoder layers while fine-tuning.
     pub freeze_layers: usize,
+    /// fp32, or mixed precision with bf16 passes (GPUs) for pretraining and fine-tuning.
+    pub precision: Precision,
 }
 
 impl AnnotateOptions {
@@ -97,6 +101,7 @@ impl AnnotateOptions {
             checkpoint_every: None,
             init: None,
             freeze_layers: 0,
+            precision: Precision::Fp32,
         }
     }
 }
@@ -456,6 +461,7 @@ pub fn annotate_data_parallel<B: AutodiffBackend>(
         seed: options.seed,
         checkpoint_every: options.checkpoint_every,
         checkpoint_dir: options.checkpoint_every.map(|_| out.join("checkpoints")),
+        precision: options.precision,
         ..TrainOptions::default()
     };
     // One stage's training options (checkpoints in `checkpoints/<stage>`).

@@ -77,12 +77,15 @@ fn finetune_starts_from_a_pretrained_model_and_refuses_one_that_does_not_fit() {
     let out = tempfile::tempdir().unwrap();
     let init = pre.path().to_str().unwrap();
     let flags = ["--vocab", dictionaries, "--init", init, "--pretrain-epochs", "0", "--epochs", "1"];
-    let run = scfm("finetune", out.path(), &[&flags[..], &["--freeze-layers", "1"]].concat());
+    // Fine-tuned in mixed precision (bf16 passes, fp32 weights), part of the model frozen.
+    let run = scfm("finetune", out.path(), &[&flags[..], &["--freeze-layers", "1", "--precision", "bf16"]].concat());
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
     assert_eq!(report["options"]["init"], init);
     assert_eq!(report["options"]["freeze_layers"], 1);
+    assert_eq!(report["options"]["precision"], "bf16");
+    assert!(report["validation"]["model"]["accuracy"].as_f64().is_some_and(f64::is_finite), "{report}");
 
     // A Hugging Face Geneformer with another vocabulary (a 64-token parity model).
     let tiny = crate::data("parity/models/geneformer/v2_tiny");

@@ -1,7 +1,7 @@
 //! `scfm pretrain` as users run it, on the real 490-cell subset: scGPT generative pretraining
 //! learns, a run stopped part-way and resumed writes the same final weights as an
-//! uninterrupted one, resuming another family's checkpoint is refused, and `--devices` splits
-//! batches over devices.
+//! uninterrupted one, resuming another family's checkpoint is refused, `--devices` splits
+//! batches over devices, and mixed precision (`--precision bf16`) learns as fp32 does.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -71,4 +71,42 @@ fn pretrain_learns_and_resumes_to_the_same_weights() {
     assert!(!missing.status.success());
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(stderr.contains("--backend cpu has one device"), "{stderr}");
+}
+
+fn report(out: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(out.join("pretrain.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn mixed_precision_pretraining_learns_like_fp32() {
+    // scGPT's generative objective (value encoder, generative attention mask, MVC decoder)
+    // over the whole epoch: bf16 passes with fp32 weights follow the fp32 run closely. Test
+    // builds keep burn-flex's debug assertions, which reject any op mixing bf16 and fp32.
+    let vocab = "vocab/scgpt/default_cellxgene_vocab.json";
+    let (fp32, bf16) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for (out, precision) in [(&fp32, "fp32"), (&bf16, "bf16")] {
+        let run = pretrain(out.path(), "scgpt", vocab, &["--precision", precision]);
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    }
+    let (a, b) = (report(fp32.path()), report(bf16.path()));
+    let loss = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap();
+    assert!(loss(&b, "final_loss") < 0.8 * loss(&b, "first_loss"), "{b}");
+    let gap = (loss(&b, "final_loss") - loss(&a, "final_loss")).abs() / loss(&a, "final_loss");
+    assert!(gap < 0.05, "bf16 {b} against fp32 {a}");
+    // The checkpoint holds fp32 master weights, not the bf16 copies.
+    let latest = std::fs::read_to_string(bf16.path().join("latest")).unwrap();
+    let weights = std::fs::read(bf16.path().join(latest.trim()).join("model.safetensors")).unwrap();
+    let header_len = u64::from_le_bytes(weights[..8].try_into().unwrap()) as usize;
+    let header = String::from_utf8_lossy(&weights[8..8 + header_len]);
+    assert!(header.contains("\"F32\"") && !header.contains("BF16"), "{header}");
+
+    // Geneformer's and scBERT's masked LMs run under bf16 too (a few steps).
+    for (family, vocab) in
+        [("geneformer", "vocab/geneformer"), ("scbert", "vocab/scbert/scbert_panglao_genes_16906.txt")]
+    {
+        let out = tempfile::tempdir().unwrap();
+        let run = pretrain(out.path(), family, vocab, &["--precision", "bf16", "--stop-after", "3"]);
+        assert!(run.status.success(), "{family}: {}", String::from_utf8_lossy(&run.stderr));
+        assert!(report(out.path())["final_loss"].as_f64().unwrap().is_finite());
+    }
 }

@@ -5,6 +5,7 @@ use burn::tensor::{Bool, Int, Tensor};
 
 use super::{Geneformer, GeneformerConfig};
 use crate::checkpoint::{Fresh, ModuleSource};
+use crate::layers::as_dtype;
 
 /// What the classification head pools.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -88,7 +89,7 @@ impl<B: Backend> GeneformerClassifier<B> {
         match self.pooling {
             ClassifierPooling::First => hidden.narrow(1, 0, 1).reshape([b, d]),
             ClassifierPooling::Mean => {
-                let real = padded.bool_not().float().reshape([b, l, 1]);
+                let real = as_dtype(padded.bool_not().float(), hidden.dtype()).reshape([b, l, 1]);
                 let counts = real.clone().sum_dim(1).reshape([b, 1]).clamp_min(1.0);
                 (hidden * real).sum_dim(1).reshape([b, d]) / counts
             }

@@ -115,8 +115,8 @@ impl<B: Backend> Geneformer<B> {
     /// - output: `n_layers + 1` hidden states `[batch, len, d_model]` (and `n_layers` attention
     ///   maps `[batch, heads, len, len]` with `return_attentions`)
     pub fn encode(&self, ids: Tensor<B, 2, Int>, padded: Tensor<B, 2, Bool>, return_attentions: bool) -> Encoded<B> {
-        let bias = full_bias(key_padding_bias(padded));
         let mut x = self.embeddings.forward(ids);
+        let bias = full_bias(key_padding_bias(padded, x.dtype()));
         let mut hidden_states = vec![x.clone()];
         let mut attentions = vec![];
         for layer in &self.layers {
@@ -137,8 +137,8 @@ impl<B: Backend> Geneformer<B> {
     /// - `ids`, `padded`: `[batch, len]`
     /// - output: `[batch, len, d_model]`
     pub fn hidden_state(&self, ids: Tensor<B, 2, Int>, padded: Tensor<B, 2, Bool>, index: usize) -> Tensor<B, 3> {
-        let bias = full_bias(key_padding_bias(padded));
         let x = self.embeddings.forward(ids);
+        let bias = full_bias(key_padding_bias(padded, x.dtype()));
         self.layers.iter().take(index).fold(x, |x, layer| layer.forward(x, Some(bias.clone()), false).0)
     }
 

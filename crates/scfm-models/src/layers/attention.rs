@@ -28,27 +28,28 @@ pub struct AttentionOutput<B: Backend> {
     pub probs: Option<Tensor<B, 4>>,
 }
 
-/// The additive attention bias of a key-padding mask: 0 for real keys, the most negative
-/// finite value of the float type for padded ones (`f32::MIN` in fp32, as Hugging Face BERT's
-/// `torch.finfo(dtype).min`), shaped `[batch, 1, 1, len]` to broadcast over heads and queries.
+/// The additive attention bias of a key-padding mask in the float type `dtype` of the
+/// activations it is added to: 0 for real keys, the most negative finite value of that type
+/// for padded ones (`f32::MIN` in fp32, as Hugging Face BERT's `torch.finfo(dtype).min`),
+/// shaped `[batch, 1, 1, len]` to broadcast over heads and queries.
 ///
 /// # Shapes
 /// - `padded`: `[batch, len]`, true = padding.
 /// - output: `[batch, 1, 1, len]`.
-pub fn key_padding_bias<B: Backend>(padded: Tensor<B, 2, Bool>) -> Tensor<B, 4> {
+pub fn key_padding_bias<B: Backend>(padded: Tensor<B, 2, Bool>, dtype: DType) -> Tensor<B, 4> {
     let [b, l] = padded.dims();
-    masked_bias(padded).reshape([b, 1, 1, l])
+    masked_bias(padded, dtype).reshape([b, 1, 1, l])
 }
 
-/// An additive attention bias: 0 where `blocked` is false, the most negative finite value of
-/// the float type where it is true. `f32::MIN` itself rounds to −∞ in bf16, and −∞ in a bias
-/// turns `0 · (−∞)` and fully masked rows into NaN.
+/// An additive attention bias in the float type `dtype`: 0 where `blocked` is false, the most
+/// negative finite value of the type where it is true. `f32::MIN` itself rounds to −∞ in
+/// bf16, and −∞ in a bias turns `0 · (−∞)` and fully masked rows into NaN.
 ///
 /// # Shapes
 /// - `blocked`, output: any, the same.
-pub(crate) fn masked_bias<B: Backend, const D: usize>(blocked: Tensor<B, D, Bool>) -> Tensor<B, D> {
-    let zeros = Tensor::<B, D>::zeros(blocked.shape(), &blocked.device());
-    let min = match zeros.dtype() {
+pub(crate) fn masked_bias<B: Backend, const D: usize>(blocked: Tensor<B, D, Bool>, dtype: DType) -> Tensor<B, D> {
+    let zeros = Tensor::<B, D>::zeros(blocked.shape(), (&blocked.device(), dtype));
+    let min = match dtype {
         DType::BF16 => bf16::MIN.to_f32(),
         DType::F16 => f16::MIN.to_f32(),
         _ => f32::MIN,
@@ -118,7 +119,15 @@ pub fn full_bias<B: Backend>(bias: Tensor<B, 4>) -> Tensor<B, 4> {
     if x == 1 && q == k {
         return bias;
     }
-    Tensor::zeros([b, 1, k, k], &bias.device()) + bias
+    Tensor::zeros([b, 1, k, k], (&bias.device(), bias.dtype())) + bias
+}
+
+/// `x` in the float type `dtype`: unchanged when it already is, else cast (a differentiable
+/// op). Model inputs built from host data (values, masks) follow the parameters' type this
+/// way, so a model whose parameters were cast to bf16 for mixed-precision training computes
+/// in bf16 throughout.
+pub fn as_dtype<B: Backend, const D: usize>(x: Tensor<B, D>, dtype: DType) -> Tensor<B, D> {
+    if x.dtype() == dtype { x } else { x.cast(dtype) }
 }
 
 /// The fused attention op split over threads, one part per available core: burn-flex's

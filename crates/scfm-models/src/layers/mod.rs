@@ -6,7 +6,7 @@ mod performer;
 mod pooling;
 
 pub(crate) use attention::masked_bias;
-pub use attention::{AttentionOutput, SelfAttention, full_bias, key_padding_bias, stacked_self_attention};
+pub use attention::{AttentionOutput, SelfAttention, as_dtype, full_bias, key_padding_bias, stacked_self_attention};
 pub use encoder::{Activation, EncoderLayer};
 pub use performer::{
     FavorAttention, PerformerLayer, PerformerShape, assemble_performer, favor_attention, gaussian_orthogonal,

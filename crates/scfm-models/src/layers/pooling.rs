@@ -18,8 +18,9 @@ pub fn mean_over<B: Backend>(hidden: Tensor<B, 3>, ranges: &[Range<usize>]) -> T
         weights[row * l + range.start..row * l + range.end].fill(1.0);
         counts[row] = range.len().max(1) as f32;
     }
-    let w = Tensor::<B, 3>::from_data(TensorData::new(weights, [b, l, 1]), &device);
-    let c = Tensor::<B, 2>::from_data(TensorData::new(counts, [b, 1]), &device);
+    let dtype = hidden.dtype();
+    let w = Tensor::<B, 3>::from_data(TensorData::new(weights, [b, l, 1]), (&device, dtype));
+    let c = Tensor::<B, 2>::from_data(TensorData::new(counts, [b, 1]), (&device, dtype));
     (hidden * w).sum_dim(1).reshape([b, d]) / c
 }
 

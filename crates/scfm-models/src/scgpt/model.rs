@@ -6,7 +6,7 @@ use burn::tensor::{Bool, Int, Tensor, TensorData};
 
 use super::ScGptConfig;
 use crate::checkpoint::{Fresh, ModuleSource};
-use crate::layers::{EncoderLayer, full_bias, key_padding_bias, l2_normalize, masked_bias, mean_over};
+use crate::layers::{EncoderLayer, as_dtype, full_bias, key_padding_bias, l2_normalize, masked_bias, mean_over};
 
 /// `GeneEncoder`: the gene-token embedding followed by `enc_norm`.
 #[derive(Module, Debug)]
@@ -40,7 +40,8 @@ impl<B: Backend> ValueEncoder<B> {
     /// - `values`: `[batch, len]`
     /// - output: `[batch, len, d_model]`
     pub fn forward(&self, values: Tensor<B, 2>) -> Tensor<B, 3> {
-        let x = values.clamp_max(self.max_value).unsqueeze_dim::<3>(2);
+        let x = as_dtype(values, self.linear1.weight.val().dtype());
+        let x = x.clamp_max(self.max_value).unsqueeze_dim::<3>(2);
         let x = self.linear2.forward(relu(self.linear1.forward(x)));
         self.dropout.forward(self.norm.forward(x))
     }
@@ -187,7 +188,7 @@ impl<B: Backend> ScGpt<B> {
         return_attentions: bool,
     ) -> ScGptEncoded<B> {
         let gene_embeddings = self.gene_encoder.forward(ids);
-        let bias = full_bias(key_padding_bias(padded));
+        let bias = full_bias(key_padding_bias(padded, gene_embeddings.dtype()));
         let mut x = gene_embeddings.clone() + self.value_encoder.forward(values);
         let mut attentions = vec![];
         for layer in &self.layers {
@@ -200,7 +201,7 @@ impl<B: Backend> ScGpt<B> {
 
     /// The forward pass of generative pretraining (MODELS.md §3.9). Gene-prompt positions
     /// (`prompt`, `<cls>` included) carry gene + value embeddings, generated positions gene +
-    /// flag embeddings; `bias` (from [`ScGpt::generative_attention_bias`]) lets prompt genes
+    /// flag embeddings; `blocked` (from [`ScGpt::generative_attention_mask`]) lets prompt genes
     /// attend to the prompt only and each generated gene to the prompt and itself. With
     /// `cell_prompt` the first position's input is that cell embedding instead (the
     /// "cell-prompt" pass). `None` without a flag encoder ([`ScGpt::with_flag_encoder`]).
@@ -211,7 +212,7 @@ impl<B: Backend> ScGpt<B> {
     ///
     /// # Shapes
     /// - `ids`, `values`, `prompt`: `[batch, len]`
-    /// - `bias`: `[batch, 1, len, len]`
+    /// - `blocked`: `[batch, 1, len, len]`, true where a query may not see a key
     /// - `cell_prompt`: `[batch, d_model]`
     /// - output: [`ScGptEncoded`] (`[batch, len, d_model]` each, no attentions)
     pub fn encode_generative(
@@ -219,19 +220,20 @@ impl<B: Backend> ScGpt<B> {
         ids: Tensor<B, 2, Int>,
         values: Tensor<B, 2>,
         prompt: Tensor<B, 2, Bool>,
-        bias: Tensor<B, 4>,
+        blocked: Tensor<B, 4, Bool>,
         cell_prompt: Option<Tensor<B, 2>>,
     ) -> Option<ScGptEncoded<B>> {
         let flag = self.flag_encoder.as_ref()?;
         let [b, l] = ids.dims();
         let d = self.config.d_model;
         let gene_embeddings = self.gene_encoder.forward(ids);
+        let bias = masked_bias(blocked, gene_embeddings.dtype());
         let flag = flag.weight.val().narrow(0, 1, 1).reshape([1, 1, d]);
         let prompt = prompt.unsqueeze_dim::<3>(2).expand([b, l, d]);
         let mut x = (gene_embeddings.clone() + flag)
             .mask_where(prompt, gene_embeddings.clone() + self.value_encoder.forward(values));
         if let Some(cell) = cell_prompt {
-            x = x.slice_assign([0..b, 0..1, 0..d], cell.reshape([b, 1, d]));
+            x = x.slice_assign([0..b, 0..1, 0..d], as_dtype(cell, gene_embeddings.dtype()).reshape([b, 1, d]));
         }
         for layer in &self.layers {
             x = layer.forward(x, Some(bias.clone()), false).0;
@@ -239,19 +241,19 @@ impl<B: Backend> ScGpt<B> {
         Some(ScGptEncoded { gene_embeddings, output: x, attentions: vec![] })
     }
 
-    /// The additive attention bias of generative pretraining: query `i` may see key `j` when
-    /// `j` is a real prompt position or `j == i`.
+    /// The attention mask of generative pretraining, true where query `i` may not see key
+    /// `j`: it may when `j` is a real prompt position or `j == i`.
     ///
     /// # Shapes
     /// - `prompt`, `padded`: `[cells, len]` row-major
     /// - output: `[cells, 1, len, len]`
-    pub fn generative_attention_bias(
+    pub fn generative_attention_mask(
         prompt: &[bool],
         padded: &[bool],
         cells: usize,
         len: usize,
         device: &B::Device,
-    ) -> Tensor<B, 4> {
+    ) -> Tensor<B, 4, Bool> {
         let mut blocked = vec![true; cells * len * len];
         for c in 0..cells {
             let row = &mut blocked[c * len * len..(c + 1) * len * len];
@@ -264,7 +266,7 @@ impl<B: Backend> ScGpt<B> {
                 row[i * len + i] = false;
             }
         }
-        masked_bias(Tensor::<B, 4, Bool>::from_data(TensorData::new(blocked, [cells, 1, len, len]), device))
+        Tensor::from_data(TensorData::new(blocked, [cells, 1, len, len]), device)
     }
 
     /// The expression decoder's prediction per position (`mlm_output`).

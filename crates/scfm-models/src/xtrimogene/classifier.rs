@@ -6,6 +6,7 @@ use burn::tensor::{Bool, Int, Tensor};
 
 use super::{CellPooling, XTrimoGene};
 use crate::checkpoint::{Fresh, ModuleSource};
+use crate::layers::as_dtype;
 
 /// scFoundation's fine-tuning model (`model/finetune_model.py`): the pretrained value and
 /// position embeddings and encoder, the element-wise max over the encoder output →
@@ -78,12 +79,16 @@ impl<B: Backend> XTrimoGeneClassifier<B> {
         XTrimoGene::cell_embeddings(encoded, lengths, CellPooling::Max)
     }
 
-    /// BatchNorm → `fc1` → ReLU → `fc2`.
+    /// BatchNorm → `fc1` → ReLU → `fc2`. The batch norm runs in its own parameters' type
+    /// (mixed-precision training keeps it, and its running statistics, in fp32), whatever type
+    /// the rest computes in.
     ///
     /// # Shapes
     /// - `pooled`: `[batch, encoder_dim]`
     /// - output: `[batch, n_classes]`
     pub fn head(&self, pooled: Tensor<B, 2>) -> Tensor<B, 2> {
-        self.fc2.forward(relu(self.fc1.forward(self.norm.forward(pooled))))
+        let dtype = pooled.dtype();
+        let normed = as_dtype(self.norm.forward(as_dtype(pooled, self.norm.gamma.val().dtype())), dtype);
+        self.fc2.forward(relu(self.fc1.forward(normed)))
     }
 }

@@ -5,7 +5,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 
 use super::XTrimoGeneConfig;
-use crate::layers::{EncoderLayer, PerformerLayer, full_bias, key_padding_bias};
+use crate::layers::{EncoderLayer, PerformerLayer, as_dtype, full_bias, key_padding_bias};
 
 /// `AutoDiscretizationEmbedding2`: each value `v` becomes `softmax(α·h + mlp2(h)) · E` with
 /// `h = LeakyReLU₀.₁(mlp(v))` and `E` the `bin_num` bin embeddings; values exactly equal to the
@@ -30,7 +30,8 @@ impl<B: Backend> AutoDiscretization<B> {
     pub fn forward(&self, values: Tensor<B, 2>) -> Tensor<B, 3> {
         let [b, n] = values.dims();
         let d = self.emb.weight.dims()[1];
-        let h = leaky_relu(self.mlp.forward(values.clone().unsqueeze_dim::<3>(2)), 0.1);
+        let x = as_dtype(values.clone(), self.mlp.weight.val().dtype());
+        let h = leaky_relu(self.mlp.forward(x.unsqueeze_dim::<3>(2)), 0.1);
         let z = h.clone().mul_scalar(self.bin_alpha) + self.mlp2.forward(h);
         let e = softmax(z, 2).matmul(self.emb.weight.val().unsqueeze::<3>());
         let special = |value: f32, table: &Embedding<B>, e: Tensor<B, 3>| {
@@ -170,7 +171,7 @@ impl<B: Backend> XTrimoGene<B> {
         padded: Tensor<B, 2, Bool>,
     ) -> Tensor<B, 3> {
         let x = self.token_emb.forward(values) + self.pos_emb.forward(positions);
-        let bias = full_bias(key_padding_bias(padded));
+        let bias = full_bias(key_padding_bias(padded, x.dtype()));
         let x = self.encoder.iter().fold(x, |x, layer| layer.forward(x, Some(bias.clone()), false).0);
         self.encoder_norm.forward(x)
     }
@@ -233,7 +234,7 @@ impl<B: Backend> XTrimoGene<B> {
                 let h = encoded.clone().slice([r..r + 1, 0..len.max(1)]).reshape([len.max(1), d]);
                 match pooling {
                     CellPooling::Max => h.max_dim(0),
-                    CellPooling::All if len < 3 => Tensor::full([1, 4 * d], f32::NAN, &device),
+                    CellPooling::All if len < 3 => Tensor::full([1, 4 * d], f32::NAN, (&device, encoded.dtype())),
                     CellPooling::All => {
                         let genes = h.clone().narrow(0, 0, len - 2);
                         let s = h.clone().narrow(0, len - 1, 1);

@@ -10,7 +10,8 @@ use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{DType, Int, Tensor, TensorData};
+use scfm_models::layers::as_dtype;
 
 pub use geneformer::MaskedLm;
 pub use scbert::ScBertMaskedLm;
@@ -102,6 +103,7 @@ impl<B: AutodiffBackend, M: CellClassifier<B>> Objective<B, M> for Classificatio
     }
     fn loss(&self, model: &M, rows: &[usize], _epoch: usize, device: &B::Device) -> Tensor<B, 1> {
         let logits = model.logits(&self.cells.batch(rows, model.pad_id(), model.pad_value()), device);
+        let logits = as_dtype(logits, DType::F32);
         let targets: Vec<i64> = rows.iter().map(|&r| self.classes[r] as i64).collect();
         let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [rows.len()]), device);
         CrossEntropyLossConfig::new().init(device).forward(logits, targets)
@@ -175,6 +177,16 @@ pub fn predict<B: Backend, M: CellClassifier<B>>(
     Ok(out)
 }
 
+/// An fp32 tensor of host values, whatever the device's default float type: loss targets and
+/// weights, and model inputs (which the models cast to their parameters' type).
+pub(crate) fn f32_tensor<B: Backend, const D: usize>(
+    values: Vec<f32>,
+    shape: [usize; D],
+    device: &B::Device,
+) -> Tensor<B, D> {
+    Tensor::from_data(TensorData::new(values, shape), (device, DType::F32))
+}
+
 /// The key of a cell's random draws (masks, splits) in an epoch: distinct per epoch and cell.
 pub(crate) fn cell_key(epoch: usize, cells: usize, row: usize) -> u64 {
     epoch as u64 * cells as u64 + row as u64
@@ -205,17 +217,19 @@ pub(crate) fn masked_lm_loss<B: Backend>(
     let m = picked.len();
     let index = Tensor::<B, 1, Int>::from_data(TensorData::new(picked, [m]), &device);
     let selected = hidden.reshape([cells * len, d]).select(0, index).reshape([1, m, d]);
-    let logits = head(selected).reshape([m, n_classes]);
+    let logits = as_dtype(head(selected).reshape([m, n_classes]), DType::F32);
     let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [m]), &device);
     CrossEntropyLossConfig::new().init(&device).forward(logits, targets)
 }
 
-/// `Σ m·(pred − target)² / Σ m` (scGPT's `masked_mse_loss`, xTrimoGene's masked regression).
+/// `Σ m·(pred − target)² / Σ m` (scGPT's `masked_mse_loss`, xTrimoGene's masked regression),
+/// in fp32 whatever type the model computed `pred` in.
 ///
 /// # Shapes
 /// - `pred`, `target`, `mask` (1 at scored positions): `[cells, len]`
 /// - output: `[1]`
 pub(crate) fn masked_mse<B: Backend>(pred: Tensor<B, 2>, target: Tensor<B, 2>, mask: Tensor<B, 2>) -> Tensor<B, 1> {
+    let pred = as_dtype(pred, DType::F32);
     let n = mask.clone().sum().clamp_min(1.0);
     ((pred - target).powi_scalar(2) * mask).sum() / n
 }

@@ -7,7 +7,7 @@ use burn::tensor::{Bool, Tensor, TensorData};
 use scfm_models::scgpt::{ScGpt, ScGptPooling};
 use scfm_tokenize::mask::ScGptValueMask;
 
-use super::{CellClassifier, cell_key, masked_mse};
+use super::{CellClassifier, cell_key, f32_tensor, masked_mse};
 use crate::TrainError;
 use crate::batch::{Cells, TokenBatch};
 use crate::rng::derive_seed;
@@ -104,8 +104,7 @@ fn leading(lengths: &[usize], len: usize) -> Vec<bool> {
 
 /// `[cells, len]` of 0/1 as a float tensor.
 fn ones_at<B: Backend>(flags: Vec<bool>, shape: [usize; 2], device: &B::Device) -> Tensor<B, 2> {
-    let data: Vec<f32> = flags.into_iter().map(f32::from).collect();
-    Tensor::from_data(TensorData::new(data, shape), device)
+    f32_tensor(flags.into_iter().map(f32::from).collect(), shape, device)
 }
 
 impl<B: AutodiffBackend> Objective<B, ScGpt<B>> for ScGptPretraining<'_> {
@@ -181,10 +180,10 @@ impl<B: AutodiffBackend> Objective<B, ScGpt<B>> for ScGptPretraining<'_> {
                 let target = batch.value_tensor::<B>(device);
                 let (ids, _) = batch.tensors::<B>(device);
                 let pass = |prompt: &[bool], cell: Option<Tensor<B, 2>>| {
-                    let bias = ScGpt::<B>::generative_attention_bias(prompt, &batch.padded, cells, len, device);
+                    let blocked = ScGpt::<B>::generative_attention_mask(prompt, &batch.padded, cells, len, device);
                     let mask = Tensor::<B, 2, Bool>::from_data(TensorData::new(prompt.to_vec(), [cells, len]), device);
                     model
-                        .encode_generative(ids.clone(), target.clone(), mask, bias, cell)
+                        .encode_generative(ids.clone(), target.clone(), mask, blocked, cell)
                         .expect("checked: the model has a flag embedding")
                 };
                 let encoded = pass(&prompt, None);

@@ -3,13 +3,13 @@
 use std::borrow::Cow;
 
 use burn::module::Module;
+use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Tensor, TensorData};
 use scfm_core::SplitMix64;
 use scfm_models::xtrimogene::{EncoderInput, XTrimoGene, XTrimoGeneClassifier};
 use scfm_tokenize::mask::XTrimoGeneMask;
 
-use super::{CellClassifier, cell_key, masked_mse};
+use super::{CellClassifier, cell_key, f32_tensor, masked_mse};
 use crate::TrainError;
 use crate::batch::{Cells, TokenBatch};
 use crate::rng::derive_seed;
@@ -197,8 +197,8 @@ impl<B: AutodiffBackend> Objective<B, XTrimoGene<B>> for XTrimoGenePretraining<'
         let (values, positions, padded) = input.tensors::<B>(device);
         let decoded = model.decode(model.encode(values, positions, padded), &input);
         let shape = [rows.len(), seq_len];
-        let target = Tensor::<B, 2>::from_data(TensorData::new(target, shape), device);
-        let scored = Tensor::<B, 2>::from_data(TensorData::new(scored, shape), device);
+        let target = f32_tensor::<B, 2>(target, shape, device);
+        let scored = f32_tensor::<B, 2>(scored, shape, device);
         masked_mse(model.expression(decoded), target, scored)
     }
 
