@@ -122,7 +122,6 @@ wgpu)
         run "embed-scgpt-$b" 300 $W/scfm embed $h5ad -o $W/scgpt-$b --model scgpt --checkpoint $D/scgpt_tiny --backend $b
     done
     python3 scripts/bench/compare_embeddings.py $W/scgpt-wgpu/embeddings.arrow $W/scgpt-cpu/embeddings.arrow | tee -a "$RES"
-    run embed-forward-gf-wgpu 150 $W/embed_forward geneformer-v2-104m 8 2048 5 wgpu fp32
     run finetune-gf-wgpu 400 $W/scfm finetune $D/pbmc_sorted_3k5_train.h5ad -o $W/ft-wgpu --vocab $D/gf --backend wgpu
     cp $W/ft-wgpu/report.json "$OUT/report-ft-wgpu.json"
     ;;

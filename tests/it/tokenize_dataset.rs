@@ -1,9 +1,13 @@
 //! `tokenize_geneformer` writes a Hugging Face `save_to_disk` dataset whose Arrow schema,
 //! metadata and tokens are what `datasets.load_from_disk` and upstream Geneformer expect.
 
+use std::sync::Arc;
+
 use scfm::core::arrow_array::cast::AsArray;
-use scfm::core::arrow_array::types::{Int16Type, Int32Type};
-use scfm::core::arrow_schema::DataType;
+use scfm::core::arrow_array::types::{Float32Type, Int16Type, Int32Type, Int64Type};
+use scfm::core::arrow_array::{ListArray, RecordBatch};
+use scfm::core::arrow_schema::{DataType, Field, Schema};
+use scfm::io::hf::{HfDataset, HfDatasetWriter};
 use scfm::pipeline::{GeneformerFiles, Scheme, TokenizeOptions, tokenize};
 use scfm::tokenize::geneformer::GeneformerVersion;
 
@@ -100,6 +104,61 @@ fn tokens_do_not_depend_on_chunk_size_or_threads() {
     }
     assert_eq!(results[0].len(), 490);
     assert!(results.windows(2).all(|w| w[0] == w[1]), "identical datasets for every chunk size and thread count");
+}
+
+#[test]
+fn memory_mapped_datasets_read_every_row_in_any_order() {
+    // scfm tokenize's output, rows read backwards (as a shuffled training run reads them).
+    let files = GeneformerFiles::find(&data("vocab/geneformer"), GeneformerVersion::V2).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let scheme = Scheme::Geneformer { version: GeneformerVersion::V2, files };
+    tokenize(&data("h5ad/pbmc_sorted_train_490.h5ad"), out.path(), &scheme, &Default::default(), &mut |_, _| {})
+        .unwrap();
+    let expected = read_ids(out.path());
+    let dataset = HfDataset::open(out.path()).unwrap();
+    assert_eq!(dataset.len(), expected.len());
+    assert_eq!(dataset.list_lengths("input_ids").unwrap(), expected.iter().map(Vec::len).collect::<Vec<_>>());
+    for row in (0..dataset.len()).rev() {
+        let want: Vec<u32> = expected[row].iter().map(|&t| t as u32).collect();
+        assert_eq!(dataset.ids("input_ids", row).unwrap(), want, "row {row}");
+    }
+    assert!(matches!(dataset.ids("no_such_column", 0), Err(scfm::io::IoError::UnknownColumn { .. })));
+    assert!(dataset.floats("input_ids", 0).is_err(), "int32 ids are not float values");
+
+    // Several data files (shards of 100 rows), int64 ids and float values.
+    let sharded = tempfile::tempdir().unwrap();
+    let list = |t: DataType| DataType::List(Arc::new(Field::new_list_field(t, true)));
+    let schema = Schema::new(vec![
+        Field::new("input_ids", list(DataType::Int64), true),
+        Field::new("values", list(DataType::Float32), true),
+    ]);
+    let mut writer = HfDatasetWriter::create(sharded.path(), &schema, 100).unwrap();
+    let cells: Vec<Vec<i64>> = expected.iter().map(|c| c.iter().map(|&t| i64::from(t)).collect()).collect();
+    for chunk in cells.chunks(64) {
+        let ids =
+            ListArray::from_iter_primitive::<Int64Type, _, _>(chunk.iter().map(|c| Some(c.iter().map(|&t| Some(t)))));
+        let values = ListArray::from_iter_primitive::<Float32Type, _, _>(
+            chunk.iter().map(|c| Some(c.iter().map(|&t| Some(t as f32 / 2.0)))),
+        );
+        let batch = RecordBatch::try_new(Arc::new(schema.clone()), vec![Arc::new(ids), Arc::new(values)]).unwrap();
+        writer.write(&batch).unwrap();
+    }
+    writer.finish().unwrap();
+    let dataset = HfDataset::open(sharded.path()).unwrap();
+    assert_eq!(
+        std::fs::read_dir(sharded.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "arrow"))
+            .count(),
+        5
+    );
+    assert_eq!(dataset.len(), 490);
+    for row in [489, 0, 250, 99, 100, 399, 400] {
+        let want: Vec<u32> = cells[row].iter().map(|&t| t as u32).collect();
+        assert_eq!(dataset.ids("input_ids", row).unwrap(), want, "row {row}");
+        let halves: Vec<f32> = cells[row].iter().map(|&t| t as f32 / 2.0).collect();
+        assert_eq!(dataset.floats("values", row).unwrap(), halves, "row {row}");
+    }
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //! scfm's tokenized output unchanged.
 //!
 //! Written atomically like corpora: shards under temporary names, `state.json` last.
+//! [`HfDataset`] reads such a dataset (scfm's or one `datasets` wrote) in any row order
+//! without loading it.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -11,8 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::Int32Type;
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::types::{Float32Type, Int32Type};
+use arrow_array::{Array, ArrayRef, GenericListArray, OffsetSizeTrait, RecordBatch};
+use arrow_buffer::Buffer;
+use arrow_ipc::reader::StreamDecoder;
 use arrow_ipc::writer::StreamWriter;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use serde_json::{Value, json};
@@ -200,4 +204,205 @@ impl HfDatasetWriter {
         write_atomic(&self.dir.join("state.json"), serde_json::to_string_pretty(&state).expect("json").as_bytes())?;
         Ok(self.rows)
     }
+}
+
+/// A `save_to_disk` dataset opened for reading rows in any order (a training run's shuffled
+/// batches). The Arrow files are memory-mapped and their record batches decoded without
+/// copying, so a row's values are read from the file when it is asked for: resident memory is
+/// the operating system's page cache of the rows in use, which it can drop again, not the
+/// dataset's size.
+pub struct HfDataset {
+    dir: PathBuf,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    /// First row of every batch, then the number of rows.
+    starts: Vec<usize>,
+}
+
+impl std::fmt::Debug for HfDataset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HfDataset").field("dir", &self.dir).field("rows", &self.len()).finish()
+    }
+}
+
+impl HfDataset {
+    /// Whether `dir` looks like a `save_to_disk` dataset (it has `state.json` and
+    /// `dataset_info.json`).
+    pub fn is_dataset(dir: &Path) -> bool {
+        dir.join("state.json").is_file() && dir.join("dataset_info.json").is_file()
+    }
+
+    /// Opens the dataset in `dir`: the files `state.json` lists, in its order.
+    ///
+    /// # Errors
+    /// [`IoError::Corpus`] for a missing or malformed `state.json` or files whose schemas
+    /// differ; file and Arrow errors.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_owned();
+        let bad = |reason: String| IoError::Corpus { path: dir.clone(), reason };
+        let state_path = dir.join("state.json");
+        let state: Value = serde_json::from_slice(&std::fs::read(&state_path).map_err(io_err(&state_path))?)
+            .map_err(|e| bad(format!("state.json: {e}")))?;
+        let files: Vec<String> = state["_data_files"]
+            .as_array()
+            .ok_or_else(|| bad("state.json lists no _data_files".into()))?
+            .iter()
+            .map(|f| {
+                f["filename"].as_str().map(str::to_owned).ok_or_else(|| bad("a data file without filename".into()))
+            })
+            .collect::<Result<_>>()?;
+        let (mut schema, mut batches, mut starts) = (None::<SchemaRef>, vec![], vec![0]);
+        for name in files {
+            let path = dir.join(&name);
+            let file = File::open(&path).map_err(io_err(&path))?;
+            // SAFETY: the map is read-only and lives as long as the buffers built on it (the
+            // `Arc` below is their owner). Like every memory map it assumes nobody truncates
+            // the file while it is open; datasets are written once, under temporary names.
+            let map = Arc::new(unsafe { memmap2::Mmap::map(&file) }.map_err(io_err(&path))?);
+            let Some(ptr) = std::ptr::NonNull::new(map.as_ptr().cast_mut()) else { continue };
+            // SAFETY: `ptr` points at `map.len()` readable bytes owned by `map`.
+            let mut buffer = unsafe { Buffer::from_custom_allocation(ptr, map.len(), map.clone()) };
+            let arrow = |source| IoError::Arrow { path: path.clone(), source };
+            let mut decoder = StreamDecoder::new();
+            while !buffer.is_empty() {
+                if let Some(batch) = decoder.decode(&mut buffer).map_err(arrow)? {
+                    starts.push(starts.last().copied().unwrap_or(0) + batch.num_rows());
+                    batches.push(batch);
+                }
+            }
+            decoder.finish().map_err(arrow)?;
+            let file_schema = decoder.schema().ok_or_else(|| bad(format!("{name} holds no Arrow stream")))?;
+            match &schema {
+                Some(s) if s.fields() != file_schema.fields() => {
+                    return Err(bad(format!("{name} has other columns than the first data file")));
+                }
+                Some(_) => {}
+                None => schema = Some(file_schema),
+            }
+        }
+        let schema = schema.ok_or_else(|| bad("the dataset has no data file".into()))?;
+        Ok(Self { dir, schema, batches, starts })
+    }
+
+    /// Rows.
+    pub fn len(&self) -> usize {
+        self.starts.last().copied().unwrap_or(0)
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The columns.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn column_index(&self, column: &str) -> Result<usize> {
+        self.schema.index_of(column).map_err(|_| IoError::UnknownColumn {
+            path: self.dir.clone(),
+            column: column.to_owned(),
+            available: self.schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// The record batch and the row in it of `row`.
+    fn locate(&self, row: usize) -> (&RecordBatch, usize) {
+        let b = self.starts.partition_point(|&s| s <= row) - 1;
+        (&self.batches[b], row - self.starts[b])
+    }
+
+    /// The list in `column` at `row` as an array of its values.
+    fn list_at(&self, column: usize, row: usize) -> Result<ArrayRef> {
+        let (batch, r) = self.locate(row);
+        let col = batch.column(column);
+        fn value<O: OffsetSizeTrait>(list: &GenericListArray<O>, r: usize) -> ArrayRef {
+            list.value(r)
+        }
+        match (col.as_list_opt::<i32>(), col.as_list_opt::<i64>()) {
+            (Some(l), _) => Ok(value(l, r)),
+            (_, Some(l)) => Ok(value(l, r)),
+            _ => Err(IoError::Corpus {
+                path: self.dir.clone(),
+                reason: format!("column {:?} is {}, not a list", self.schema.field(column).name(), col.data_type()),
+            }),
+        }
+    }
+
+    /// The number of elements of the list column `column` in every row, read from the list
+    /// offsets alone.
+    ///
+    /// # Errors
+    /// [`IoError::UnknownColumn`]; [`IoError::Corpus`] when it is not a list column.
+    pub fn list_lengths(&self, column: &str) -> Result<Vec<usize>> {
+        let c = self.column_index(column)?;
+        let mut out = Vec::with_capacity(self.len());
+        for batch in &self.batches {
+            let col = batch.column(c);
+            match (col.as_list_opt::<i32>(), col.as_list_opt::<i64>()) {
+                (Some(l), _) => out.extend(l.offsets().lengths()),
+                (_, Some(l)) => out.extend(l.offsets().lengths()),
+                _ => {
+                    return Err(IoError::Corpus {
+                        path: self.dir.clone(),
+                        reason: format!("column {column:?} is {}, not a list", col.data_type()),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The integers of the list column `column` (any integer type, e.g. `input_ids`) at
+    /// `row`, as token ids.
+    ///
+    /// # Errors
+    /// [`IoError::UnknownColumn`]; [`IoError::Corpus`] for a column of another type, or a
+    /// negative or null value.
+    pub fn ids(&self, column: &str, row: usize) -> Result<Vec<u32>> {
+        let values = self.list_at(self.column_index(column)?, row)?;
+        let ints = arrow_cast_u32(&values).ok_or_else(|| IoError::Corpus {
+            path: self.dir.clone(),
+            reason: format!("row {row} of {column:?}: {} values are not token ids", values.data_type()),
+        })?;
+        Ok(ints)
+    }
+
+    /// The float32 list column `column` (e.g. `values`) at `row`.
+    ///
+    /// # Errors
+    /// [`IoError::UnknownColumn`]; [`IoError::Corpus`] for a column of another type or nulls.
+    pub fn floats(&self, column: &str, row: usize) -> Result<Vec<f32>> {
+        let values = self.list_at(self.column_index(column)?, row)?;
+        match values.as_primitive_opt::<Float32Type>() {
+            Some(v) if v.null_count() == 0 => Ok(v.values().to_vec()),
+            _ => Err(IoError::Corpus {
+                path: self.dir.clone(),
+                reason: format!("row {row} of {column:?}: {} values with nulls or not float32", values.data_type()),
+            }),
+        }
+    }
+}
+
+/// Non-negative, non-null integers of any Arrow integer type as `u32`.
+fn arrow_cast_u32(values: &ArrayRef) -> Option<Vec<u32>> {
+    use arrow_array::types::{Int8Type, Int16Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type};
+    if values.null_count() > 0 {
+        return None;
+    }
+    macro_rules! convert {
+        ($($t:ty),*) => {
+            $(if let Some(v) = values.as_primitive_opt::<$t>() {
+                return v.values().iter().map(|&x| u32::try_from(x).ok()).collect();
+            })*
+        };
+    }
+    convert!(Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type);
+    None
 }

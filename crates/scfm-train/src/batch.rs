@@ -1,12 +1,50 @@
 //! Batching: padding to the batch maximum, token-budget batches, Geneformer's length-grouped
 //! sampling and seeded shuffles.
 
+use std::borrow::Cow;
+
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, DType, Int, Tensor, TensorData};
 
 use scfm_core::SplitMix64;
 
 use crate::TrainError;
+
+/// The token ids of a run's cells, read one cell at a time when a batch needs it: held in
+/// memory (`Vec<Vec<u32>>`, `[Vec<u32>]`) or read from a tokenized dataset on disk (the facade's
+/// `scfm::pretrain::DatasetTokens`), so a pretraining corpus need not fit in memory.
+pub trait TokenSource: Sync {
+    /// Cells.
+    fn n_cells(&self) -> usize;
+    /// Tokens per cell (for batching; read once per run).
+    fn lengths(&self) -> Vec<usize>;
+    /// The token ids of `cell`.
+    fn tokens(&self, cell: usize) -> Cow<'_, [u32]>;
+}
+
+impl TokenSource for [Vec<u32>] {
+    fn n_cells(&self) -> usize {
+        self.len()
+    }
+    fn lengths(&self) -> Vec<usize> {
+        self.iter().map(Vec::len).collect()
+    }
+    fn tokens(&self, cell: usize) -> Cow<'_, [u32]> {
+        Cow::Borrowed(&self[cell])
+    }
+}
+
+impl TokenSource for Vec<Vec<u32>> {
+    fn n_cells(&self) -> usize {
+        self.len()
+    }
+    fn lengths(&self) -> Vec<usize> {
+        self.as_slice().lengths()
+    }
+    fn tokens(&self, cell: usize) -> Cow<'_, [u32]> {
+        Cow::Borrowed(&self[cell])
+    }
+}
 
 /// Tokenized cells as a run reads them: token ids and, for the value-based families (scGPT),
 /// one value per token.

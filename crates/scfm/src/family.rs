@@ -524,7 +524,7 @@ impl<B: AutodiffBackend> PretrainRun<'_, B> {
         })
     }
 
-    fn go<M: AutodiffModule<B>, O: Objective<B, M>>(
+    pub(crate) fn go<M: AutodiffModule<B>, O: Objective<B, M>>(
         &self,
         model: M,
         objective: &O,

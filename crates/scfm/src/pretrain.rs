@@ -10,8 +10,12 @@
 //! Checkpoints (model, optimiser state, position) go to the output folder every
 //! `checkpoint_every` steps and at the end; with `resume` a run continues from the folder's
 //! latest checkpoint and ends exactly where the uninterrupted run would. `pretrain.json`
-//! records the run. The cells' tokens are held in memory (the counts are not, except
-//! xTrimoGene's, which its objective down-samples).
+//! records the run. From an h5ad, 10x or corpus input the cells' tokens are held in memory (the
+//! counts are not, except xTrimoGene's, which its objective down-samples). Geneformer also
+//! pretrains from a tokenized dataset (`scfm tokenize --scheme geneformer-v2`'s output, or
+//! Geneformer's own `.dataset` folders): then the tokens are read from the memory-mapped
+//! Arrow files batch by batch ([`DatasetTokens`]) and a corpus of any size trains in bounded
+//! memory.
 //!
 //! ```no_run
 //! use scfm::family::Family;
@@ -27,9 +31,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use std::borrow::Cow;
+
 use burn::tensor::backend::AutodiffBackend;
 use scfm_io::IoError;
-use scfm_train::{Checkpoint, CheckpointMeta, StepReport, TrainOptions};
+use scfm_io::hf::HfDataset;
+use scfm_tokenize::mask::GeneformerMlm;
+use scfm_train::batch::truncate_rank_value;
+use scfm_train::{Checkpoint, CheckpointMeta, MaskedLm, StepReport, TokenSource, TrainOptions};
 use serde::Serialize;
 
 use crate::Error;
@@ -80,8 +89,9 @@ pub struct PretrainReport {
     pub cells: usize,
     /// Cells in the input.
     pub cells_in: usize,
-    /// Input genes the tokenizer maps.
-    pub genes_mapped: usize,
+    /// Input genes the tokenizer maps (`None` for a tokenized dataset without scfm's
+    /// `scfm_tokenizer.json`).
+    pub genes_mapped: Option<usize>,
     /// Model parameters.
     pub parameters: usize,
     /// Optimiser steps of this call.
@@ -137,8 +147,6 @@ pub fn pretrain_data_parallel<B: AutodiffBackend>(
         None
     };
     let backbone = Backbone::<B>::fresh(family, m, train.seed, device)?;
-    let scheme = family.scheme(&backbone, m.max_len, train.seed)?;
-    let cells = read_cells(input, None, &scheme, m.max_len, false)?;
     let parameters = backbone.num_params();
     let meta = CheckpointMeta {
         family: family.pretrained_checkpoint().into(),
@@ -153,12 +161,31 @@ pub fn pretrain_data_parallel<B: AutodiffBackend>(
         scgpt_generative: options.scgpt_generative,
         devices,
     };
-    let (_, losses) = run.run(backbone, cells.pretrain_cells(), progress)?;
-    let LabelledCells { tokens, genes_mapped, cells_in, .. } = cells;
+    let (losses, cells, cells_in, genes_mapped) = if HfDataset::is_dataset(input) {
+        let Backbone::Geneformer(model) = backbone else {
+            return Err(Error::Incompatible {
+                reason: format!(
+                    "{} is a tokenized dataset: only Geneformer pretrains from one; give the {} family an h5ad, 10x or corpus input",
+                    input.display(),
+                    family.pretrained_checkpoint()
+                ),
+            });
+        };
+        let tokens = DatasetTokens::open(input, m.max_len)?;
+        let masker = GeneformerMlm::new(model.config.vocab_size as u32, train.seed as u32);
+        let (_, losses) = run.go(model, &MaskedLm { cells: &tokens, masker }, progress)?;
+        (losses, tokens.n_cells(), tokens.cells_in, tokens.genes_mapped)
+    } else {
+        let scheme = family.scheme(&backbone, m.max_len, train.seed)?;
+        let cells = read_cells(input, None, &scheme, m.max_len, false)?;
+        let (_, losses) = run.run(backbone, cells.pretrain_cells(), progress)?;
+        let LabelledCells { tokens, genes_mapped, cells_in, .. } = cells;
+        (losses, tokens.len(), cells_in, Some(genes_mapped))
+    };
     let tail = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let report = PretrainReport {
         family: family.pretrained_checkpoint().into(),
-        cells: tokens.len(),
+        cells,
         cells_in,
         genes_mapped,
         parameters,
@@ -172,4 +199,71 @@ pub fn pretrain_data_parallel<B: AutodiffBackend>(
     let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::Incompatible { reason: e.to_string() })?;
     std::fs::write(&path, json).map_err(|source| IoError::Io { path, source })?;
     Ok(report)
+}
+
+/// The Geneformer V2 token ids of a tokenized dataset (the `input_ids` column of a Hugging Face
+/// `save_to_disk` folder, as `scfm tokenize --scheme geneformer-v2` or Geneformer's own
+/// tokenizer writes it), read from disk one cell at a time and cut to `max_len` tokens the way
+/// Geneformer's tokenizer cuts them (the highest-ranked genes, V2's `<cls>` … `<eos>` frame
+/// kept). Only the list offsets are held in memory.
+#[derive(Debug)]
+pub struct DatasetTokens {
+    data: HfDataset,
+    lengths: Vec<usize>,
+    max_len: usize,
+    /// Cells the tokenizer read (from `scfm_tokenizer.json`; else the dataset's rows).
+    pub cells_in: usize,
+    /// Input genes the tokenizer mapped (from `scfm_tokenizer.json`).
+    pub genes_mapped: Option<usize>,
+}
+
+impl DatasetTokens {
+    /// Opens the dataset in `dir` and checks every cell's ids once (integers, no nulls, no
+    /// negative values), so reading them during training cannot fail.
+    ///
+    /// # Errors
+    /// Unreadable or malformed datasets; a dataset that `scfm_tokenizer.json` says was
+    /// tokenized with another scheme than Geneformer V2; an empty dataset.
+    pub fn open(dir: &Path, max_len: usize) -> Result<Self, Error> {
+        let (mut cells_in, mut genes_mapped) = (None, None);
+        let spec = dir.join("scfm_tokenizer.json");
+        if spec.is_file() {
+            let bytes = std::fs::read(&spec).map_err(|source| IoError::Io { path: spec.clone(), source })?;
+            let report: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Incompatible { reason: format!("{}: {e}", spec.display()) })?;
+            if report["scheme"] != "geneformer-v2" {
+                return Err(Error::Incompatible {
+                    reason: format!(
+                        "{} was tokenized with the {} scheme; Geneformer pretraining reads geneformer-v2 tokens",
+                        dir.display(),
+                        report["scheme"]
+                    ),
+                });
+            }
+            cells_in = report["cells_in"].as_u64().map(|n| n as usize);
+            genes_mapped = report["genes_mapped"].as_u64().map(|n| n as usize);
+        }
+        let data = HfDataset::open(dir)?;
+        if data.is_empty() {
+            return Err(Error::Incompatible { reason: format!("{} holds no cells", dir.display()) });
+        }
+        for row in 0..data.len() {
+            data.ids("input_ids", row)?;
+        }
+        let lengths = data.list_lengths("input_ids")?.into_iter().map(|l| l.min(max_len)).collect();
+        Ok(Self { cells_in: cells_in.unwrap_or(data.len()), genes_mapped, data, lengths, max_len })
+    }
+}
+
+impl TokenSource for DatasetTokens {
+    fn n_cells(&self) -> usize {
+        self.data.len()
+    }
+    fn lengths(&self) -> Vec<usize> {
+        self.lengths.clone()
+    }
+    fn tokens(&self, cell: usize) -> Cow<'_, [u32]> {
+        let ids = self.data.ids("input_ids", cell).expect("every cell was read when the dataset was opened");
+        Cow::Owned(truncate_rank_value(&ids, self.max_len, true))
+    }
 }

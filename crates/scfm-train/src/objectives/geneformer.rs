@@ -8,7 +8,7 @@ use scfm_tokenize::mask::GeneformerMlm;
 
 use super::{CellClassifier, cell_key, masked_lm_loss};
 use crate::TrainError;
-use crate::batch::TokenBatch;
+use crate::batch::{TokenBatch, TokenSource};
 use crate::train::Objective;
 
 impl<B: Backend> CellClassifier<B> for GeneformerClassifier<B> {
@@ -42,43 +42,49 @@ impl<B: Backend> CellClassifier<B> for GeneformerClassifier<B> {
 
 /// Geneformer's masked-LM pretraining (MODELS.md §2.8): 15 % of the tokens selected, 80 %
 /// of those masked, 10 % replaced by a random token, 10 % kept; cross-entropy over the
-/// selected positions. Masks differ per epoch and cell and are seeded.
+/// selected positions. Masks differ per epoch and cell and are seeded. The cells come from any
+/// [`TokenSource`]: in memory, or a tokenized dataset read batch by batch.
 #[derive(Debug, Clone)]
-pub struct MaskedLm<'a> {
+pub struct MaskedLm<'a, S: TokenSource + ?Sized = [Vec<u32>]> {
     /// Token ids per cell.
-    pub cells: &'a [Vec<u32>],
+    pub cells: &'a S,
     /// The masker (vocabulary size and seed).
     pub masker: GeneformerMlm,
 }
 
-impl<B: AutodiffBackend> Objective<B, Geneformer<B>> for MaskedLm<'_> {
+impl<B: AutodiffBackend, S: TokenSource + ?Sized> Objective<B, Geneformer<B>> for MaskedLm<'_, S> {
     fn check(&self, model: &Geneformer<B>) -> Result<(), TrainError> {
         if model.mlm.is_none() {
             return Err(TrainError::Invalid("masked-LM pretraining needs the model's MLM head".into()));
         }
         let vocab = model.config.vocab_size;
-        match self.cells.iter().flatten().find(|&&t| t as usize >= vocab) {
-            Some(t) => Err(TrainError::Invalid(format!("token {t} is outside the vocabulary of {vocab}"))),
-            None => Ok(()),
+        for cell in 0..self.cells.n_cells() {
+            if let Some(t) = self.cells.tokens(cell).iter().find(|&&t| t as usize >= vocab) {
+                return Err(TrainError::Invalid(format!(
+                    "cell {cell}: token {t} is outside the vocabulary of {vocab}"
+                )));
+            }
         }
+        Ok(())
     }
     fn loss(&self, model: &Geneformer<B>, rows: &[usize], epoch: usize, device: &B::Device) -> Tensor<B, 1> {
         let mut masked = Vec::with_capacity(rows.len());
         let mut scored = vec![];
+        let n = self.cells.n_cells();
         for (b, &r) in rows.iter().enumerate() {
-            let (ids, labels) = self.masker.mask(&self.cells[r], cell_key(epoch, self.cells.len(), r));
+            let (ids, labels) = self.masker.mask(&self.cells.tokens(r), cell_key(epoch, n, r));
             scored.extend(labels.iter().enumerate().filter(|&(_, &l)| l >= 0).map(|(k, &l)| (b, k, l)));
             masked.push(ids);
         }
         let views: Vec<&[u32]> = masked.iter().map(Vec::as_slice).collect();
         let (ids, padded) = TokenBatch::pad(&views, model.config.pad_token_id as u32).tensors::<B>(device);
         let hidden = model.hidden_state(ids, padded, model.config.n_layers);
-        let fallback = i64::from(self.cells[rows[0]][0]);
+        let fallback = self.cells.tokens(rows[0]).first().map_or(0, |&t| i64::from(t));
         masked_lm_loss(hidden, &scored, fallback, model.config.vocab_size, |h| {
             model.mlm_logits(h).expect("checked: the model has an MLM head")
         })
     }
     fn lengths(&self) -> Vec<usize> {
-        self.cells.iter().map(Vec::len).collect()
+        self.cells.lengths()
     }
 }
