@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Int32Type};
-use arrow_array::{Array, ArrayRef, GenericListArray, OffsetSizeTrait, RecordBatch};
+use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_buffer::Buffer;
 use arrow_ipc::reader::StreamDecoder;
 use arrow_ipc::writer::StreamWriter;
@@ -322,12 +322,9 @@ impl HfDataset {
     fn list_at(&self, column: usize, row: usize) -> Result<ArrayRef> {
         let (batch, r) = self.locate(row);
         let col = batch.column(column);
-        fn value<O: OffsetSizeTrait>(list: &GenericListArray<O>, r: usize) -> ArrayRef {
-            list.value(r)
-        }
         match (col.as_list_opt::<i32>(), col.as_list_opt::<i64>()) {
-            (Some(l), _) => Ok(value(l, r)),
-            (_, Some(l)) => Ok(value(l, r)),
+            (Some(l), _) => Ok(l.value(r)),
+            (_, Some(l)) => Ok(l.value(r)),
             _ => Err(IoError::Corpus {
                 path: self.dir.clone(),
                 reason: format!("column {:?} is {}, not a list", self.schema.field(column).name(), col.data_type()),

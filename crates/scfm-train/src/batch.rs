@@ -36,14 +36,24 @@ impl TokenSource for [Vec<u32>] {
 
 impl TokenSource for Vec<Vec<u32>> {
     fn n_cells(&self) -> usize {
-        self.len()
+        self.as_slice().n_cells()
     }
     fn lengths(&self) -> Vec<usize> {
         self.as_slice().lengths()
     }
     fn tokens(&self, cell: usize) -> Cow<'_, [u32]> {
-        Cow::Borrowed(&self[cell])
+        self.as_slice().tokens(cell)
     }
+}
+
+/// An fp32 tensor of host values, whatever the device's default float type: loss targets and
+/// weights, and model inputs (which the models cast to their parameters' type).
+pub(crate) fn f32_tensor<B: Backend, const D: usize>(
+    values: Vec<f32>,
+    shape: [usize; D],
+    device: &B::Device,
+) -> Tensor<B, D> {
+    Tensor::from_data(TensorData::new(values, shape), (device, DType::F32))
 }
 
 /// Tokenized cells as a run reads them: token ids and, for the value-based families (scGPT),
@@ -169,7 +179,7 @@ impl TokenBatch {
         if self.values.is_empty() {
             return Tensor::zeros(shape, (device, DType::F32));
         }
-        Tensor::from_data(TensorData::new(self.values.clone(), shape), (device, DType::F32))
+        f32_tensor(self.values.clone(), shape, device)
     }
 
     /// The ids and padding mask as tensors.

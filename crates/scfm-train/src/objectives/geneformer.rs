@@ -71,15 +71,20 @@ impl<B: AutodiffBackend, S: TokenSource + ?Sized> Objective<B, Geneformer<B>> fo
         let mut masked = Vec::with_capacity(rows.len());
         let mut scored = vec![];
         let n = self.cells.n_cells();
+        // Scored when no position was drawn: the first token of the first cell.
+        let mut fallback = 0;
         for (b, &r) in rows.iter().enumerate() {
-            let (ids, labels) = self.masker.mask(&self.cells.tokens(r), cell_key(epoch, n, r));
+            let tokens = self.cells.tokens(r);
+            if b == 0 {
+                fallback = tokens.first().map_or(0, |&t| i64::from(t));
+            }
+            let (ids, labels) = self.masker.mask(&tokens, cell_key(epoch, n, r));
             scored.extend(labels.iter().enumerate().filter(|&(_, &l)| l >= 0).map(|(k, &l)| (b, k, l)));
             masked.push(ids);
         }
         let views: Vec<&[u32]> = masked.iter().map(Vec::as_slice).collect();
         let (ids, padded) = TokenBatch::pad(&views, model.config.pad_token_id as u32).tensors::<B>(device);
         let hidden = model.hidden_state(ids, padded, model.config.n_layers);
-        let fallback = self.cells.tokens(rows[0]).first().map_or(0, |&t| i64::from(t));
         masked_lm_loss(hidden, &scored, fallback, model.config.vocab_size, |h| {
             model.mlm_logits(h).expect("checked: the model has an MLM head")
         })

@@ -177,16 +177,6 @@ pub fn predict<B: Backend, M: CellClassifier<B>>(
     Ok(out)
 }
 
-/// An fp32 tensor of host values, whatever the device's default float type: loss targets and
-/// weights, and model inputs (which the models cast to their parameters' type).
-pub(crate) fn f32_tensor<B: Backend, const D: usize>(
-    values: Vec<f32>,
-    shape: [usize; D],
-    device: &B::Device,
-) -> Tensor<B, D> {
-    Tensor::from_data(TensorData::new(values, shape), (device, DType::F32))
-}
-
 /// The key of a cell's random draws (masks, splits) in an epoch: distinct per epoch and cell.
 pub(crate) fn cell_key(epoch: usize, cells: usize, row: usize) -> u64 {
     epoch as u64 * cells as u64 + row as u64

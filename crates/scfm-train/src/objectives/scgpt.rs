@@ -7,9 +7,9 @@ use burn::tensor::{Bool, Tensor, TensorData};
 use scfm_models::scgpt::{ScGpt, ScGptPooling};
 use scfm_tokenize::mask::ScGptValueMask;
 
-use super::{CellClassifier, cell_key, f32_tensor, masked_mse};
+use super::{CellClassifier, cell_key, masked_mse};
 use crate::TrainError;
-use crate::batch::{Cells, TokenBatch};
+use crate::batch::{Cells, TokenBatch, f32_tensor};
 use crate::rng::derive_seed;
 use crate::train::Objective;
 

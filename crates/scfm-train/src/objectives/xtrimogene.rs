@@ -9,9 +9,9 @@ use scfm_core::SplitMix64;
 use scfm_models::xtrimogene::{EncoderInput, XTrimoGene, XTrimoGeneClassifier};
 use scfm_tokenize::mask::XTrimoGeneMask;
 
-use super::{CellClassifier, cell_key, f32_tensor, masked_mse};
+use super::{CellClassifier, cell_key, masked_mse};
 use crate::TrainError;
-use crate::batch::{Cells, TokenBatch};
+use crate::batch::{Cells, TokenBatch, f32_tensor};
 use crate::rng::derive_seed;
 use crate::train::Objective;
 
