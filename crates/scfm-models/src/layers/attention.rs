@@ -4,7 +4,9 @@ use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, DType, Tensor, bf16, f16};
+use burn::tensor::{Bool, DType, Tensor, TensorData, bf16, f16};
+
+use super::cpu_attention::{BiasLayout, Dims};
 
 /// Multi-head scaled dot-product self-attention with separate query/key/value projections
 /// (BERT's `BertSelfAttention` + `BertSelfOutput.dense`; PyTorch's `nn.MultiheadAttention` with
@@ -75,6 +77,24 @@ impl<B: Backend> SelfAttention<B> {
         Self { query, key, value, output, dropout: DropoutConfig::new(dropout).init(), n_heads }
     }
 
+    /// The query, key and value projections of `x` side by side, from one matrix product.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, len, d_model]`
+    /// - output: `[batch, len, 3 · d_model]`
+    fn fused_projections(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let parts = [&self.query, &self.key, &self.value];
+        let weight = Tensor::cat(parts.iter().map(|p| p.weight.val()).collect(), 1);
+        // A projection without a bias (none here upstream) adds zeros.
+        let bias = parts.iter().any(|p| p.bias.is_some()).then(|| {
+            let bias = |p: &Linear<B>| {
+                p.bias.as_ref().map_or_else(|| Tensor::zeros([p.weight.dims()[1]], &p.weight.device()), |b| b.val())
+            };
+            Tensor::cat(parts.iter().map(|p| bias(p)).collect(), 0)
+        });
+        burn::tensor::module::linear(x, weight, bias)
+    }
+
     /// Self-attention over `x`; `bias` is added to the scores (e.g. [`key_padding_bias`]).
     ///
     /// Unless the probabilities are asked for (or dropout is active in training), this runs
@@ -89,6 +109,10 @@ impl<B: Backend> SelfAttention<B> {
     pub fn forward(&self, x: Tensor<B, 3>, bias: Option<Tensor<B, 4>>, return_probs: bool) -> AttentionOutput<B> {
         let [b, l, d] = x.dims();
         let (h, dh) = (self.n_heads, d / self.n_heads);
+        if !return_probs && cpu_kernel_applies(&x) {
+            let context = cpu_fused_attention(self.fused_projections(x), bias, h);
+            return AttentionOutput { context: self.output.forward(context), probs: None };
+        }
         let heads = |t: Tensor<B, 3>| t.reshape([b, l, h, dh]).swap_dims(1, 2);
         let q = heads(self.query.forward(x.clone()));
         let k = heads(self.key.forward(x.clone()));
@@ -114,9 +138,12 @@ impl<B: Backend> SelfAttention<B> {
 /// `bias` materialised over queries (`[batch, 1, len, len]`, contiguous), the form burn-flex's
 /// fused kernel reads without copying it per head; a no-op when it already has that form, so
 /// encoders call it once per forward pass and every layer shares the result.
+///
+/// On the default CPU backend in inference, where [`SelfAttention`] runs scfm's own kernel
+/// (which reads a broadcast bias through its strides), the bias is returned as it is.
 pub fn full_bias<B: Backend>(bias: Tensor<B, 4>) -> Tensor<B, 4> {
     let [b, x, q, k] = bias.dims();
-    if x == 1 && q == k {
+    if (x == 1 && q == k) || cpu_kernel_applies(&bias) {
         return bias;
     }
     Tensor::zeros([b, 1, k, k], (&bias.device(), bias.dtype())) + bias
@@ -179,6 +206,44 @@ fn fused_attention_in_parallel<B: Backend>(
         handles.into_iter().map(|h| h.join().expect("attention threads do not panic")).collect()
     });
     Tensor::cat(parts, if by_cell { 0 } else { 1 })
+}
+
+/// Whether attention over `x` (activations or a bias) runs scfm's CPU kernel
+/// ([`super::cpu_attention`]): fp32 inference (no autodiff) on burn-flex, the default CPU
+/// backend. Everything else (training, bf16, GPU backends) takes burn's fused attention op.
+fn cpu_kernel_applies<B: Backend, const D: usize>(x: &Tensor<B, D>) -> bool {
+    let device = x.device();
+    x.dtype() == DType::F32 && !B::ad_enabled(&device) && B::name(&device) == "flex"
+}
+
+/// Multi-head attention through [`super::cpu_attention::attention`], on the projections as
+/// one fused product left them (no head transposes).
+///
+/// # Shapes
+/// - `qkv`: `[batch, len, 3 · d_model]`, query, key and value side by side
+/// - `bias`: broadcastable to `[batch, heads, len, len]`
+/// - output: `[batch, len, d_model]`
+fn cpu_fused_attention<B: Backend>(qkv: Tensor<B, 3>, bias: Option<Tensor<B, 4>>, heads: usize) -> Tensor<B, 3> {
+    let [batch, len, d3] = qkv.dims();
+    let d = d3 / 3;
+    let device = qkv.device();
+    let qkv = qkv.into_data().into_vec::<f32>().expect("fp32 activations (checked by the caller)");
+    let bias = bias.map(|bias| {
+        let [bb, bh, bq, bk] = bias.dims();
+        assert!(bk == len && (bq == 1 || bq == len), "attention bias {:?} does not fit {len} positions", bias.dims());
+        let data = as_dtype(bias, DType::F32).into_data().into_vec::<f32>().expect("an fp32 bias");
+        let stride = |n: usize, s: usize| if n == 1 { 0 } else { s };
+        (data, stride(bb, bh * bq * bk), stride(bh, bq * bk), stride(bq, bk), bh)
+    });
+    if let Some((_, _, _, _, bh)) = &bias {
+        assert!(*bh == 1 || *bh == heads, "attention bias over {bh} heads for {heads} heads");
+    }
+    let layout =
+        bias.as_ref().map(|(data, batch, head, row, _)| BiasLayout { data, batch: *batch, head: *head, row: *row });
+    let mut out = vec![0f32; batch * len * d];
+    let dims = Dims { batch, len, heads, head_dim: d / heads };
+    super::cpu_attention::attention(&qkv, layout, dims, &mut out);
+    Tensor::from_data(TensorData::new(out, [batch, len, d]), &device)
 }
 
 /// A [`SelfAttention`] from a stacked `[Q; K; V]` projection (`weight` `[3d, d]`, `bias` `[3d]`:

@@ -1,6 +1,7 @@
 //! Building blocks shared by every model family.
 
 mod attention;
+mod cpu_attention;
 mod encoder;
 mod performer;
 mod pooling;
