@@ -77,24 +77,6 @@ impl<B: Backend> SelfAttention<B> {
         Self { query, key, value, output, dropout: DropoutConfig::new(dropout).init(), n_heads }
     }
 
-    /// The query, key and value projections of `x` side by side, from one matrix product.
-    ///
-    /// # Shapes
-    /// - `x`: `[batch, len, d_model]`
-    /// - output: `[batch, len, 3 · d_model]`
-    fn fused_projections(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let parts = [&self.query, &self.key, &self.value];
-        let weight = Tensor::cat(parts.iter().map(|p| p.weight.val()).collect(), 1);
-        // A projection without a bias (none here upstream) adds zeros.
-        let bias = parts.iter().any(|p| p.bias.is_some()).then(|| {
-            let bias = |p: &Linear<B>| {
-                p.bias.as_ref().map_or_else(|| Tensor::zeros([p.weight.dims()[1]], &p.weight.device()), |b| b.val())
-            };
-            Tensor::cat(parts.iter().map(|p| bias(p)).collect(), 0)
-        });
-        burn::tensor::module::linear(x, weight, bias)
-    }
-
     /// Self-attention over `x`; `bias` is added to the scores (e.g. [`key_padding_bias`]).
     ///
     /// Unless the probabilities are asked for (or dropout is active in training), this runs
@@ -110,7 +92,7 @@ impl<B: Backend> SelfAttention<B> {
         let [b, l, d] = x.dims();
         let (h, dh) = (self.n_heads, d / self.n_heads);
         if !return_probs && cpu_kernel_applies(&x) {
-            let context = cpu_fused_attention(self.fused_projections(x), bias, h);
+            let context = cpu_fused_attention(fused_projections([&self.query, &self.key, &self.value], x), bias, h);
             return AttentionOutput { context: self.output.forward(context), probs: None };
         }
         let heads = |t: Tensor<B, 3>| t.reshape([b, l, h, dh]).swap_dims(1, 2);
@@ -208,10 +190,33 @@ fn fused_attention_in_parallel<B: Backend>(
     Tensor::cat(parts, if by_cell { 0 } else { 1 })
 }
 
+/// The query, key and value projections of `x` side by side, from one matrix product (the
+/// input of scfm's CPU attention kernels).
+///
+/// # Shapes
+/// - `x`: `[batch, len, d_in]`
+/// - output: `[batch, len, 3 · d_out]`
+pub(super) fn fused_projections<B: Backend>(parts: [&Linear<B>; 3], x: Tensor<B, 3>) -> Tensor<B, 3> {
+    let weight = Tensor::cat(parts.iter().map(|p| p.weight.val()).collect(), 1);
+    // A projection without a bias (scBERT has none) adds zeros.
+    let bias = parts.iter().any(|p| p.bias.is_some()).then(|| {
+        let bias = |p: &Linear<B>| {
+            p.bias.as_ref().map_or_else(|| Tensor::zeros([p.weight.dims()[1]], &p.weight.device()), |b| b.val())
+        };
+        Tensor::cat(parts.iter().map(|p| bias(p)).collect(), 0)
+    });
+    burn::tensor::module::linear(x, weight, bias)
+}
+
+/// The fp32 values of a tensor on the host (no copy on burn-flex when `x` is not shared).
+pub(super) fn host_f32<B: Backend, const D: usize>(x: Tensor<B, D>) -> Vec<f32> {
+    x.into_data().into_vec::<f32>().expect("fp32 values (checked through cpu_kernel_applies)")
+}
+
 /// Whether attention over `x` (activations or a bias) runs scfm's CPU kernel
 /// ([`super::cpu_attention`]): fp32 inference (no autodiff) on burn-flex, the default CPU
 /// backend. Everything else (training, bf16, GPU backends) takes burn's fused attention op.
-fn cpu_kernel_applies<B: Backend, const D: usize>(x: &Tensor<B, D>) -> bool {
+pub(super) fn cpu_kernel_applies<B: Backend, const D: usize>(x: &Tensor<B, D>) -> bool {
     let device = x.device();
     x.dtype() == DType::F32 && !B::ad_enabled(&device) && B::name(&device) == "flex"
 }
@@ -227,11 +232,11 @@ fn cpu_fused_attention<B: Backend>(qkv: Tensor<B, 3>, bias: Option<Tensor<B, 4>>
     let [batch, len, d3] = qkv.dims();
     let d = d3 / 3;
     let device = qkv.device();
-    let qkv = qkv.into_data().into_vec::<f32>().expect("fp32 activations (checked by the caller)");
+    let qkv = host_f32(qkv);
     let bias = bias.map(|bias| {
         let [bb, bh, bq, bk] = bias.dims();
         assert!(bk == len && (bq == 1 || bq == len), "attention bias {:?} does not fit {len} positions", bias.dims());
-        let data = as_dtype(bias, DType::F32).into_data().into_vec::<f32>().expect("an fp32 bias");
+        let data = host_f32(as_dtype(bias, DType::F32));
         let stride = |n: usize, s: usize| if n == 1 { 0 } else { s };
         (data, stride(bb, bh * bq * bk), stride(bh, bq * bk), stride(bq, bk), bh)
     });

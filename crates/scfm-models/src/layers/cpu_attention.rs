@@ -115,27 +115,8 @@ impl Task<'_> {
                 // each head_dim wide (asserted length; first_query + rows ≤ len, first_key +
                 // keys ≤ len); the tile is rows × keys, row-major.
                 unsafe {
-                    gemm::gemm(
-                        rows,
-                        keys,
-                        head_dim,
-                        tile.as_mut_ptr(),
-                        1,
-                        keys as isize,
-                        false,
-                        q.as_ptr(),
-                        1,
-                        stride as isize,
-                        k.as_ptr(),
-                        stride as isize,
-                        1,
-                        0.0,
-                        self.scale,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
+                    let (q, k) = (Strided::rows(q, stride), Strided::transposed(k, stride));
+                    matmul([rows, head_dim, keys], tile.as_mut_ptr(), keys, false, q, k, self.scale);
                 }
                 for (r, scores) in tile.chunks_exact_mut(keys).enumerate() {
                     if let Some(b) = self.bias {
@@ -157,27 +138,8 @@ impl Task<'_> {
                 // acc += tile · v_block
                 // SAFETY: as above; acc is rows × head_dim, row-major.
                 unsafe {
-                    gemm::gemm(
-                        rows,
-                        head_dim,
-                        keys,
-                        acc.as_mut_ptr(),
-                        1,
-                        head_dim as isize,
-                        true,
-                        tile.as_ptr(),
-                        1,
-                        keys as isize,
-                        v.as_ptr(),
-                        1,
-                        stride as isize,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
+                    let (tile, v) = (Strided::rows(tile, keys), Strided::rows(v, stride));
+                    matmul([rows, keys, head_dim], acc.as_mut_ptr(), head_dim, true, tile, v, 1.0);
                 }
             }
             for r in 0..rows {
@@ -188,6 +150,232 @@ impl Task<'_> {
                 }
             }
         }
+    }
+}
+
+/// The `+ eps` of FAVOR+'s softmax-kernel feature maps.
+const FEATURE_EPS: f32 = 1e-4;
+/// Positions per block of the FAVOR+ feature maps (`[ROW_BLOCK, nb_features]` at a time).
+const ROW_BLOCK: usize = 256;
+
+/// Non-causal FAVOR+ attention with the softmax kernel, as
+/// [`crate::layers::favor_attention`] defines it (same formulas, same global key maximum over
+/// every cell, head, position and feature of the call), from a fused `qkv` as in
+/// [`attention`]. `projection` is the `[nb_features, head_dim]` random-feature matrix.
+///
+/// The `[len, nb_features]` feature maps are never held whole. Keys go block by block with a
+/// running maximum per (cell, head) instead of the global one; because the key features are
+/// `exp(· − max) + eps`, their sums `k'ᵀ v` and `Σ k'` split into an exponential part, which
+/// one factor `exp(max_head − max_all)` moves onto the global maximum afterwards, and
+/// `eps · Σ v`, `eps · len`. The result equals the direct formula up to float rounding.
+///
+/// # Shapes
+/// - `qkv`: `[batch, len, 3 · heads · head_dim]`
+/// - `projection`: `[nb_features, head_dim]`
+/// - `out`: `[batch, len, heads · head_dim]`
+pub(crate) fn favor_attention(qkv: &[f32], projection: &[f32], dims: Dims, out: &mut [f32]) {
+    let Dims { batch, len, heads, head_dim } = dims;
+    let d = heads * head_dim;
+    assert!(qkv.len() == 3 * batch * len * d && out.len() == batch * len * d, "attention buffers do not fit {dims:?}");
+    assert!(head_dim > 0 && projection.len().is_multiple_of(head_dim), "projection rows are not {head_dim} wide");
+    if out.is_empty() {
+        return;
+    }
+    let features = projection.len() / head_dim;
+    // `c = head_dim^(-1/4)` scales the projection rather than the data, as the burn path does.
+    let c = (head_dim as f32).powf(-0.25);
+    let projection: Vec<f32> = projection.iter().map(|w| w * c).collect();
+    let half_c2 = c * c / 2.0;
+    let map = FeatureMap { qkv, projection: &projection, dims, features, half_c2 };
+    let mut sums: Vec<KeySums> =
+        (0..batch * heads).into_par_iter().map(|task| map.key_sums(task / heads, task % heads)).collect();
+    let global = sums.iter().map(|s| s.max).fold(f32::NEG_INFINITY, f32::max);
+    sums.par_iter_mut().for_each(|s| s.finish(global, len, head_dim));
+    out.par_chunks_mut(len * d).enumerate().for_each(|(cell, cell_out)| {
+        cell_out.par_chunks_mut(ROW_BLOCK * d).enumerate().for_each(|(block, block_out)| {
+            map.queries(cell, block * ROW_BLOCK, &sums[cell * heads..(cell + 1) * heads], block_out);
+        });
+    });
+}
+
+/// One head's key summaries: `k'ᵀ v` (`[features, head_dim]`) and `Σ k'` (`[features]`).
+struct KeySums {
+    /// The running maximum of `c · k Wᵀ` the exponentials are taken against.
+    max: f32,
+    context: Vec<f32>,
+    key_sum: Vec<f32>,
+    value_sum: Vec<f32>,
+}
+
+impl KeySums {
+    /// Moves the sums onto the global maximum and adds the `eps` parts.
+    fn finish(&mut self, global: f32, len: usize, head_dim: usize) {
+        let scale = if self.max == f32::NEG_INFINITY { 0.0 } else { (self.max - global).exp() };
+        for row in self.context.chunks_exact_mut(head_dim) {
+            for (c, v) in row.iter_mut().zip(&self.value_sum) {
+                *c = *c * scale + FEATURE_EPS * v;
+            }
+        }
+        self.key_sum.iter_mut().for_each(|k| *k = *k * scale + FEATURE_EPS * len as f32);
+    }
+}
+
+/// What the two FAVOR+ phases share.
+struct FeatureMap<'a> {
+    qkv: &'a [f32],
+    /// `c · W`, `[features, head_dim]`.
+    projection: &'a [f32],
+    dims: Dims,
+    features: usize,
+    half_c2: f32,
+}
+
+impl FeatureMap<'_> {
+    /// `dash = c · x Wᵀ` for `rows` positions of projection `part` (0 = q, 1 = k, 2 = v) of
+    /// `head` from `first` on, into `dash` (`[rows, features]`); returns the norm terms
+    /// `c²|x|²/2` per position.
+    fn dash(&self, cell: usize, head: usize, part: usize, first: usize, rows: usize, dash: &mut [f32]) -> Vec<f32> {
+        let Dims { len, heads, head_dim, .. } = self.dims;
+        let stride = 3 * heads * head_dim;
+        let x = &self.qkv[(cell * len + first) * stride + part * heads * head_dim + head * head_dim..];
+        // SAFETY: `rows` rows of `stride` from x (first + rows ≤ len), the projection is
+        // features × head_dim, dash rows × features.
+        unsafe {
+            let (lhs, rhs) = (Strided::rows(x, stride), Strided::transposed(self.projection, head_dim));
+            matmul([rows, head_dim, self.features], dash.as_mut_ptr(), self.features, false, lhs, rhs, 1.0);
+        }
+        (0..rows)
+            .map(|r| x[r * stride..r * stride + head_dim].iter().map(|v| v * v).sum::<f32>() * self.half_c2)
+            .collect()
+    }
+
+    /// The key summaries of one (cell, head), block by block with a running maximum.
+    fn key_sums(&self, cell: usize, head: usize) -> KeySums {
+        let Dims { len, heads, head_dim, .. } = self.dims;
+        let (f, stride) = (self.features, 3 * heads * head_dim);
+        let mut sums = KeySums {
+            max: f32::NEG_INFINITY,
+            context: vec![0.0; f * head_dim],
+            key_sum: vec![0.0; f],
+            value_sum: vec![0.0; head_dim],
+        };
+        let mut dash = vec![0f32; ROW_BLOCK.min(len) * f];
+        for first in (0..len).step_by(ROW_BLOCK) {
+            let rows = ROW_BLOCK.min(len - first);
+            let dash = &mut dash[..rows * f];
+            let norms = self.dash(cell, head, 1, first, rows, dash);
+            let max = sums.max.max(max_of(dash));
+            if max > sums.max && sums.max != f32::NEG_INFINITY {
+                let scale = (sums.max - max).exp();
+                sums.context.iter_mut().chain(&mut sums.key_sum).for_each(|x| *x *= scale);
+            }
+            sums.max = max;
+            for (row, norm) in dash.chunks_exact_mut(f).zip(&norms) {
+                exp_minus(row, norm + max);
+                sums.key_sum.iter_mut().zip(row.iter()).for_each(|(s, e)| *s += e);
+            }
+            let v = &self.qkv[(cell * len + first) * stride + 2 * heads * head_dim + head * head_dim..];
+            for r in 0..rows {
+                sums.value_sum.iter_mut().zip(&v[r * stride..r * stride + head_dim]).for_each(|(s, v)| *s += v);
+            }
+            // context += expᵀ · v
+            // SAFETY: dash is rows × features, v `rows` rows of `stride`, context features ×
+            // head_dim.
+            unsafe {
+                let (lhs, rhs) = (Strided::transposed(dash, f), Strided::rows(v, stride));
+                matmul([f, rows, head_dim], sums.context.as_mut_ptr(), head_dim, true, lhs, rhs, 1.0);
+            }
+        }
+        sums
+    }
+
+    /// The outputs of one cell's block of positions from `first` on, every head:
+    /// `q' (k'ᵀ v) / (q' · Σ k')` with `q' = exp(dash − c²|q|²/2 − max_row) + eps`.
+    fn queries(&self, cell: usize, first: usize, sums: &[KeySums], out: &mut [f32]) {
+        let Dims { heads, head_dim, .. } = self.dims;
+        let (f, d) = (self.features, heads * head_dim);
+        let rows = out.len() / d;
+        let mut dash = vec![0f32; rows * f];
+        for (head, sums) in sums.iter().enumerate() {
+            let norms = self.dash(cell, head, 0, first, rows, &mut dash);
+            for (row, norm) in dash.chunks_exact_mut(f).zip(&norms) {
+                exp_minus(row, norm + max_of(row));
+                row.iter_mut().for_each(|x| *x += FEATURE_EPS);
+            }
+            let o = &mut out[head * head_dim..];
+            // SAFETY: dash is rows × features, the context features × head_dim, and out
+            // holds `rows` rows of d from head · head_dim.
+            unsafe {
+                let (lhs, rhs) = (Strided::rows(&dash, f), Strided::rows(&sums.context, head_dim));
+                matmul([rows, f, head_dim], o.as_mut_ptr(), d, false, lhs, rhs, 1.0);
+            }
+            for (r, q) in dash.chunks_exact(f).enumerate() {
+                let denominator: f32 = q.iter().zip(&sums.key_sum).map(|(q, k)| q * k).sum();
+                o[r * d..r * d + head_dim].iter_mut().for_each(|x| *x /= denominator);
+            }
+        }
+    }
+}
+
+/// A strided matrix operand: element `(i, j)` at `ptr + i · rows + j · cols`.
+#[derive(Clone, Copy)]
+struct Strided {
+    ptr: *const f32,
+    rows: isize,
+    cols: isize,
+}
+
+impl Strided {
+    /// Row-major rows of `stride` elements from the start of `data`.
+    fn rows(data: &[f32], stride: usize) -> Self {
+        Self { ptr: data.as_ptr(), rows: stride as isize, cols: 1 }
+    }
+
+    /// The transpose of [`Self::rows`].
+    fn transposed(data: &[f32], stride: usize) -> Self {
+        Self { ptr: data.as_ptr(), rows: 1, cols: stride as isize }
+    }
+}
+
+/// `dst = scale · lhs · rhs` (`+ dst` when `accumulate`), one thread; `lhs` is `[m, k]`, `rhs`
+/// `[k, n]`, `dst` `[m, n]` row-major with rows of `dst_stride`.
+///
+/// # Safety
+/// Every element the shapes and strides address must lie inside the allocation its pointer
+/// came from.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul(
+    [m, k, n]: [usize; 3],
+    dst: *mut f32,
+    dst_stride: usize,
+    accumulate: bool,
+    lhs: Strided,
+    rhs: Strided,
+    scale: f32,
+) {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_stride as isize,
+            accumulate,
+            lhs.ptr,
+            lhs.cols,
+            lhs.rows,
+            rhs.ptr,
+            rhs.cols,
+            rhs.rows,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
     }
 }
 
@@ -344,6 +532,66 @@ mod tests {
             let worst = out.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(worst < 1e-5, "max |kernel − reference| = {worst}");
         }
+    }
+
+    /// FAVOR+ by its direct formula (MODELS.md §1.6), in f64, with the global key maximum.
+    fn favor_reference(qkv: &[f32], projection: &[f32], dims: Dims) -> Vec<f64> {
+        let Dims { batch, len, heads, head_dim } = dims;
+        let (d, f) = (heads * head_dim, projection.len() / head_dim);
+        let c = (head_dim as f64).powf(-0.25);
+        let x = |b: usize, p: usize, i: usize, h: usize| -> Vec<f64> {
+            let at = (b * len + i) * 3 * d + p * d + h * head_dim;
+            qkv[at..at + head_dim].iter().map(|v| *v as f64).collect()
+        };
+        let dash = |x: &[f64]| -> Vec<f64> {
+            (0..f).map(|j| c * (0..head_dim).map(|e| x[e] * projection[j * head_dim + e] as f64).sum::<f64>()).collect()
+        };
+        let norm = |x: &[f64]| c * c / 2.0 * x.iter().map(|v| v * v).sum::<f64>();
+        let global = (0..batch * heads * len)
+            .flat_map(|t| dash(&x(t / (heads * len), 1, t % len, t / len % heads)))
+            .fold(f64::NEG_INFINITY, f64::max);
+        let mut out = vec![0f64; batch * len * d];
+        for b in 0..batch {
+            for h in 0..heads {
+                let keys: Vec<Vec<f64>> = (0..len)
+                    .map(|i| {
+                        let k = x(b, 1, i, h);
+                        dash(&k).iter().map(|v| (v - norm(&k) - global).exp() + 1e-4).collect()
+                    })
+                    .collect();
+                for i in 0..len {
+                    let q = x(b, 0, i, h);
+                    let qd = dash(&q);
+                    let shift = norm(&q) + qd.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let qf: Vec<f64> = qd.iter().map(|v| (v - shift).exp() + 1e-4).collect();
+                    let weights: Vec<f64> = keys.iter().map(|k| qf.iter().zip(k).map(|(a, b)| a * b).sum()).collect();
+                    let total: f64 = weights.iter().sum();
+                    for e in 0..head_dim {
+                        let o: f64 = (0..len).map(|j| weights[j] * x(b, 2, j, h)[e]).sum();
+                        out[(b * len + i) * d + h * head_dim + e] = o / total;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn favor_matches_its_direct_formula_over_blocks_and_cells() {
+        // 600 positions: three key blocks (256 + 256 + 88), so the running maximum rescales;
+        // two cells whose key scales differ, so the global maximum is the other cell's.
+        let dims = Dims { batch: 2, len: 600, heads: 2, head_dim: 8 };
+        let n = dims.batch * dims.len * dims.heads * dims.head_dim;
+        let mut qkv = values(3 * n, 5);
+        let half = qkv.len() / 2;
+        qkv[half..].iter_mut().for_each(|v| *v *= 1.5);
+        let projection = values(13 * dims.head_dim, 6);
+        let mut out = vec![f32::NAN; n];
+        favor_attention(&qkv, &projection, dims, &mut out);
+        let expected = favor_reference(&qkv, &projection, dims);
+        let worst = out.iter().zip(&expected).map(|(a, b)| (*a as f64 - b).abs()).fold(0f64, f64::max);
+        let scale = expected.iter().fold(0f64, |m, v| m.max(v.abs()));
+        assert!(worst < 1e-5 * scale.max(1.0), "max |kernel − reference| = {worst}");
     }
 
     #[test]
