@@ -34,6 +34,8 @@ use scfm::annotate::{AnnotateOptions, Family, Stage, annotate};
 use scfm::backend::CpuTrain;
 
 fn main() -> Result<()> {
+    // Reuse freed memory instead of faulting in fresh pages for every tensor (CPU runs).
+    scfm::models::cpu::keep_freed_memory();
     let data = std::env::var_os("SCFM_DATA_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));

@@ -20,6 +20,7 @@ fn ids(vocab: usize) -> Tensor<Cpu, 2, Int> {
 }
 
 fn embed(c: &mut Criterion) {
+    scfm_models::cpu::keep_freed_memory();
     let device = Default::default();
     let padded = Tensor::<Cpu, 2, Bool>::from_data(TensorData::new(vec![false; CELLS * LEN], [CELLS, LEN]), &device);
     let mut g = c.benchmark_group("embed_8_cells_256_tokens");

@@ -33,6 +33,8 @@ fn lcg(state: &mut u64) -> u64 {
 }
 
 fn main() -> Result<()> {
+    // As the `scfm` command line does: reuse freed memory instead of faulting in fresh pages.
+    scfm_models::cpu::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (model, batch, len, iters, backend, dtype) = match args.as_slice() {
         [m, b, l, i] => (m, b, l, i, "cpu", "fp32"),

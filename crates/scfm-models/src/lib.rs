@@ -14,6 +14,7 @@
 //! Library code never picks a backend; the `scfm` facade and the command line do.
 
 pub mod checkpoint;
+pub mod cpu;
 mod error;
 pub mod geneformer;
 pub mod layers;
