@@ -32,12 +32,17 @@ impl<B: Backend> Embeddings<B> {
     /// - `ids`: `[batch, len]`
     /// - output: `[batch, len, d_model]`
     pub fn forward(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
-        let [_, l] = ids.dims();
+        let [b, l] = ids.dims();
         let device = ids.device();
         let positions = Tensor::<B, 1, Int>::arange(0..l as i64, &device).reshape([1, l]);
         let types = Tensor::<B, 2, Int>::zeros([1, l], &device);
-        let x = self.word.forward(ids) + self.position.forward(positions) + self.token_type.forward(types);
-        self.dropout.forward(self.norm.forward(x))
+        let word = self.word.forward(ids);
+        let d = word.dims()[2];
+        // `[1, len · d]` rows broadcast over the cells: burn-flex adds those with SIMD, where a
+        // `[1, len, d]` broadcast takes its scalar strided path. Same sums, same order.
+        let row = |t: Tensor<B, 3>| t.reshape([1, l * d]);
+        let x = word.reshape([b, l * d]) + row(self.position.forward(positions)) + row(self.token_type.forward(types));
+        self.dropout.forward(self.norm.forward(x.reshape([b, l, d])))
     }
 }
 
