@@ -240,6 +240,9 @@ fn cpu_fused_attention<B: Backend>(qkv: Tensor<B, 3>, bias: Option<Tensor<B, 4>>
         let stride = |n: usize, s: usize| if n == 1 { 0 } else { s };
         (data, stride(bb, bh * bq * bk), stride(bh, bq * bk), stride(bq, bk), bh)
     });
+    // A bias of zeros (cells without padding, the usual one-cell batch) adds nothing: skip
+    // the add per score.
+    let bias = bias.filter(|(data, ..)| data.iter().any(|v| *v != 0.0));
     if let Some((_, _, _, _, bh)) = &bias {
         assert!(*bh == 1 || *bh == heads, "attention bias over {bh} heads for {heads} heads");
     }
