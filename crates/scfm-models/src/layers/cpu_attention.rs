@@ -5,8 +5,8 @@
 //! `[batch, heads, len, head_dim]` tensors first (two copies per projection and one for the
 //! output). This kernel reads the projections where one fused query/key/value product put
 //! them (`[batch, len, 3 · heads · head_dim]`, heads side by side), writes the context rows
-//! where the output projection reads them, tiles queries as well as keys so the running output block
-//! stays in cache, evaluates the exponentials eight at a time with AVX2 where the CPU has it,
+//! where the output projection reads them, tiles queries as well as keys so the running output
+//! block stays in cache, evaluates the exponentials eight at a time with AVX2 where the CPU has it,
 //! and spreads (cell, query block) tasks over rayon's threads. The two products per tile are
 //! `gemm` calls, the library burn-flex's matrix products use.
 //!
@@ -56,12 +56,12 @@ pub(crate) fn attention(qkv: &[f32], bias: Option<BiasLayout<'_>>, dims: Dims, o
     let Dims { batch, len, heads, head_dim } = dims;
     let d = heads * head_dim;
     assert!(qkv.len() == 3 * batch * len * d && out.len() == batch * len * d, "attention buffers do not fit {dims:?}");
-    if let Some(b) = bias {
-        let last = (batch - 1) * b.batch + (heads - 1) * b.head + (len - 1) * b.row + len;
-        assert!(batch == 0 || len == 0 || b.data.len() >= last, "attention bias is too short for its strides");
-    }
     if out.is_empty() {
         return;
+    }
+    if let Some(b) = bias {
+        let last = (batch - 1) * b.batch + (heads - 1) * b.head + (len - 1) * b.row + len;
+        assert!(b.data.len() >= last, "attention bias is too short for its strides");
     }
     let scale = 1.0 / (head_dim as f32).sqrt();
     // Smaller query blocks where a large one would leave threads idle (short or few cells).
