@@ -406,10 +406,27 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // The cause chain, without a backtrace: these are messages about the user's files.
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", cause_chain(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `e` and its causes joined by ": ", leaving out a cause whose message the previous one
+/// already ends with (the libraries' I/O errors name their file and repeat the OS message).
+fn cause_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let cause = cause.to_string();
+        if out.ends_with(&cause) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&cause);
+    }
+    out
 }
 
 fn run(cli: Cli) -> Result<()> {

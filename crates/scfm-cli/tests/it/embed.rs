@@ -287,3 +287,27 @@ fn scbert_embeddings_run_one_cell_per_pass_over_the_full_panel() {
     let e = Embedder::<Cpu>::prepare(&wrong, EmbedOptions::default(), &device).err().expect("refused");
     assert!(e.to_string().contains("16907 positions"), "{e}");
 }
+
+#[test]
+fn a_checkpoint_that_cannot_be_read_is_one_clear_message() {
+    // A folder where scBERT's .pth file is expected: the file's I/O error names the path and the
+    // OS's reason once (the error's cause repeats the reason; the command line leaves it out).
+    let folder = data("parity/models/scbert/pretrain_tiny");
+    let out = tempfile::tempdir().unwrap();
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_scfm"))
+        .arg("embed")
+        .arg(data("h5ad/pbmc_sorted_train_490.h5ad"))
+        .arg("-o")
+        .arg(out.path())
+        .args(["--model", "scbert", "--checkpoint"])
+        .arg(&folder)
+        .arg("--genes")
+        .arg(data("vocab/scbert/scbert_panglao_genes_16906.txt"))
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let reason = std::fs::read(&folder).expect_err("a folder is not a readable file").to_string();
+    assert!(stderr.contains(&folder.display().to_string()), "{stderr}");
+    assert_eq!(stderr.matches(&reason).count(), 1, "{stderr}");
+}
