@@ -233,21 +233,19 @@ fn cpu_fused_attention<B: Backend>(qkv: Tensor<B, 3>, bias: Option<Tensor<B, 4>>
     let d = d3 / 3;
     let device = qkv.device();
     let qkv = host_f32(qkv);
+    // The bias values and their strides over (cell, head, query); a stride of 0 broadcasts.
     let bias = bias.map(|bias| {
         let [bb, bh, bq, bk] = bias.dims();
         assert!(bk == len && (bq == 1 || bq == len), "attention bias {:?} does not fit {len} positions", bias.dims());
-        let data = host_f32(as_dtype(bias, DType::F32));
+        assert!(bh == 1 || bh == heads, "attention bias over {bh} heads for {heads} heads");
         let stride = |n: usize, s: usize| if n == 1 { 0 } else { s };
-        (data, stride(bb, bh * bq * bk), stride(bh, bq * bk), stride(bq, bk), bh)
+        (host_f32(as_dtype(bias, DType::F32)), [stride(bb, bh * bq * bk), stride(bh, bq * bk), stride(bq, bk)])
     });
     // A bias of zeros (cells without padding, the usual one-cell batch) adds nothing: skip
     // the add per score.
-    let bias = bias.filter(|(data, ..)| data.iter().any(|v| *v != 0.0));
-    if let Some((_, _, _, _, bh)) = &bias {
-        assert!(*bh == 1 || *bh == heads, "attention bias over {bh} heads for {heads} heads");
-    }
+    let bias = bias.filter(|(data, _)| data.iter().any(|v| *v != 0.0));
     let layout =
-        bias.as_ref().map(|(data, batch, head, row, _)| BiasLayout { data, batch: *batch, head: *head, row: *row });
+        bias.as_ref().map(|(data, [batch, head, row])| BiasLayout { data, batch: *batch, head: *head, row: *row });
     let mut out = vec![0f32; batch * len * d];
     let dims = Dims { batch, len, heads, head_dim: d / heads };
     super::cpu_attention::attention(&qkv, layout, dims, &mut out);

@@ -44,6 +44,28 @@ pub(crate) struct Dims {
     pub head_dim: usize,
 }
 
+/// The three projections side by side in each row of a fused `qkv`.
+#[derive(Debug, Clone, Copy)]
+enum Projection {
+    Query = 0,
+    Key = 1,
+    Value = 2,
+}
+
+impl Dims {
+    /// The length of a row of a fused `qkv`: `3 · heads · head_dim`.
+    fn qkv_stride(&self) -> usize {
+        3 * self.heads * self.head_dim
+    }
+
+    /// `part` of `head` in a fused `qkv`, from position `first` of `cell` on: `head_dim`
+    /// values per row, rows [`Self::qkv_stride`] apart.
+    fn rows<'a>(&self, qkv: &'a [f32], part: Projection, cell: usize, head: usize, first: usize) -> &'a [f32] {
+        let column = (part as usize * self.heads + head) * self.head_dim;
+        &qkv[(cell * self.len + first) * self.qkv_stride() + column..]
+    }
+}
+
 /// `softmax(q kᵀ · scale + bias) v` per cell and head. Each row of `qkv` holds a token's
 /// query, key and value projections one after the other, each `heads · head_dim` wide with
 /// head `h` in columns `h · head_dim ..`; the result has the layout of one of them.
@@ -97,19 +119,18 @@ impl Task<'_> {
         let mut acc = vec![0f32; rows * head_dim];
         let mut row_max = vec![f32::NEG_INFINITY; rows];
         let mut row_sum = vec![0f32; rows];
-        let stride = 3 * d;
-        let cell_offset = self.cell * len * stride;
+        let stride = self.dims.qkv_stride();
         for head in 0..heads {
             acc.fill(0.0);
             row_max.fill(f32::NEG_INFINITY);
             row_sum.fill(0.0);
             let column = head * head_dim;
-            let q = &self.qkv[cell_offset + self.first_query * stride + column..];
+            let q = self.dims.rows(self.qkv, Projection::Query, self.cell, head, self.first_query);
             for first_key in (0..len).step_by(key_block) {
                 let keys = key_block.min(len - first_key);
                 let tile = &mut scores[..rows * keys];
-                let k = &self.qkv[cell_offset + first_key * stride + d + column..];
-                let v = &self.qkv[cell_offset + first_key * stride + 2 * d + column..];
+                let k = self.dims.rows(self.qkv, Projection::Key, self.cell, head, first_key);
+                let v = self.dims.rows(self.qkv, Projection::Value, self.cell, head, first_key);
                 // tile = scale · q_block · k_blockᵀ
                 // SAFETY: q holds `rows` rows of `stride` from its start, k and v `keys` rows,
                 // each head_dim wide (asserted length; first_query + rows ≤ len, first_key +
@@ -153,8 +174,8 @@ impl Task<'_> {
     }
 }
 
-/// The `+ eps` of FAVOR+'s softmax-kernel feature maps.
-const FEATURE_EPS: f32 = 1e-4;
+/// The `+ eps` of FAVOR+'s softmax-kernel feature maps, as the burn path adds it.
+const FEATURE_EPS: f32 = super::performer::FEATURE_EPS as f32;
 /// Positions per block of the FAVOR+ feature maps (`[ROW_BLOCK, nb_features]` at a time).
 const ROW_BLOCK: usize = 256;
 
@@ -231,13 +252,19 @@ struct FeatureMap<'a> {
 }
 
 impl FeatureMap<'_> {
-    /// `dash = c · x Wᵀ` for `rows` positions of projection `part` (0 = q, 1 = k, 2 = v) of
-    /// `head` from `first` on, into `dash` (`[rows, features]`); returns the norm terms
-    /// `c²|x|²/2` per position.
-    fn dash(&self, cell: usize, head: usize, part: usize, first: usize, rows: usize, dash: &mut [f32]) -> Vec<f32> {
-        let Dims { len, heads, head_dim, .. } = self.dims;
-        let stride = 3 * heads * head_dim;
-        let x = &self.qkv[(cell * len + first) * stride + part * heads * head_dim + head * head_dim..];
+    /// `dash = c · x Wᵀ` for `rows` positions of projection `part` of `head` from `first` on,
+    /// into `dash` (`[rows, features]`); returns the norm terms `c²|x|²/2` per position.
+    fn dash(
+        &self,
+        part: Projection,
+        cell: usize,
+        head: usize,
+        first: usize,
+        rows: usize,
+        dash: &mut [f32],
+    ) -> Vec<f32> {
+        let (head_dim, stride) = (self.dims.head_dim, self.dims.qkv_stride());
+        let x = self.dims.rows(self.qkv, part, cell, head, first);
         // SAFETY: `rows` rows of `stride` from x (first + rows ≤ len), the projection is
         // features × head_dim, dash rows × features.
         unsafe {
@@ -251,8 +278,8 @@ impl FeatureMap<'_> {
 
     /// The key summaries of one (cell, head), block by block with a running maximum.
     fn key_sums(&self, cell: usize, head: usize) -> KeySums {
-        let Dims { len, heads, head_dim, .. } = self.dims;
-        let (f, stride) = (self.features, 3 * heads * head_dim);
+        let Dims { len, head_dim, .. } = self.dims;
+        let (f, stride) = (self.features, self.dims.qkv_stride());
         let mut sums = KeySums {
             max: f32::NEG_INFINITY,
             context: vec![0.0; f * head_dim],
@@ -263,7 +290,7 @@ impl FeatureMap<'_> {
         for first in (0..len).step_by(ROW_BLOCK) {
             let rows = ROW_BLOCK.min(len - first);
             let dash = &mut dash[..rows * f];
-            let norms = self.dash(cell, head, 1, first, rows, dash);
+            let norms = self.dash(Projection::Key, cell, head, first, rows, dash);
             let max = sums.max.max(max_of(dash));
             if max > sums.max && sums.max != f32::NEG_INFINITY {
                 let scale = (sums.max - max).exp();
@@ -274,7 +301,7 @@ impl FeatureMap<'_> {
                 exp_minus(row, norm + max);
                 sums.key_sum.iter_mut().zip(row.iter()).for_each(|(s, e)| *s += e);
             }
-            let v = &self.qkv[(cell * len + first) * stride + 2 * heads * head_dim + head * head_dim..];
+            let v = self.dims.rows(self.qkv, Projection::Value, cell, head, first);
             for r in 0..rows {
                 sums.value_sum.iter_mut().zip(&v[r * stride..r * stride + head_dim]).for_each(|(s, v)| *s += v);
             }
@@ -297,7 +324,7 @@ impl FeatureMap<'_> {
         let rows = out.len() / d;
         let mut dash = vec![0f32; rows * f];
         for (head, sums) in sums.iter().enumerate() {
-            let norms = self.dash(cell, head, 0, first, rows, &mut dash);
+            let norms = self.dash(Projection::Query, cell, head, first, rows, &mut dash);
             for (row, norm) in dash.chunks_exact_mut(f).zip(&norms) {
                 exp_minus(row, norm + max_of(row));
                 row.iter_mut().for_each(|x| *x += FEATURE_EPS);

@@ -14,7 +14,7 @@ use super::cpu_attention::{self, Dims};
 use crate::checkpoint::ModuleSource;
 
 /// The `+ eps` of the softmax-kernel feature maps.
-const FEATURE_EPS: f64 = 1e-4;
+pub(super) const FEATURE_EPS: f64 = 1e-4;
 
 /// Multi-head FAVOR+ self-attention with the softmax kernel: `to_q`, `to_k`, `to_v` (with or
 /// without bias), the random-feature projection shared by all heads, and `to_out`.
