@@ -196,18 +196,19 @@ impl TokenBatch {
 }
 
 /// Shortens a rank-value encoded cell to `max_len` tokens as Geneformer's tokenizer does: the
-/// highest-ranked genes are kept, and V2's `<cls>` … `<eos>` frame stays in place.
-pub fn truncate_rank_value(ids: &[u32], max_len: usize, framed: bool) -> Vec<u32> {
-    if ids.len() <= max_len {
-        return ids.to_vec();
+/// highest-ranked genes are kept, and V2's `<cls>` … `<eos>` frame stays in place. In place:
+/// a cell that fits comes back as it is.
+pub fn truncate_rank_value(mut ids: Vec<u32>, max_len: usize, framed: bool) -> Vec<u32> {
+    if ids.len() > max_len {
+        if framed && max_len >= 2 {
+            let last = ids[ids.len() - 1];
+            ids.truncate(max_len - 1);
+            ids.push(last);
+        } else {
+            ids.truncate(max_len);
+        }
     }
-    if framed && max_len >= 2 {
-        let mut out = ids[..max_len - 1].to_vec();
-        out.push(ids[ids.len() - 1]);
-        out
-    } else {
-        ids[..max_len].to_vec()
-    }
+    ids
 }
 
 /// A seeded permutation of `0..n` (Fisher–Yates).
@@ -273,8 +274,8 @@ mod tests {
         let b = TokenBatch::pad(&[&[2, 7, 3], &[2, 3]], 0);
         assert_eq!(b.ids, vec![2, 7, 3, 2, 3, 0]);
         assert_eq!(b.padded, vec![false, false, false, false, false, true]);
-        assert_eq!(truncate_rank_value(&[2, 10, 11, 12, 3], 4, true), vec![2, 10, 11, 3]);
-        assert_eq!(truncate_rank_value(&[10, 11, 12], 2, false), vec![10, 11]);
+        assert_eq!(truncate_rank_value(vec![2, 10, 11, 12, 3], 4, true), vec![2, 10, 11, 3]);
+        assert_eq!(truncate_rank_value(vec![10, 11, 12], 2, false), vec![10, 11]);
     }
 
     #[test]

@@ -287,7 +287,7 @@ pub(crate) fn read_cells(
             }
             cells.rows.push(row);
             cells.tokens.push(match truncate {
-                Some(framed) => truncate_rank_value(&ids, max_len, framed),
+                Some(framed) => truncate_rank_value(ids, max_len, framed),
                 None => ids,
             });
             if let Some(v) = values {

@@ -264,6 +264,6 @@ impl TokenSource for DatasetTokens {
     }
     fn tokens(&self, cell: usize) -> Cow<'_, [u32]> {
         let ids = self.data.ids("input_ids", cell).expect("every cell was read when the dataset was opened");
-        Cow::Owned(truncate_rank_value(&ids, self.max_len, true))
+        Cow::Owned(truncate_rank_value(ids, self.max_len, true))
     }
 }
