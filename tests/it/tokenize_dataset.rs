@@ -225,3 +225,47 @@ fn read_values(dir: &std::path::Path) -> Vec<Vec<f32>> {
     }
     out
 }
+
+#[test]
+fn xtrimogene_datasets_carry_the_raw_counts_that_pretraining_down_samples() {
+    use scfm::prelude::CellSource;
+    use scfm::tokenize::vocab::scfoundation_genes;
+    use scfm::tokenize::xtrimogene::{DepthTarget, XTrimoGeneTokenizer};
+    let input = data("h5ad/pbmc_sorted_train_490.h5ad");
+    let genes = data("vocab/scfoundation/OS_scRNA_gene_index.19264.tsv");
+    let scheme = Scheme::XTrimoGene { genes: genes.clone(), target: DepthTarget::Fixed(4.0) };
+    let out = tempfile::tempdir().unwrap();
+    let report = tokenize(&input, out.path(), &scheme, &TokenizeOptions::default(), &mut |_, _| {}).unwrap();
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("dataset_info.json")).unwrap()).unwrap();
+    assert_eq!(info["features"]["count_positions"]["feature"]["dtype"], "int32");
+    assert_eq!(info["features"]["counts"]["feature"]["dtype"], "float32");
+
+    // The counts are each cell's raw counts on the model's gene positions, as read from the file.
+    let tokenizer = XTrimoGeneTokenizer::new(scfoundation_genes(&genes).unwrap(), DepthTarget::Fixed(4.0));
+    let opts = scfm::io::SourceOptions {
+        matrix: scfm::io::MatrixSelector::Counts,
+        obs: scfm::io::ObsSelection::None,
+        require_counts: true,
+    };
+    let source = scfm::io::AnySource::open(&input, &opts).unwrap();
+    let plan = tokenizer.plan(source.genes());
+    let chunk = source.chunks(source.n_cells()).next().unwrap().unwrap();
+    let dataset = HfDataset::open(out.path()).unwrap();
+    let columns: Vec<&str> = dataset.schema().fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(columns, ["input_ids", "values", "count_positions", "counts", "length"]);
+    assert_eq!((dataset.len(), report.cells_out), (chunk.n_cells(), chunk.n_cells()));
+    let n_genes = tokenizer.seq_len() - 2;
+    for row in 0..dataset.len() {
+        let aligned = tokenizer.align_counts(&plan, chunk.cell(row));
+        let positions = dataset.ids("count_positions", row).unwrap();
+        let counts = dataset.floats("counts", row).unwrap();
+        let expected: (Vec<u32>, Vec<f32>) = aligned.iter().map(|&(p, c)| (p, c as f32)).unzip();
+        assert_eq!((positions.clone(), counts.clone()), expected, "row {row}");
+        assert!(counts.iter().all(|c| c.fract() == 0.0 && *c >= 0.0), "row {row}: integer counts");
+        // The encoder's gene positions are the expressed ones among them, T and S follow.
+        let ids = dataset.ids("input_ids", row).unwrap();
+        let expressed: Vec<u32> = positions.iter().zip(&counts).filter(|&(_, &c)| c > 0.0).map(|(&p, _)| p).collect();
+        assert_eq!(ids.iter().copied().filter(|&p| (p as usize) < n_genes).collect::<Vec<_>>(), expressed);
+    }
+}

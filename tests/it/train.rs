@@ -67,7 +67,7 @@ fn masked_lm_loss_decreases_on_real_cells() {
     let device = Default::default();
     let model: Geneformer<B> = seeded::<B, _>(&device, 1, || tiny().init(&device));
     let c = cells();
-    let objective = MaskedLm { cells: &c.tokens, masker: GeneformerMlm::new(20_275, 7) };
+    let objective = MaskedLm { cells: Cells::tokens(&c.tokens), masker: GeneformerMlm::new(20_275, 7) };
     let opts = TrainOptions {
         epochs: 1,
         batch_size: 16,

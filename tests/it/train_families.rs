@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use scfm::annotate::{LabelledCells, read_labelled_cells_with};
+use scfm::annotate::{AlignedCounts, LabelledCells, read_labelled_cells_with};
 use scfm::backend::CpuTrain;
 use scfm::burn::module::AutodiffModule;
 use scfm::burn::tensor::{Bool, Int, Tensor, TensorData};
@@ -193,7 +193,7 @@ fn scbert_masked_lm_learns() {
     let c = scbert_cells();
     assert!(c.tokens.iter().all(|t| t.len() == 16_907));
     let model: ScBert<B> = seeded::<B, _>(&device, 1, || tiny_scbert().init(&device, 1));
-    let objective = ScBertMaskedLm { cells: &c.tokens, masker: ScBertMask::new(9) };
+    let objective = ScBertMaskedLm { cells: Cells::tokens(&c.tokens), masker: ScBertMask::new(9) };
     let m = meta("scbert", serde_json::to_value(tiny_scbert()).unwrap(), &[]);
     let mut losses = vec![];
     let opts = TrainOptions { batch_size: 8, max_batch_tokens: 8 * 16_907, ..steps(20, 3e-3) };
@@ -290,10 +290,13 @@ fn xtrimogene_counts(n: usize) -> Vec<Vec<(u32, f64)>> {
 #[test]
 fn xtrimogene_read_depth_aware_pretraining_learns() {
     let device = Default::default();
-    let cells = xtrimogene_counts(96);
+    let mut cells = AlignedCounts::default();
+    for cell in xtrimogene_counts(96) {
+        cells.push(cell);
+    }
     let model: XTrimoGene<B> = seeded::<B, _>(&device, 1, || tiny_xtrimogene().init(&device, 1));
     let objective = XTrimoGenePretraining {
-        cells: &cells,
+        cells: cells.cells(),
         masker: XTrimoGeneMask::new(3),
         downsample: Some(DownSampling { probability: 0.5, min_fraction: 0.2 }),
     };

@@ -148,9 +148,9 @@ enum Command {
     /// masked LM, scGPT generative GEP + GEPC (or masked values), scBERT masked LM over bins,
     /// xTrimoGene read-depth-aware masked regression. Checkpoints go to OUT (resumable); OUT/pretrain.json records the run.
     Pretrain {
-        /// Input: h5ad, Cell Ranger .h5, Matrix Market folder or scfm corpus (raw counts); for
-        /// Geneformer also a tokenized dataset (`scfm tokenize --scheme geneformer-v2` output),
-        /// read from disk batch by batch instead of held in memory.
+        /// Input: h5ad, Cell Ranger .h5, Matrix Market folder or scfm corpus (raw counts), or a
+        /// tokenized dataset of the family's scheme (`scfm tokenize --scheme geneformer-v2,
+        /// scgpt, scbert or xtrimogene`), read from disk batch by batch instead of held in memory.
         input: PathBuf,
         /// Output folder (checkpoints, pretrain.json).
         #[arg(short, long)]

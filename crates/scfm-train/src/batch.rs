@@ -10,9 +10,11 @@ use scfm_core::SplitMix64;
 
 use crate::TrainError;
 
-/// The token ids of a run's cells, read one cell at a time when a batch needs it: held in
-/// memory (`Vec<Vec<u32>>`, `[Vec<u32>]`) or read from a tokenized dataset on disk (the facade's
-/// `scfm::pretrain::DatasetTokens`), so a pretraining corpus need not fit in memory.
+/// The cells of a run, read one cell at a time when a batch needs it: token ids and, for the
+/// value-based families, one value per token (scGPT's bins, xTrimoGene's raw counts). Held in
+/// memory (`Vec<Vec<u32>>`, `[Vec<u32>]`, [`Cells::with_values`]) or read from a tokenized
+/// dataset on disk (the facade's `scfm::pretrain::DatasetTokens`), so a corpus need not fit in
+/// memory.
 pub trait TokenSource: Sync {
     /// Cells.
     fn n_cells(&self) -> usize;
@@ -20,6 +22,38 @@ pub trait TokenSource: Sync {
     fn lengths(&self) -> Vec<usize>;
     /// The token ids of `cell`.
     fn tokens(&self, cell: usize) -> Cow<'_, [u32]>;
+    /// Whether the cells carry values.
+    fn has_values(&self) -> bool {
+        false
+    }
+    /// The values of `cell`, one per token; `None` when the cells carry none.
+    fn values(&self, cell: usize) -> Option<Cow<'_, [f32]>> {
+        let _ = cell;
+        None
+    }
+    /// The largest token id of all cells (`None` without any token), for vocabulary checks.
+    /// The default reads every cell; a source that read them when it was opened says what it
+    /// saw.
+    fn max_token(&self) -> Option<u32> {
+        (0..self.n_cells()).filter_map(|c| self.tokens(c).iter().max().copied()).max()
+    }
+    /// Checks that every cell has one value per token when the cells carry values. The
+    /// default reads every cell; a source that checked when it was opened returns at once.
+    ///
+    /// # Errors
+    /// [`TrainError::Invalid`] naming the first offending cell.
+    fn check_values(&self) -> Result<(), TrainError> {
+        if !self.has_values() {
+            return Ok(());
+        }
+        for c in 0..self.n_cells() {
+            let (ids, values) = (self.tokens(c).len(), self.values(c).map_or(0, |v| v.len()));
+            if ids != values {
+                return Err(TrainError::Invalid(format!("cell {c} has {ids} tokens but {values} values")));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl TokenSource for [Vec<u32>] {
@@ -46,6 +80,49 @@ impl TokenSource for Vec<Vec<u32>> {
     }
 }
 
+/// Cells held in memory: ids and, optionally, values.
+#[derive(Debug, Clone, Copy)]
+struct InMemory<'a> {
+    ids: &'a [Vec<u32>],
+    values: Option<&'a [Vec<f32>]>,
+}
+
+impl TokenSource for InMemory<'_> {
+    fn n_cells(&self) -> usize {
+        self.ids.len()
+    }
+    fn lengths(&self) -> Vec<usize> {
+        self.ids.lengths()
+    }
+    fn tokens(&self, cell: usize) -> Cow<'_, [u32]> {
+        Cow::Borrowed(&self.ids[cell])
+    }
+    fn has_values(&self) -> bool {
+        self.values.is_some()
+    }
+    fn values(&self, cell: usize) -> Option<Cow<'_, [f32]>> {
+        self.values.and_then(|v| v.get(cell)).map(|v| Cow::Borrowed(v.as_slice()))
+    }
+    fn check_values(&self) -> Result<(), TrainError> {
+        match self.values {
+            Some(values) if values.len() != self.ids.len() => Err(TrainError::Invalid(format!(
+                "{} cells have token ids but {} have values",
+                self.ids.len(),
+                values.len()
+            ))),
+            Some(values) => match self.ids.iter().zip(values).position(|(i, v)| i.len() != v.len()) {
+                Some(c) => Err(TrainError::Invalid(format!(
+                    "cell {c} has {} tokens but {} values",
+                    self.ids[c].len(),
+                    values[c].len()
+                ))),
+                None => Ok(()),
+            },
+            None => Ok(()),
+        }
+    }
+}
+
 /// An fp32 tensor of host values, whatever the device's default float type: loss targets and
 /// weights, and model inputs (which the models cast to their parameters' type).
 pub(crate) fn f32_tensor<B: Backend, const D: usize>(
@@ -56,50 +133,113 @@ pub(crate) fn f32_tensor<B: Backend, const D: usize>(
     Tensor::from_data(TensorData::new(values, shape), (device, DType::F32))
 }
 
-/// Tokenized cells as a run reads them: token ids and, for the value-based families (scGPT),
-/// one value per token.
-#[derive(Debug, Clone, Copy)]
+/// Tokenized cells as a run reads them: token ids and, for the value-based families (scGPT,
+/// xTrimoGene), one value per token; held in memory or streamed from any [`TokenSource`].
+#[derive(Clone, Copy)]
 pub struct Cells<'a> {
-    /// Token ids per cell.
-    pub ids: &'a [Vec<u32>],
-    /// Values per cell, as long as its ids.
-    pub values: Option<&'a [Vec<f32>]>,
+    source: Source<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Memory(InMemory<'a>),
+    Streamed(&'a dyn TokenSource),
+}
+
+impl std::fmt::Debug for Cells<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cells")
+            .field("cells", &self.len())
+            .field("values", &self.has_values())
+            .field("streamed", &matches!(self.source, Source::Streamed(_)))
+            .finish()
+    }
 }
 
 impl<'a> Cells<'a> {
     /// Cells given by token ids alone (Geneformer, scBERT).
     pub fn tokens(ids: &'a [Vec<u32>]) -> Self {
-        Self { ids, values: None }
+        Self { source: Source::Memory(InMemory { ids, values: None }) }
     }
 
-    /// Cells given by token ids and one value per token (scGPT).
+    /// Cells given by token ids and one value per token (scGPT's bins; xTrimoGene's gene
+    /// positions and raw counts).
     pub fn with_values(ids: &'a [Vec<u32>], values: &'a [Vec<f32>]) -> Self {
-        Self { ids, values: Some(values) }
+        Self { source: Source::Memory(InMemory { ids, values: Some(values) }) }
+    }
+
+    /// Cells read from `source` one at a time, when a batch needs them.
+    pub fn streamed(source: &'a dyn TokenSource) -> Self {
+        Self { source: Source::Streamed(source) }
+    }
+
+    fn source(&self) -> &dyn TokenSource {
+        match &self.source {
+            Source::Memory(m) => m,
+            Source::Streamed(s) => *s,
+        }
     }
 
     /// Number of cells.
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.source().n_cells()
     }
 
     /// Whether there are no cells.
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.len() == 0
     }
 
     /// Tokens per cell.
     pub fn lengths(&self) -> Vec<usize> {
-        self.ids.iter().map(Vec::len).collect()
+        self.source().lengths()
+    }
+
+    /// The token ids of `cell`.
+    pub fn ids(&self, cell: usize) -> Cow<'_, [u32]> {
+        self.source().tokens(cell)
+    }
+
+    /// The values of `cell`; `None` when the cells carry none.
+    pub fn values(&self, cell: usize) -> Option<Cow<'_, [f32]>> {
+        self.source().values(cell)
+    }
+
+    /// Whether the cells carry values.
+    pub fn has_values(&self) -> bool {
+        self.source().has_values()
+    }
+
+    /// The largest token id of all cells (`None` without any token).
+    pub fn max_token(&self) -> Option<u32> {
+        self.source().max_token()
+    }
+
+    /// Checks that every token id is below `limit` (the model's vocabulary or positions);
+    /// `what` names the ids in the error (`token`, `gene position`).
+    ///
+    /// # Errors
+    /// [`TrainError::Invalid`] naming the largest id.
+    pub fn check_below(&self, limit: usize, what: &str) -> Result<(), TrainError> {
+        match self.max_token() {
+            Some(t) if t as usize >= limit => {
+                Err(TrainError::Invalid(format!("{what} {t} is outside the model's range 0..{limit}")))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The cells `rows`, padded: with `pad_value` the values are padded too (and required).
     pub fn batch(&self, rows: &[usize], pad_id: u32, pad_value: Option<f32>) -> TokenBatch {
-        let ids: Vec<&[u32]> = rows.iter().map(|&r| self.ids[r].as_slice()).collect();
-        let mut batch = TokenBatch::pad(&ids, pad_id);
-        if let (Some(pad), Some(values)) = (pad_value, self.values) {
+        let cells: Vec<Cow<'_, [u32]>> = rows.iter().map(|&r| self.ids(r)).collect();
+        let views: Vec<&[u32]> = cells.iter().map(AsRef::as_ref).collect();
+        let mut batch = TokenBatch::pad(&views, pad_id);
+        if let Some(pad) = pad_value.filter(|_| self.has_values()) {
             batch.values = vec![pad; batch.cells * batch.len];
             for (b, &r) in rows.iter().enumerate() {
-                batch.values[b * batch.len..b * batch.len + values[r].len()].copy_from_slice(&values[r]);
+                if let Some(values) = self.values(r) {
+                    batch.values[b * batch.len..b * batch.len + values.len()].copy_from_slice(&values);
+                }
             }
         }
         batch
@@ -110,27 +250,11 @@ impl<'a> Cells<'a> {
     /// # Errors
     /// [`TrainError::Invalid`] naming the first offending cell.
     pub fn check(&self, needs_values: bool) -> Result<(), TrainError> {
-        match (self.values, needs_values) {
-            (None, true) => Err(TrainError::Invalid("this model reads a value per token; the cells have none".into())),
-            (Some(_), false) => Err(TrainError::Invalid("this model reads tokens only; the cells carry values".into())),
-            (None, false) => Ok(()),
-            (Some(values), true) => {
-                if values.len() != self.ids.len() {
-                    return Err(TrainError::Invalid(format!(
-                        "{} cells have token ids but {} have values",
-                        self.ids.len(),
-                        values.len()
-                    )));
-                }
-                match self.ids.iter().zip(values).position(|(i, v)| i.len() != v.len()) {
-                    Some(c) => Err(TrainError::Invalid(format!(
-                        "cell {c} has {} tokens but {} values",
-                        self.ids[c].len(),
-                        values[c].len()
-                    ))),
-                    None => Ok(()),
-                }
-            }
+        match (self.has_values(), needs_values) {
+            (false, true) => Err(TrainError::Invalid("this model reads a value per token; the cells have none".into())),
+            (true, false) => Err(TrainError::Invalid("this model reads tokens only; the cells carry values".into())),
+            (false, false) => Ok(()),
+            (true, true) => self.source().check_values(),
         }
     }
 }

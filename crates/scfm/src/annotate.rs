@@ -21,7 +21,6 @@ use scfm_io::{AnySource, IoError, MatrixSelector, ObsSelection, SourceOptions};
 use scfm_models::geneformer::{ClassifierPooling, GeneformerClassifier};
 use scfm_models::xtrimogene::XTrimoGeneClassifier;
 use scfm_tokenize::geneformer::GeneformerVersion;
-use scfm_tokenize::xtrimogene::XTrimoGeneTokenizer;
 use scfm_train::batch::truncate_rank_value;
 use scfm_train::{
     CellClassifier, Cells, CheckpointMeta, Classification, Precision, Predictions, StepReport, TrainOptions,
@@ -29,9 +28,9 @@ use scfm_train::{
 use serde::Serialize;
 
 use crate::Error;
-use crate::family::{Backbone, PretrainCells, PretrainRun};
+use crate::family::{Backbone, PretrainRun};
 pub use crate::family::{Family, ModelSize};
-use crate::pipeline::{GeneformerFiles, Prepared, Scheme, prepare_scheme};
+use crate::pipeline::{GeneformerFiles, Prepared, Row, Scheme, prepare_scheme};
 
 /// Options of [`annotate`].
 #[derive(Debug, Clone, Serialize)]
@@ -171,9 +170,9 @@ pub struct LabelledCells {
     /// One value per token for the value-based schemes (scGPT's bins, xTrimoGene's
     /// log-normalised values), else `None`.
     pub values: Option<Vec<Vec<f32>>>,
-    /// xTrimoGene: each cell's raw counts on the model's gene positions, ascending (what its
-    /// pretraining down-samples); `None` for the other schemes.
-    pub aligned_counts: Option<Vec<Vec<(u32, f64)>>>,
+    /// xTrimoGene: each cell's raw counts on the model's gene positions (what its pretraining
+    /// down-samples); `None` for the other schemes.
+    pub aligned_counts: Option<AlignedCounts>,
     /// Raw counts.
     pub counts: CsrMatrix,
     /// Cell-type label per cell.
@@ -236,20 +235,13 @@ pub(crate) fn read_cells(
     let source = AnySource::open(path, &opts)?;
     crate::pipeline::require_counts(&source, path)?;
     let n_counts_col = source.obs_schema().index_of("n_counts").ok();
-    let Prepared { cell_fn, genes_mapped, .. } = prepare_scheme(scheme, &source, n_counts_col.is_some(), None)?;
+    let Prepared { cell_fn, genes_mapped, has_counts, .. } =
+        prepare_scheme(scheme, &source, n_counts_col.is_some(), None)?;
     crate::pipeline::require_mapped(&source, path, genes_mapped)?;
-    let aligner = match scheme {
-        Scheme::XTrimoGene { genes, target } => {
-            let tokenizer = XTrimoGeneTokenizer::new(scfm_tokenize::vocab::scfoundation_genes(genes)?, *target);
-            let plan = tokenizer.plan(&crate::pipeline::symbol_table(&source, None)?);
-            Some((tokenizer, plan))
-        }
-        _ => None,
-    };
     let mut cells = LabelledCells {
         tokens: vec![],
         values: None,
-        aligned_counts: aligner.as_ref().map(|_| vec![]),
+        aligned_counts: has_counts.then(AlignedCounts::default),
         counts: CsrMatrix::new(source.genes().len()),
         labels: vec![],
         genes: source.genes().ids().to_vec(),
@@ -277,7 +269,7 @@ pub(crate) fn read_cells(
             let input = cell_fn(row as u64, cell, *n);
             // Cells without any model input (no vocabulary gene; scBERT: too few genes), or
             // without a label when one is asked for, cannot be used.
-            let Some((ids, values)) = input.filter(|(ids, _)| !ids.is_empty()) else { continue };
+            let Some(Row { ids, values, counts }) = input.filter(|r| !r.ids.is_empty()) else { continue };
             let l = labels.as_mut().map(|ls| ls[i].take());
             if matches!(l, Some(None)) {
                 continue;
@@ -293,8 +285,8 @@ pub(crate) fn read_cells(
             if let Some(v) = values {
                 cells.values.get_or_insert_with(Vec::new).push(v);
             }
-            if let (Some((tokenizer, plan)), Some(aligned)) = (&aligner, cells.aligned_counts.as_mut()) {
-                aligned.push(tokenizer.align_counts(plan, cell));
+            if let (Some(counts), Some(aligned)) = (counts, cells.aligned_counts.as_mut()) {
+                aligned.push(counts);
             }
             if let Some(Some(l)) = l {
                 cells.labels.push(l);
@@ -304,27 +296,65 @@ pub(crate) fn read_cells(
     Ok(cells)
 }
 
+/// xTrimoGene's pretraining input: each cell's expressed genes as the model's gene positions,
+/// ascending, with their raw counts (`XTrimoGeneTokenizer::align_counts`; integer counts are
+/// exact in f32 up to 2²⁴).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlignedCounts {
+    /// Gene positions per cell.
+    pub positions: Vec<Vec<u32>>,
+    /// Raw counts per cell, one per position.
+    pub counts: Vec<Vec<f32>>,
+}
+
+impl AlignedCounts {
+    /// Adds a cell from `(position, count)` pairs.
+    pub fn push(&mut self, aligned: Vec<(u32, f64)>) {
+        let (positions, counts) = aligned.into_iter().map(|(p, c)| (p, c as f32)).unzip();
+        self.positions.push(positions);
+        self.counts.push(counts);
+    }
+
+    /// The cells as xTrimoGene's pretraining reads them: positions with their counts.
+    pub fn cells(&self) -> Cells<'_> {
+        Cells::with_values(&self.positions, &self.counts)
+    }
+}
+
+fn pick<T: Clone>(v: &[T], rows: &[usize]) -> Vec<T> {
+    rows.iter().map(|&r| v[r].clone()).collect()
+}
+
 impl LabelledCells {
     /// The cells as the models read them.
     pub fn cells(&self) -> Cells<'_> {
-        Cells { ids: &self.tokens, values: self.values.as_deref() }
+        cells_of(&self.tokens, self.values.as_deref())
     }
 
     /// The model inputs of the cells `rows` (tokens, values, aligned counts), copied.
     fn inputs(&self, rows: &[usize]) -> CellInputs {
-        fn pick<T: Clone>(v: &[T], rows: &[usize]) -> Vec<T> {
-            rows.iter().map(|&r| v[r].clone()).collect()
-        }
         CellInputs {
             tokens: pick(&self.tokens, rows),
             values: self.values.as_deref().map(|v| pick(v, rows)),
-            aligned_counts: self.aligned_counts.as_deref().map(|v| pick(v, rows)),
+            aligned_counts: self
+                .aligned_counts
+                .as_ref()
+                .map(|a| AlignedCounts { positions: pick(&a.positions, rows), counts: pick(&a.counts, rows) }),
         }
     }
 
-    /// What the pretraining objectives read of all cells.
-    pub(crate) fn pretrain_cells(&self) -> PretrainCells<'_> {
-        PretrainCells { tokens: &self.tokens, values: self.values.as_deref(), counts: self.aligned_counts.as_deref() }
+    /// What the pretraining objectives read of all cells: xTrimoGene's aligned counts, the
+    /// other families' tokens (with scGPT's values).
+    pub(crate) fn pretrain_cells(&self) -> Cells<'_> {
+        self.aligned_counts.as_ref().map_or_else(|| self.cells(), AlignedCounts::cells)
+    }
+}
+
+/// Token ids, with values when the scheme has them.
+fn cells_of<'a>(ids: &'a [Vec<u32>], values: Option<&'a [Vec<f32>]>) -> Cells<'a> {
+    match values {
+        Some(v) => Cells::with_values(ids, v),
+        None => Cells::tokens(ids),
     }
 }
 
@@ -332,16 +362,16 @@ impl LabelledCells {
 struct CellInputs {
     tokens: Vec<Vec<u32>>,
     values: Option<Vec<Vec<f32>>>,
-    aligned_counts: Option<Vec<Vec<(u32, f64)>>>,
+    aligned_counts: Option<AlignedCounts>,
 }
 
 impl CellInputs {
     fn cells(&self) -> Cells<'_> {
-        Cells { ids: &self.tokens, values: self.values.as_deref() }
+        cells_of(&self.tokens, self.values.as_deref())
     }
 
-    fn pretrain_cells(&self) -> PretrainCells<'_> {
-        PretrainCells { tokens: &self.tokens, values: self.values.as_deref(), counts: self.aligned_counts.as_deref() }
+    fn pretrain_cells(&self) -> Cells<'_> {
+        self.aligned_counts.as_ref().map_or_else(|| self.cells(), AlignedCounts::cells)
     }
 }
 

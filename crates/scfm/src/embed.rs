@@ -389,7 +389,7 @@ impl<B: Backend> Embedder<B> {
             let mut pending: Vec<Pending> = rows
                 .into_iter()
                 .enumerate()
-                .filter_map(|(i, row)| row.map(|(ids, values)| Pending { cell: base + i, ids, values }))
+                .filter_map(|(i, row)| row.map(|r| Pending { cell: base + i, ids: r.ids, values: r.values }))
                 .filter(usable)
                 .collect();
             report.cells_without_tokens += chunk.n_cells() - pending.len();

@@ -448,15 +448,6 @@ impl<B: Backend> Backbone<B> {
     }
 }
 
-/// The cells a pretraining run reads: tokens (with values for scGPT) or, for xTrimoGene, raw
-/// counts on its gene positions.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PretrainCells<'a> {
-    pub tokens: &'a [Vec<u32>],
-    pub values: Option<&'a [Vec<f32>]>,
-    pub counts: Option<&'a [Vec<(u32, f64)>]>,
-}
-
 /// The device that holds the model in a data-parallel run: the first of `devices`.
 ///
 /// # Errors
@@ -477,19 +468,20 @@ pub(crate) struct PretrainRun<'a, B: AutodiffBackend> {
 }
 
 impl<B: AutodiffBackend> PretrainRun<'_, B> {
-    /// Trains `backbone` with its family's objective on `cells`; returns the trained model and
-    /// the loss of every step.
+    /// Trains `backbone` with its family's objective on `cells` (tokens, with scGPT's binned
+    /// values; xTrimoGene's gene positions with their raw counts), in memory or streamed;
+    /// returns the trained model and the loss of every step.
     pub(crate) fn run(
         &self,
         backbone: Backbone<B>,
-        cells: PretrainCells<'_>,
+        cells: Cells<'_>,
         progress: &mut dyn FnMut(&StepReport),
     ) -> Result<(Backbone<B>, Vec<f64>), Error> {
         let seed = self.train.seed as u32;
         Ok(match backbone {
             Backbone::Geneformer(m) => {
                 let masker = GeneformerMlm::new(m.config.vocab_size as u32, seed);
-                let (m, losses) = self.go(m, &MaskedLm { cells: cells.tokens, masker }, progress)?;
+                let (m, losses) = self.go(m, &MaskedLm { cells, masker }, progress)?;
                 (Backbone::Geneformer(m), losses)
             }
             Backbone::ScGpt(mut m) => {
@@ -502,19 +494,18 @@ impl<B: AutodiffBackend> PretrainRun<'_, B> {
                 } else {
                     ScGptTask::MaskedValues { masker: ScGptValueMask::new(0.4, seed) }
                 };
-                let values = cells.values.unwrap_or_default();
-                let objective = ScGptPretraining { cells: Cells::with_values(cells.tokens, values), task, gepc: true };
+                let objective = ScGptPretraining { cells, task, gepc: true };
                 let (m, losses) = self.go(m, &objective, progress)?;
                 (Backbone::ScGpt(m), losses)
             }
             Backbone::ScBert(m) => {
-                let objective = ScBertMaskedLm { cells: cells.tokens, masker: ScBertMask::new(seed) };
+                let objective = ScBertMaskedLm { cells, masker: ScBertMask::new(seed) };
                 let (m, losses) = self.go(m, &objective, progress)?;
                 (Backbone::ScBert(m), losses)
             }
             Backbone::XTrimoGene(m) => {
                 let objective = XTrimoGenePretraining {
-                    cells: cells.counts.unwrap_or_default(),
+                    cells,
                     masker: XTrimoGeneMask::new(seed),
                     downsample: Some(DownSampling::default()),
                 };

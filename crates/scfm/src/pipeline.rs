@@ -192,8 +192,32 @@ pub struct TokenizeReport {
     pub genes_mapped: usize,
 }
 
-/// One tokenized cell: ids (tokens or positions) and, for value-based schemes, values.
-pub(crate) type Row = (Vec<u32>, Option<Vec<f32>>);
+/// xTrimoGene datasets: the list column of the gene positions of [`COUNTS`].
+pub const COUNT_POSITIONS: &str = "count_positions";
+/// xTrimoGene datasets: the list column of each cell's raw counts on the model's gene
+/// positions ([`COUNT_POSITIONS`]), what read-depth-aware pretraining down-samples.
+pub const COUNTS: &str = "counts";
+
+/// One tokenized cell.
+pub(crate) struct Row {
+    /// Token ids (xTrimoGene: encoder positions, T and S included).
+    pub(crate) ids: Vec<u32>,
+    /// One value per id (scGPT's bins, xTrimoGene's log-normalised values).
+    pub(crate) values: Option<Vec<f32>>,
+    /// xTrimoGene: the cell's raw counts on the model's gene positions
+    /// (`XTrimoGeneTokenizer::align_counts`), what its pretraining down-samples.
+    pub(crate) counts: Option<Vec<(u32, f64)>>,
+}
+
+impl Row {
+    fn ids(ids: Vec<u32>) -> Self {
+        Self { ids, values: None, counts: None }
+    }
+
+    fn with_values(ids: Vec<u32>, values: Vec<f32>) -> Self {
+        Self { ids, values: Some(values), counts: None }
+    }
+}
 
 /// The per-cell work of a scheme: `(cell key, cell, n_counts) -> row`.
 pub(crate) type CellFn<'a> = Box<dyn Fn(u64, scfm_core::CellView<'_>, f64) -> Option<Row> + Sync + 'a>;
@@ -212,6 +236,8 @@ pub(crate) struct Prepared<'a> {
     pub(crate) unknown_examples: Vec<String>,
     pub(crate) id_type: DataType,
     pub(crate) has_values: bool,
+    /// Rows carry raw counts on the model's gene positions (xTrimoGene).
+    pub(crate) has_counts: bool,
     pub(crate) genes_mapped: usize,
     pub(crate) settings: serde_json::Value,
     legacy: Option<ScGptLegacy>,
@@ -273,9 +299,10 @@ pub(crate) fn prepare_scheme<'a>(
                 genes_mapped: plan.mapped_inputs,
                 id_type: if *version == GeneformerVersion::V1 { DataType::Int16 } else { DataType::Int32 },
                 has_values: false,
+                has_counts: false,
                 settings,
                 legacy: None,
-                cell_fn: Box::new(move |_, cell, n| tok.tokenize(&plan, cell, n).map(|t| (t.input_ids, None))),
+                cell_fn: Box::new(move |_, cell, n| tok.tokenize(&plan, cell, n).map(|t| Row::ids(t.input_ids))),
             }
         }
         Scheme::ScGpt { vocab, sequence, ties } => {
@@ -298,13 +325,14 @@ pub(crate) fn prepare_scheme<'a>(
                 genes_mapped: plan.iter().flatten().count(),
                 id_type: DataType::Int32,
                 has_values: true,
+                has_counts: false,
                 settings,
                 legacy,
                 cell_fn: Box::new(move |key, cell, _| {
                     let mut tie =
                         if ties == TieMode::Helical { TieBreak::HelicalPcg64 } else { TieBreak::Deterministic };
                     let (ids, values) = seq.tokenize(&plan, cell, key, &mut tie);
-                    Some((ids, Some(values)))
+                    Some(Row::with_values(ids, values))
                 }),
             }
         }
@@ -317,10 +345,11 @@ pub(crate) fn prepare_scheme<'a>(
                 genes_mapped: plan.matched,
                 id_type: DataType::UInt8,
                 has_values: false,
+                has_counts: false,
                 settings,
                 legacy: None,
                 cell_fn: Box::new(move |_, cell, _| {
-                    tok.tokenize(&plan, cell).map(|t| (t.into_iter().map(u32::from).collect(), None))
+                    tok.tokenize(&plan, cell).map(|t| Row::ids(t.into_iter().map(u32::from).collect()))
                 }),
             }
         }
@@ -333,11 +362,16 @@ pub(crate) fn prepare_scheme<'a>(
                 genes_mapped: plan.matched,
                 id_type: DataType::Int32,
                 has_values: true,
+                has_counts: true,
                 settings,
                 legacy: None,
                 cell_fn: Box::new(move |_, cell, _| {
                     let enc = tok.encode_counts(&plan, cell);
-                    Some((enc.positions, Some(enc.values.into_iter().map(|v| v as f32).collect())))
+                    Some(Row {
+                        ids: enc.positions,
+                        values: Some(enc.values.into_iter().map(|v| v as f32).collect()),
+                        counts: Some(tok.align_counts(&plan, cell)),
+                    })
                 }),
             }
         }
@@ -368,7 +402,7 @@ pub fn tokenize(
     // Upstream Geneformer tokenizes only rows whose optional `filter_pass` equals 1.
     let filter_col =
         matches!(scheme, Scheme::Geneformer { .. }).then(|| obs_schema.index_of("filter_pass").ok()).flatten();
-    let Prepared { cell_fn, unknown_examples, id_type, has_values, genes_mapped, settings, mut legacy } =
+    let Prepared { cell_fn, unknown_examples, id_type, has_values, has_counts, genes_mapped, settings, mut legacy } =
         prepare_scheme(scheme, &source, n_counts_col.is_some(), opts.gene_table.as_deref())?;
     let genes_in = source.genes().len();
     if opts.unknown_genes == UnknownGenePolicy::Error && genes_mapped < genes_in {
@@ -396,6 +430,10 @@ pub fn tokenize(
     let mut fields = vec![Field::new("input_ids", list_of(id_type.clone()), true)];
     if has_values {
         fields.push(Field::new("values", list_of(DataType::Float32), true));
+    }
+    if has_counts {
+        fields.push(Field::new(COUNT_POSITIONS, list_of(DataType::Int32), true));
+        fields.push(Field::new(COUNTS, list_of(DataType::Float32), true));
     }
     fields.push(Field::new("length", DataType::Int64, true));
     fields.extend(carried.iter().map(|&i| obs_schema.field(i).clone()));
@@ -428,7 +466,7 @@ pub fn tokenize(
                     .enumerate()
                     .map(|(i, c)| {
                         let (ids, values) = l.seq.tokenize(&l.plan, c, base + i as u64, &mut l.tie);
-                        Some((ids, Some(values)))
+                        Some(Row::with_values(ids, values))
                     })
                     .collect(),
                 None => par_map(chunk.n_cells(), threads, |i| cell_fn(base + i as u64, chunk.cell(i), n_counts[i])),
@@ -440,7 +478,7 @@ pub fn tokenize(
                     }
                 }
             }
-            let batch = build_batch(&schema, &id_type, has_values, rows, &chunk, &carried, out)?;
+            let batch = build_batch(&schema, &id_type, (has_values, has_counts), rows, &chunk, &carried, out)?;
             cells_out += batch.num_rows();
             writer.write(&batch)?;
             cells_in += chunk.n_cells();
@@ -494,42 +532,56 @@ pub(crate) fn require_mapped(source: &AnySource, input: &Path, genes_mapped: usi
 }
 
 /// The record batch of one chunk's tokenized cells (cells without tokens are left out).
+#[allow(clippy::too_many_arguments)]
 fn build_batch(
     schema: &Arc<Schema>,
     id_type: &DataType,
-    has_values: bool,
+    (has_values, has_counts): (bool, bool),
     rows: Vec<Option<Row>>,
     chunk: &scfm_core::CellChunk,
     carried: &[usize],
     out: &Path,
 ) -> Result<RecordBatch, Error> {
     let mut keep = vec![];
-    let mut offsets = vec![0i32];
+    let (mut offsets, mut count_offsets) = (vec![0i32], vec![0i32]);
     let (mut flat_ids, mut flat_values, mut lengths) = (vec![], vec![], vec![]);
+    let (mut count_positions, mut counts) = (vec![], vec![]);
     for (i, row) in rows.into_iter().enumerate() {
-        let Some((ids, values)) = row else { continue };
+        let Some(row) = row.filter(|r| !r.ids.is_empty()) else { continue };
         keep.push(i as u32);
-        lengths.push(ids.len() as i64);
-        flat_ids.extend(ids);
-        if let Some(v) = values {
-            flat_values.extend(v);
+        lengths.push(row.ids.len() as i64);
+        flat_ids.extend(row.ids);
+        flat_values.extend(row.values.into_iter().flatten());
+        for (p, c) in row.counts.into_iter().flatten() {
+            count_positions.push(p as i32);
+            counts.push(c as f32);
         }
         offsets.push(flat_ids.len() as i32);
+        count_offsets.push(counts.len() as i32);
     }
-    let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
     let arrow = |source| IoError::Arrow { path: out.to_owned(), source };
     let ids: ArrayRef = match id_type {
         DataType::Int16 => Arc::new(Int16Array::from(flat_ids.iter().map(|&t| t as i16).collect::<Vec<_>>())),
         DataType::UInt8 => Arc::new(UInt8Array::from(flat_ids.iter().map(|&t| t as u8).collect::<Vec<_>>())),
         _ => Arc::new(Int32Array::from(flat_ids.iter().map(|&t| t as i32).collect::<Vec<_>>())),
     };
-    let list = |field: &Field, values: ArrayRef| -> Result<ArrayRef, Error> {
-        let DataType::List(item) = field.data_type() else { unreachable!("list columns") };
-        Ok(Arc::new(ListArray::try_new(item.clone(), offsets.clone(), values, None).map_err(arrow)?))
+    // The columns in the schema's order: ids, values, count positions and counts (where the
+    // scheme has them), length; the carried obs columns follow.
+    let mut fields = schema.fields().iter();
+    let mut list = |offsets: &[i32], values: ArrayRef| -> Result<ArrayRef, Error> {
+        let DataType::List(item) = fields.next().expect("a field per column").data_type() else {
+            unreachable!("list columns")
+        };
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets.to_vec()));
+        Ok(Arc::new(ListArray::try_new(item.clone(), offsets, values, None).map_err(arrow)?))
     };
-    let mut cols = vec![list(schema.field(0), ids)?];
+    let mut cols = vec![list(&offsets, ids)?];
     if has_values {
-        cols.push(list(schema.field(1), Arc::new(Float32Array::from(flat_values)))?);
+        cols.push(list(&offsets, Arc::new(Float32Array::from(flat_values)))?);
+    }
+    if has_counts {
+        cols.push(list(&count_offsets, Arc::new(Int32Array::from(count_positions)))?);
+        cols.push(list(&count_offsets, Arc::new(Float32Array::from(counts)))?);
     }
     cols.push(Arc::new(Int64Array::from(lengths)));
     let take = UInt32Array::from(keep);

@@ -11,11 +11,11 @@
 //! `checkpoint_every` steps and at the end; with `resume` a run continues from the folder's
 //! latest checkpoint and ends exactly where the uninterrupted run would. `pretrain.json`
 //! records the run. From an h5ad, 10x or corpus input the cells' tokens are held in memory (the
-//! counts are not, except xTrimoGene's, which its objective down-samples). Geneformer also
-//! pretrains from a tokenized dataset (`scfm tokenize --scheme geneformer-v2`'s output, or
-//! Geneformer's own `.dataset` folders): then the tokens are read from the memory-mapped
-//! Arrow files batch by batch ([`DatasetTokens`]) and a corpus of any size trains in bounded
-//! memory.
+//! counts are not, except xTrimoGene's, which its objective down-samples). Every family also
+//! pretrains from a tokenized dataset (`scfm tokenize --scheme geneformer-v2|scgpt|scbert|xtrimogene`,
+//! or Geneformer's own `.dataset` folders): then the cells are read from the memory-mapped
+//! Arrow files batch by batch ([`DatasetTokens`]), a corpus of any size trains in bounded
+//! memory, and training is bit-identical to the in-memory run on the same tokens.
 //!
 //! ```no_run
 //! use scfm::family::Family;
@@ -36,14 +36,15 @@ use std::borrow::Cow;
 use burn::tensor::backend::AutodiffBackend;
 use scfm_io::IoError;
 use scfm_io::hf::HfDataset;
-use scfm_tokenize::mask::GeneformerMlm;
+use scfm_tokenize::geneformer::GeneformerVersion;
 use scfm_train::batch::truncate_rank_value;
-use scfm_train::{Checkpoint, CheckpointMeta, MaskedLm, StepReport, TokenSource, TrainOptions};
+use scfm_train::{Cells, Checkpoint, CheckpointMeta, StepReport, TokenSource, TrainError, TrainOptions};
 use serde::Serialize;
 
 use crate::Error;
 use crate::annotate::{LabelledCells, ModelSize, read_cells};
 use crate::family::{Backbone, Family, PretrainRun};
+use crate::pipeline::{COUNT_POSITIONS, COUNTS, GeneformerFiles};
 
 /// Settings of [`pretrain`].
 #[derive(Debug, Clone)]
@@ -162,19 +163,9 @@ pub fn pretrain_data_parallel<B: AutodiffBackend>(
         devices,
     };
     let (losses, cells, cells_in, genes_mapped) = if HfDataset::is_dataset(input) {
-        let Backbone::Geneformer(model) = backbone else {
-            return Err(Error::Incompatible {
-                reason: format!(
-                    "{} is a tokenized dataset: only Geneformer pretrains from one; give the {} family an h5ad, 10x or corpus input",
-                    input.display(),
-                    family.pretrained_checkpoint()
-                ),
-            });
-        };
-        let tokens = DatasetTokens::open(input, m.max_len)?;
-        let masker = GeneformerMlm::new(model.config.vocab_size as u32, train.seed as u32);
-        let (_, losses) = run.go(model, &MaskedLm { cells: &tokens, masker }, progress)?;
-        (losses, tokens.n_cells(), tokens.cells_in, tokens.genes_mapped)
+        let dataset = DatasetTokens::open(input, family, m.max_len)?;
+        let (_, losses) = run.run(backbone, Cells::streamed(&dataset), progress)?;
+        (losses, dataset.n_cells(), dataset.cells_in, dataset.genes_mapped)
     } else {
         let scheme = family.scheme(&backbone, m.max_len, train.seed)?;
         let cells = read_cells(input, None, &scheme, m.max_len, false)?;
@@ -201,16 +192,28 @@ pub fn pretrain_data_parallel<B: AutodiffBackend>(
     Ok(report)
 }
 
-/// The Geneformer V2 token ids of a tokenized dataset (the `input_ids` column of a Hugging Face
-/// `save_to_disk` folder, as `scfm tokenize --scheme geneformer-v2` or Geneformer's own
-/// tokenizer writes it), read from disk one cell at a time and cut to `max_len` tokens the way
-/// Geneformer's tokenizer cuts them (the highest-ranked genes, V2's `<cls>` … `<eos>` frame
-/// kept). Only the list offsets are held in memory.
+/// The cells of a tokenized dataset (a Hugging Face `save_to_disk` folder, as `scfm tokenize`
+/// writes it) as a family's pretraining reads them, from the memory-mapped Arrow files one cell
+/// at a time; only the list offsets are held in memory.
+///
+/// | family | scheme | ids | values |
+/// | --- | --- | --- | --- |
+/// | Geneformer | `geneformer-v2` (or Geneformer's own datasets) | `input_ids`, cut to `max_len` the way Geneformer's tokenizer cuts them (the highest-ranked genes, `<cls>` … `<eos>` kept) | — |
+/// | scGPT | `scgpt` | `input_ids` | `values` (bins) |
+/// | scBERT | `scbert` | `input_ids` (bins) | — |
+/// | xTrimoGene | `xtrimogene` | `count_positions` | `counts` (raw, down-sampled by the objective) |
+///
+/// The scheme comes from `scfm_tokenizer.json`; a dataset without one is taken for a Geneformer
+/// V2 dataset. When the vocabulary file recorded there still exists it must equal the family's.
 #[derive(Debug)]
 pub struct DatasetTokens {
     data: HfDataset,
+    ids: &'static str,
+    values: Option<&'static str>,
+    /// Geneformer: cut cells to this many tokens.
+    truncate: Option<usize>,
     lengths: Vec<usize>,
-    max_len: usize,
+    max_token: Option<u32>,
     /// Cells the tokenizer read (from `scfm_tokenizer.json`; else the dataset's rows).
     pub cells_in: usize,
     /// Input genes the tokenizer mapped (from `scfm_tokenizer.json`).
@@ -218,41 +221,94 @@ pub struct DatasetTokens {
 }
 
 impl DatasetTokens {
-    /// Opens the dataset in `dir` and checks every cell's ids once (integers, no nulls, no
-    /// negative values), so reading them during training cannot fail.
+    /// Opens the dataset in `dir` for `family`'s pretraining and reads every cell once: ids are
+    /// integers without nulls or negative values, values float32 without nulls, one per id. So
+    /// reading them during training cannot fail.
     ///
     /// # Errors
-    /// Unreadable or malformed datasets; a dataset that `scfm_tokenizer.json` says was
-    /// tokenized with another scheme than Geneformer V2; an empty dataset.
-    pub fn open(dir: &Path, max_len: usize) -> Result<Self, Error> {
+    /// Unreadable or malformed datasets; a dataset tokenized with another scheme or another
+    /// vocabulary file than `family`'s; an empty dataset.
+    pub fn open(dir: &Path, family: &Family, max_len: usize) -> Result<Self, Error> {
+        let (expected, vocab, ids, values, truncate) = match family {
+            Family::Geneformer { dictionaries } => {
+                let token_dictionary = GeneformerFiles::find(dictionaries, GeneformerVersion::V2)?.token_dictionary;
+                ("geneformer-v2", token_dictionary, "input_ids", None, Some(max_len))
+            }
+            Family::ScGpt { vocab } => ("scgpt", vocab.clone(), "input_ids", Some("values"), None),
+            Family::ScBert { genes } => ("scbert", genes.clone(), "input_ids", None, None),
+            Family::XTrimoGene { genes } => ("xtrimogene", genes.clone(), COUNT_POSITIONS, Some(COUNTS), None),
+        };
+        let incompatible = |reason: String| Error::Incompatible { reason: format!("{}: {reason}", dir.display()) };
         let (mut cells_in, mut genes_mapped) = (None, None);
         let spec = dir.join("scfm_tokenizer.json");
         if spec.is_file() {
             let bytes = std::fs::read(&spec).map_err(|source| IoError::Io { path: spec.clone(), source })?;
             let report: serde_json::Value = serde_json::from_slice(&bytes)
                 .map_err(|e| Error::Incompatible { reason: format!("{}: {e}", spec.display()) })?;
-            if report["scheme"] != "geneformer-v2" {
-                return Err(Error::Incompatible {
-                    reason: format!(
-                        "{} was tokenized with the {} scheme; Geneformer pretraining reads geneformer-v2 tokens",
-                        dir.display(),
-                        report["scheme"]
-                    ),
-                });
+            if report["scheme"] != expected {
+                return Err(incompatible(format!(
+                    "tokenized with the {} scheme; {} pretraining reads {expected} tokens",
+                    report["scheme"],
+                    family.pretrained_checkpoint()
+                )));
+            }
+            let settings = &report["settings"];
+            let recorded = [&settings["vocab"], &settings["genes"], &settings["dictionaries"]["token_dictionary"]]
+                .into_iter()
+                .find_map(|v| v.as_str().map(PathBuf::from));
+            if let Some(recorded) = recorded.filter(|p| p.is_file())
+                && !same_file_contents(&recorded, &vocab)?
+            {
+                return Err(incompatible(format!(
+                    "tokenized with {}, which differs from the family's {}",
+                    recorded.display(),
+                    vocab.display()
+                )));
             }
             cells_in = report["cells_in"].as_u64().map(|n| n as usize);
             genes_mapped = report["genes_mapped"].as_u64().map(|n| n as usize);
+        } else if expected != "geneformer-v2" {
+            return Err(incompatible(format!(
+                "no scfm_tokenizer.json: only Geneformer pretrains from a dataset of unknown scheme; tokenize with `scfm tokenize --scheme {expected}`"
+            )));
         }
         let data = HfDataset::open(dir)?;
         if data.is_empty() {
-            return Err(Error::Incompatible { reason: format!("{} holds no cells", dir.display()) });
+            return Err(incompatible("the dataset holds no cells".into()));
         }
+        let mut max_token = None;
         for row in 0..data.len() {
-            data.ids("input_ids", row)?;
+            let cell = data.ids(ids, row)?;
+            let cell = match truncate {
+                Some(max_len) => truncate_rank_value(cell, max_len, true),
+                None => cell,
+            };
+            max_token = max_token.max(cell.iter().max().copied());
+            if let Some(column) = values {
+                let n = data.floats(column, row)?.len();
+                if n != cell.len() {
+                    return Err(incompatible(format!("row {row} has {} {ids} but {n} {column}", cell.len())));
+                }
+            }
         }
-        let lengths = data.list_lengths("input_ids")?.into_iter().map(|l| l.min(max_len)).collect();
-        Ok(Self { cells_in: cells_in.unwrap_or(data.len()), genes_mapped, data, lengths, max_len })
+        let lengths = data.list_lengths(ids)?.into_iter().map(|l| truncate.map_or(l, |m| l.min(m))).collect();
+        Ok(Self {
+            cells_in: cells_in.unwrap_or(data.len()),
+            genes_mapped,
+            data,
+            ids,
+            values,
+            truncate,
+            lengths,
+            max_token,
+        })
     }
+}
+
+/// Whether two files hold the same bytes.
+fn same_file_contents(a: &Path, b: &Path) -> Result<bool, Error> {
+    let read = |p: &Path| std::fs::read(p).map_err(|source| IoError::Io { path: p.to_owned(), source });
+    Ok(read(a)? == read(b)?)
 }
 
 impl TokenSource for DatasetTokens {
@@ -263,7 +319,24 @@ impl TokenSource for DatasetTokens {
         self.lengths.clone()
     }
     fn tokens(&self, cell: usize) -> Cow<'_, [u32]> {
-        let ids = self.data.ids("input_ids", cell).expect("every cell was read when the dataset was opened");
-        Cow::Owned(truncate_rank_value(ids, self.max_len, true))
+        let ids = self.data.ids(self.ids, cell).expect("every cell was read when the dataset was opened");
+        Cow::Owned(match self.truncate {
+            Some(max_len) => truncate_rank_value(ids, max_len, true),
+            None => ids,
+        })
+    }
+    fn has_values(&self) -> bool {
+        self.values.is_some()
+    }
+    fn values(&self, cell: usize) -> Option<Cow<'_, [f32]>> {
+        let column = self.values?;
+        Some(Cow::Owned(self.data.floats(column, cell).expect("every cell was read when the dataset was opened")))
+    }
+    fn max_token(&self) -> Option<u32> {
+        self.max_token
+    }
+    /// Checked when the dataset was opened.
+    fn check_values(&self) -> Result<(), TrainError> {
+        Ok(())
     }
 }

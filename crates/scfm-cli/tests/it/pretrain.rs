@@ -8,9 +8,13 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn pretrain(out: &Path, family: &str, vocab: &str, extra: &[&str]) -> Output {
+    pretrain_from(&crate::data("h5ad/pbmc_sorted_train_490.h5ad"), out, family, vocab, extra)
+}
+
+fn pretrain_from(input: &Path, out: &Path, family: &str, vocab: &str, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_scfm"))
         .arg("pretrain")
-        .arg(crate::data("h5ad/pbmc_sorted_train_490.h5ad"))
+        .arg(input)
         .arg("--out")
         .arg(out)
         .args(["--family", family, "--vocab"])
@@ -113,52 +117,65 @@ fn mixed_precision_pretraining_learns_like_fp32() {
 }
 
 #[test]
-fn geneformer_pretrains_from_a_tokenized_dataset_as_from_the_h5ad() {
+fn every_family_pretrains_from_a_tokenized_dataset_as_from_the_h5ad() {
     let dir = tempfile::tempdir().unwrap();
-    let dataset = dir.path().join("cells.dataset");
-    let tokenize = Command::new(env!("CARGO_BIN_EXE_scfm"))
-        .arg("tokenize")
-        .arg(crate::data("h5ad/pbmc_sorted_train_490.h5ad"))
-        .arg("-o")
-        .arg(&dataset)
-        .args(["--scheme", "geneformer-v2", "--vocab"])
-        .arg(crate::data("vocab/geneformer"))
-        .output()
-        .unwrap();
-    assert!(tokenize.status.success(), "{}", String::from_utf8_lossy(&tokenize.stderr));
-    let (from_h5ad, from_dataset) = (dir.path().join("h5ad"), dir.path().join("dataset"));
-    let run = pretrain(&from_h5ad, "geneformer", "vocab/geneformer", &["--stop-after", "8"]);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    // The same command with the dataset as input: the tokens are read from the mapped
-    // Arrow file batch by batch, and training is bit-identical.
-    let streamed = Command::new(env!("CARGO_BIN_EXE_scfm"))
-        .arg("pretrain")
-        .arg(&dataset)
-        .arg("--out")
-        .arg(&from_dataset)
-        .args(["--family", "geneformer", "--vocab"])
-        .arg(crate::data("vocab/geneformer"))
-        .args(["--d-model", "32", "--layers", "1", "--heads", "2", "--d-ff", "64", "--max-len", "48"])
-        .args(["--epochs", "1", "--batch-size", "16", "--lr", "3e-3", "--checkpoint-every", "4", "--stop-after", "8"])
-        .output()
-        .unwrap();
-    assert!(streamed.status.success(), "{}", String::from_utf8_lossy(&streamed.stderr));
-    assert!(final_weights(&from_dataset) == final_weights(&from_h5ad), "streamed training differs");
-    let (a, b) = (report(&from_h5ad), report(&from_dataset));
-    assert_eq!((a["cells"].clone(), a["genes_mapped"].clone()), (b["cells"].clone(), b["genes_mapped"].clone()));
-    assert_eq!(a["final_loss"], b["final_loss"]);
+    // Tokenized as `scfm pretrain` tokenizes the h5ad (scGPT: 48 tokens, the run's seed,
+    // `<cls>` at the pad value, helical ties).
+    let scgpt = ["--max-len", "48", "--seed", "42", "--cls-value", "-2", "--ties", "helical"];
+    let families: [(&str, &str, &str, &[&str], &str); 4] = [
+        ("geneformer", "geneformer-v2", "vocab/geneformer", &[], "8"),
+        ("scgpt", "scgpt", "vocab/scgpt/default_cellxgene_vocab.json", &scgpt, "4"),
+        ("scbert", "scbert", "vocab/scbert/scbert_panglao_genes_16906.txt", &[], "2"),
+        ("xtrimogene", "xtrimogene", "vocab/scfoundation/OS_scRNA_gene_index.19264.tsv", &[], "3"),
+    ];
+    for (family, scheme, vocab, options, steps) in families {
+        let dataset = dir.path().join(format!("{family}.dataset"));
+        let tokenize = Command::new(env!("CARGO_BIN_EXE_scfm"))
+            .arg("tokenize")
+            .arg(crate::data("h5ad/pbmc_sorted_train_490.h5ad"))
+            .arg("-o")
+            .arg(&dataset)
+            .args(["--scheme", scheme, "--vocab"])
+            .arg(crate::data(vocab))
+            .args(options)
+            .output()
+            .unwrap();
+        assert!(tokenize.status.success(), "{family}: {}", String::from_utf8_lossy(&tokenize.stderr));
+        let (from_h5ad, from_dataset) = (dir.path().join(format!("{family}-h5ad")), dir.path().join(family));
+        let run = pretrain(&from_h5ad, family, vocab, &["--stop-after", steps]);
+        assert!(run.status.success(), "{family}: {}", String::from_utf8_lossy(&run.stderr));
+        // The same command with the dataset as input: the cells are read from the mapped
+        // Arrow file batch by batch, and training is bit-identical.
+        let streamed = pretrain_from(&dataset, &from_dataset, family, vocab, &["--stop-after", steps]);
+        assert!(streamed.status.success(), "{family}: {}", String::from_utf8_lossy(&streamed.stderr));
+        assert!(final_weights(&from_dataset) == final_weights(&from_h5ad), "{family}: streamed training differs");
+        let (a, b) = (report(&from_h5ad), report(&from_dataset));
+        assert_eq!(a["steps"].as_u64(), Some(steps.parse().unwrap()), "{family}");
+        for key in ["cells", "cells_in", "genes_mapped", "final_loss"] {
+            assert_eq!(a[key], b[key], "{family}: {key}");
+        }
+    }
 
-    // Other families read counts, not Geneformer tokens: refused with the reason.
-    let scgpt = Command::new(env!("CARGO_BIN_EXE_scfm"))
-        .arg("pretrain")
-        .arg(&dataset)
-        .arg("--out")
-        .arg(dir.path().join("scgpt"))
-        .args(["--family", "scgpt", "--vocab"])
-        .arg(crate::data("vocab/scgpt/default_cellxgene_vocab.json"))
-        .output()
-        .unwrap();
-    assert!(!scgpt.status.success());
-    let stderr = String::from_utf8_lossy(&scgpt.stderr);
-    assert!(stderr.contains("only Geneformer pretrains from one"), "{stderr}");
+    // A dataset of another scheme is refused with the reason.
+    let geneformer_tokens = dir.path().join("geneformer.dataset");
+    let wrong = pretrain_from(&geneformer_tokens, &dir.path().join("wrong"), "scgpt", families[1].2, &[]);
+    assert!(!wrong.status.success());
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(stderr.contains("tokenized with the \"geneformer-v2\" scheme"), "{stderr}");
+    // So is one tokenized with another vocabulary file than the family's.
+    let other_vocab = dir.path().join("vocab.json");
+    let mut vocab: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(crate::data(families[1].2)).unwrap()).unwrap();
+    vocab.as_object_mut().unwrap().remove("ZZZ3");
+    std::fs::write(&other_vocab, serde_json::to_vec(&vocab).unwrap()).unwrap();
+    let wrong = pretrain_from(
+        &dir.path().join("scgpt.dataset"),
+        &dir.path().join("wrong-vocab"),
+        "scgpt",
+        other_vocab.to_str().unwrap(),
+        &[],
+    );
+    assert!(!wrong.status.success());
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(stderr.contains("which differs from the family's"), "{stderr}");
 }

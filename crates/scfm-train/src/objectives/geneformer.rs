@@ -8,7 +8,7 @@ use scfm_tokenize::mask::GeneformerMlm;
 
 use super::{CellClassifier, cell_key, masked_lm_loss};
 use crate::TrainError;
-use crate::batch::{TokenBatch, TokenSource};
+use crate::batch::{Cells, TokenBatch};
 use crate::train::Objective;
 
 impl<B: Backend> CellClassifier<B> for GeneformerClassifier<B> {
@@ -42,39 +42,32 @@ impl<B: Backend> CellClassifier<B> for GeneformerClassifier<B> {
 
 /// Geneformer's masked-LM pretraining (MODELS.md §2.8): 15 % of the tokens selected, 80 %
 /// of those masked, 10 % replaced by a random token, 10 % kept; cross-entropy over the
-/// selected positions. Masks differ per epoch and cell and are seeded. The cells come from any
-/// [`TokenSource`]: in memory, or a tokenized dataset read batch by batch.
+/// selected positions. Masks differ per epoch and cell and are seeded. The cells are held in
+/// memory or streamed from a tokenized dataset ([`Cells::streamed`]).
 #[derive(Debug, Clone)]
-pub struct MaskedLm<'a, S: TokenSource + ?Sized = [Vec<u32>]> {
+pub struct MaskedLm<'a> {
     /// Token ids per cell.
-    pub cells: &'a S,
+    pub cells: Cells<'a>,
     /// The masker (vocabulary size and seed).
     pub masker: GeneformerMlm,
 }
 
-impl<B: AutodiffBackend, S: TokenSource + ?Sized> Objective<B, Geneformer<B>> for MaskedLm<'_, S> {
+impl<B: AutodiffBackend> Objective<B, Geneformer<B>> for MaskedLm<'_> {
     fn check(&self, model: &Geneformer<B>) -> Result<(), TrainError> {
         if model.mlm.is_none() {
             return Err(TrainError::Invalid("masked-LM pretraining needs the model's MLM head".into()));
         }
-        let vocab = model.config.vocab_size;
-        for cell in 0..self.cells.n_cells() {
-            if let Some(t) = self.cells.tokens(cell).iter().find(|&&t| t as usize >= vocab) {
-                return Err(TrainError::Invalid(format!(
-                    "cell {cell}: token {t} is outside the vocabulary of {vocab}"
-                )));
-            }
-        }
-        Ok(())
+        self.cells.check(false)?;
+        self.cells.check_below(model.config.vocab_size, "token")
     }
     fn loss(&self, model: &Geneformer<B>, rows: &[usize], epoch: usize, device: &B::Device) -> Tensor<B, 1> {
         let mut masked = Vec::with_capacity(rows.len());
         let mut scored = vec![];
-        let n = self.cells.n_cells();
+        let n = self.cells.len();
         // Scored when no position was drawn: the first token of the first cell.
         let mut fallback = 0;
         for (b, &r) in rows.iter().enumerate() {
-            let tokens = self.cells.tokens(r);
+            let tokens = self.cells.ids(r);
             if b == 0 {
                 fallback = tokens.first().map_or(0, |&t| i64::from(t));
             }

@@ -12,17 +12,13 @@ use crate::batch::{Cells, TokenBatch};
 use crate::train::Objective;
 
 /// Checks that every cell has the model's `seq_len` tokens, each below `n_tokens`.
-fn check_tokens(cells: &[Vec<u32>], seq_len: usize, n_tokens: usize) -> Result<(), TrainError> {
-    if let Some(c) = cells.iter().position(|c| c.len() != seq_len) {
+fn check_tokens(cells: &Cells<'_>, seq_len: usize, n_tokens: usize) -> Result<(), TrainError> {
+    if let Some((c, l)) = cells.lengths().into_iter().enumerate().find(|&(_, l)| l != seq_len) {
         return Err(TrainError::Invalid(format!(
-            "cell {c} has {} tokens; scBERT reads exactly {seq_len} (its gene panel and the trailing slot)",
-            cells[c].len()
+            "cell {c} has {l} tokens; scBERT reads exactly {seq_len} (its gene panel and the trailing slot)"
         )));
     }
-    match cells.iter().flatten().find(|&&t| t as usize >= n_tokens) {
-        Some(t) => Err(TrainError::Invalid(format!("token {t}, but scBERT has {n_tokens} tokens"))),
-        None => Ok(()),
-    }
+    cells.check_below(n_tokens, "token")
 }
 
 impl<B: Backend> CellClassifier<B> for ScBert<B> {
@@ -38,7 +34,7 @@ impl<B: Backend> CellClassifier<B> for ScBert<B> {
     }
     fn check_cells(&self, cells: &Cells<'_>) -> Result<(), TrainError> {
         cells.check(false)?;
-        check_tokens(cells.ids, self.config.seq_len, self.config.n_tokens)
+        check_tokens(cells, self.config.seq_len, self.config.n_tokens)
     }
     /// The head's `fc2` activations (128 per cell in `finetune.py`'s head).
     fn embed(&self, batch: &TokenBatch, device: &B::Device) -> Tensor<B, 2> {
@@ -65,8 +61,8 @@ impl<B: Backend> CellClassifier<B> for ScBert<B> {
 /// positions (`ignore_index` = `[MASK]`), averaged over the batch.
 #[derive(Debug, Clone)]
 pub struct ScBertMaskedLm<'a> {
-    /// Tokens per cell (bins 0…5 over the panel, then the trailing 0).
-    pub cells: &'a [Vec<u32>],
+    /// Tokens per cell (bins 0…5 over the panel, then the trailing 0), in memory or streamed.
+    pub cells: Cells<'a>,
     /// The masker.
     pub masker: ScBertMask,
 }
@@ -76,14 +72,19 @@ impl<B: AutodiffBackend> Objective<B, ScBert<B>> for ScBertMaskedLm<'_> {
         if model.lm_head.is_none() {
             return Err(TrainError::Invalid("masked-LM pretraining needs scBERT's to_out output layer".into()));
         }
-        check_tokens(self.cells, model.config.seq_len, model.config.n_tokens)
+        self.cells.check(false)?;
+        check_tokens(&self.cells, model.config.seq_len, model.config.n_tokens)
     }
     fn loss(&self, model: &ScBert<B>, rows: &[usize], epoch: usize, device: &B::Device) -> Tensor<B, 1> {
         let mut input: Vec<Vec<u32>> = Vec::with_capacity(rows.len());
         let mut scored = vec![];
+        let mut fallback = 0;
         for (b, &r) in rows.iter().enumerate() {
             // Checked: every token is below n_tokens (7), so it fits a byte.
-            let tokens: Vec<u8> = self.cells[r].iter().map(|&t| t as u8).collect();
+            let tokens: Vec<u8> = self.cells.ids(r).iter().map(|&t| t as u8).collect();
+            if b == 0 {
+                fallback = tokens.first().map_or(0, |&t| i64::from(t));
+            }
             let (masked, labels) = self.masker.mask(&tokens, cell_key(epoch, self.cells.len(), r));
             let ignored = self.masker.mask_token;
             scored
@@ -92,12 +93,11 @@ impl<B: AutodiffBackend> Objective<B, ScBert<B>> for ScBertMaskedLm<'_> {
         }
         let views: Vec<&[u32]> = input.iter().map(Vec::as_slice).collect();
         let (ids, _) = TokenBatch::pad(&views, 0).tensors::<B>(device);
-        let fallback = i64::from(self.cells[rows[0]][0]);
         masked_lm_loss(model.encode(ids), &scored, fallback, model.config.n_tokens, |h| {
             model.lm_logits(h).expect("checked: the model has an output layer")
         })
     }
     fn lengths(&self) -> Vec<usize> {
-        self.cells.iter().map(Vec::len).collect()
+        self.cells.lengths()
     }
 }

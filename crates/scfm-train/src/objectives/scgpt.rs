@@ -89,7 +89,7 @@ impl ScGptTask {
 /// Values are scGPT's bins; the loss is over the scored positions of the whole batch.
 #[derive(Debug, Clone)]
 pub struct ScGptPretraining<'a> {
-    /// The cells (ids and binned values, `<cls>` first).
+    /// The cells (ids and binned values, `<cls>` first), in memory or streamed.
     pub cells: Cells<'a>,
     /// Masked values or generative.
     pub task: ScGptTask,
@@ -110,10 +110,7 @@ fn ones_at<B: Backend>(flags: Vec<bool>, shape: [usize; 2], device: &B::Device) 
 impl<B: AutodiffBackend> Objective<B, ScGpt<B>> for ScGptPretraining<'_> {
     fn check(&self, model: &ScGpt<B>) -> Result<(), TrainError> {
         self.cells.check(true)?;
-        let vocab = model.config.vocab_size;
-        if let Some(t) = self.cells.ids.iter().flatten().find(|&&t| t as usize >= vocab) {
-            return Err(TrainError::Invalid(format!("token {t} is outside the vocabulary of {vocab}")));
-        }
+        self.cells.check_below(model.config.vocab_size, "token")?;
         if self.gepc && model.mvc_decoder.is_none() {
             return Err(TrainError::Invalid("GEPC needs the MVC decoder, which this model lacks".into()));
         }
@@ -129,7 +126,6 @@ impl<B: AutodiffBackend> Objective<B, ScGpt<B>> for ScGptPretraining<'_> {
     }
 
     fn loss(&self, model: &ScGpt<B>, rows: &[usize], epoch: usize, device: &B::Device) -> Tensor<B, 1> {
-        let values = self.cells.values.expect("checked: the cells have values");
         let key = |r: usize| cell_key(epoch, self.cells.len(), r);
         let pad = model.config.pad_value;
         match &self.task {
@@ -138,7 +134,8 @@ impl<B: AutodiffBackend> Objective<B, ScGpt<B>> for ScGptPretraining<'_> {
                 let mut input = target.clone();
                 let mut scored = vec![false; target.cells * target.len];
                 for (b, &r) in rows.iter().enumerate() {
-                    let (masked, positions) = masker.mask(&values[r], key(r));
+                    let values = self.cells.values(r).expect("checked: the cells have values");
+                    let (masked, positions) = masker.mask(&values, key(r));
                     input.values[b * target.len..b * target.len + masked.len()].copy_from_slice(&masked);
                     for p in positions {
                         scored[b * target.len + p] = true;
@@ -164,10 +161,12 @@ impl<B: AutodiffBackend> Objective<B, ScGpt<B>> for ScGptPretraining<'_> {
                 // positional encoding, so only the attention mask tells the streams apart.
                 let (mut ids, mut vals, mut prompt_lengths) = (vec![], vec![], vec![]);
                 for &r in rows {
-                    let (prompt, generated) = masker.generative_split(self.cells.ids[r].len(), gen_prob, key(r));
+                    let (cell, values) =
+                        (self.cells.ids(r), self.cells.values(r).expect("checked: the cells have values"));
+                    let (prompt, generated) = masker.generative_split(cell.len(), gen_prob, key(r));
                     let order: Vec<usize> = prompt.iter().chain(&generated).copied().collect();
-                    ids.push(order.iter().map(|&p| self.cells.ids[r][p]).collect::<Vec<u32>>());
-                    vals.push(order.iter().map(|&p| values[r][p]).collect::<Vec<f32>>());
+                    ids.push(order.iter().map(|&p| cell[p]).collect::<Vec<u32>>());
+                    vals.push(order.iter().map(|&p| values[p]).collect::<Vec<f32>>());
                     prompt_lengths.push(prompt.len());
                 }
                 let all: Vec<usize> = (0..rows.len()).collect();

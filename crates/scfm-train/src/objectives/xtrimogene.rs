@@ -33,11 +33,7 @@ impl<B: Backend> CellClassifier<B> for XTrimoGeneClassifier<B> {
     }
     fn check_cells(&self, cells: &Cells<'_>) -> Result<(), TrainError> {
         cells.check(true)?;
-        let n = self.backbone.config.seq_len;
-        match cells.ids.iter().flatten().find(|&&p| p as usize >= n) {
-            Some(p) => Err(TrainError::Invalid(format!("position {p} is outside xTrimoGene's {n} positions"))),
-            None => Ok(()),
-        }
+        cells.check_below(self.backbone.config.seq_len, "position")
     }
     /// The max-pooled encoder output.
     fn embed(&self, batch: &TokenBatch, device: &B::Device) -> Tensor<B, 2> {
@@ -87,9 +83,9 @@ impl Default for DownSampling {
 /// `to_final` against the original log-normalised values at the selected genes.
 #[derive(Debug, Clone)]
 pub struct XTrimoGenePretraining<'a> {
-    /// Raw counts per cell on the model's gene positions, ascending
-    /// (`XTrimoGeneTokenizer::align_counts`).
-    pub cells: &'a [Vec<(u32, f64)>],
+    /// Each cell's expressed genes: ids are the model's gene positions, ascending, and values
+    /// their raw counts (`XTrimoGeneTokenizer::align_counts`); in memory or streamed.
+    pub cells: Cells<'a>,
     /// The masker.
     pub masker: XTrimoGeneMask,
     /// Read-depth-aware down-sampling; `None` trains on the cells as they are (T = S).
@@ -118,11 +114,11 @@ fn thin(counts: &[(u32, f64)], fraction: f64, rng: &mut SplitMix64) -> Vec<(u32,
 
 impl<B: AutodiffBackend> Objective<B, XTrimoGene<B>> for XTrimoGenePretraining<'_> {
     fn check(&self, model: &XTrimoGene<B>) -> Result<(), TrainError> {
-        let n = model.config.n_genes();
-        if let Some(p) = self.cells.iter().flatten().map(|&(p, _)| p).find(|&p| p as usize >= n) {
-            return Err(TrainError::Invalid(format!("gene position {p} is outside xTrimoGene's {n} genes")));
-        }
-        if let Some(r) = self.cells.iter().position(|c| c.iter().all(|&(_, v)| v <= 0.0)) {
+        self.cells.check(true)?;
+        self.cells.check_below(model.config.n_genes(), "gene position")?;
+        if let Some(r) =
+            (0..self.cells.len()).find(|&r| self.cells.values(r).is_none_or(|v| !v.iter().any(|&c| c > 0.0)))
+        {
             return Err(TrainError::Invalid(format!("cell {r} has no counts on xTrimoGene's genes")));
         }
         match self.downsample {
@@ -141,7 +137,10 @@ impl<B: AutodiffBackend> Objective<B, XTrimoGene<B>> for XTrimoGenePretraining<'
             (vec![], vec![0f32; rows.len() * seq_len], vec![0f32; rows.len() * seq_len]);
         for (b, &r) in rows.iter().enumerate() {
             let key = cell_key(epoch, self.cells.len(), r);
-            let counts = &self.cells[r];
+            let values = self.cells.values(r).expect("checked: the cells have counts");
+            let counts: Vec<(u32, f64)> =
+                self.cells.ids(r).iter().zip(values.iter()).map(|(&p, &c)| (p, f64::from(c))).collect();
+            let counts = counts.as_slice();
             let total: f64 = counts.iter().map(|&(_, c)| c).sum();
             let mut rng = SplitMix64::new(derive_seed(u64::from(self.masker.seed), 4, key));
             let seen: Cow<'_, [(u32, f64)]> = match self.downsample {
@@ -203,6 +202,6 @@ impl<B: AutodiffBackend> Objective<B, XTrimoGene<B>> for XTrimoGenePretraining<'
     }
 
     fn lengths(&self) -> Vec<usize> {
-        self.cells.iter().map(|c| c.len() + 2).collect()
+        self.cells.lengths().into_iter().map(|l| l + 2).collect()
     }
 }
