@@ -149,10 +149,12 @@ pub fn pretrain_data_parallel<B: AutodiffBackend>(
     };
     let backbone = Backbone::<B>::fresh(family, m, train.seed, device)?;
     let parameters = backbone.num_params();
+    let dataset =
+        if HfDataset::is_dataset(input) { Some(DatasetTokens::open(input, family, m.max_len)?) } else { None };
     let meta = CheckpointMeta {
         family: family.pretrained_checkpoint().into(),
         model_config: backbone.config_json(),
-        tokenizer: family.tokenizer_json(m.max_len),
+        tokenizer: dataset.as_ref().map_or_else(|| family.tokenizer_json(m.max_len), DatasetTokens::tokenizer_json),
         classes: vec![],
     };
     let run = PretrainRun {
@@ -162,8 +164,7 @@ pub fn pretrain_data_parallel<B: AutodiffBackend>(
         scgpt_generative: options.scgpt_generative,
         devices,
     };
-    let (losses, cells, cells_in, genes_mapped) = if HfDataset::is_dataset(input) {
-        let dataset = DatasetTokens::open(input, family, m.max_len)?;
+    let (losses, cells, cells_in, genes_mapped) = if let Some(dataset) = dataset {
         let (_, losses) = run.run(backbone, Cells::streamed(&dataset), progress)?;
         (losses, dataset.n_cells(), dataset.cells_in, dataset.genes_mapped)
     } else {
@@ -214,6 +215,8 @@ pub struct DatasetTokens {
     truncate: Option<usize>,
     lengths: Vec<usize>,
     max_token: Option<u32>,
+    /// What checkpoints record of the tokenizer.
+    tokenizer: serde_json::Value,
     /// Cells the tokenizer read (from `scfm_tokenizer.json`; else the dataset's rows).
     pub cells_in: usize,
     /// Input genes the tokenizer mapped (from `scfm_tokenizer.json`).
@@ -239,7 +242,7 @@ impl DatasetTokens {
             Family::XTrimoGene { genes } => ("xtrimogene", genes.clone(), COUNT_POSITIONS, Some(COUNTS), None),
         };
         let incompatible = |reason: String| Error::Incompatible { reason: format!("{}: {reason}", dir.display()) };
-        let (mut cells_in, mut genes_mapped) = (None, None);
+        let (mut cells_in, mut genes_mapped, mut settings) = (None, None, serde_json::Value::Null);
         let spec = dir.join("scfm_tokenizer.json");
         if spec.is_file() {
             let bytes = std::fs::read(&spec).map_err(|source| IoError::Io { path: spec.clone(), source })?;
@@ -252,10 +255,14 @@ impl DatasetTokens {
                     family.pretrained_checkpoint()
                 )));
             }
-            let settings = &report["settings"];
-            let recorded = [&settings["vocab"], &settings["genes"], &settings["dictionaries"]["token_dictionary"]]
-                .into_iter()
-                .find_map(|v| v.as_str().map(PathBuf::from));
+            let recorded_settings = &report["settings"];
+            let recorded = [
+                &recorded_settings["vocab"],
+                &recorded_settings["genes"],
+                &recorded_settings["dictionaries"]["token_dictionary"],
+            ]
+            .into_iter()
+            .find_map(|v| v.as_str().map(PathBuf::from));
             if let Some(recorded) = recorded.filter(|p| p.is_file())
                 && !same_file_contents(&recorded, &vocab)?
             {
@@ -267,6 +274,7 @@ impl DatasetTokens {
             }
             cells_in = report["cells_in"].as_u64().map(|n| n as usize);
             genes_mapped = report["genes_mapped"].as_u64().map(|n| n as usize);
+            settings = report["settings"].clone();
         } else if expected != "geneformer-v2" {
             return Err(incompatible(format!(
                 "no scfm_tokenizer.json: only Geneformer pretrains from a dataset of unknown scheme; tokenize with `scfm tokenize --scheme {expected}`"
@@ -292,7 +300,11 @@ impl DatasetTokens {
             }
         }
         let lengths = data.list_lengths(ids)?.into_iter().map(|l| truncate.map_or(l, |m| l.min(m))).collect();
+        let tokenizer = serde_json::json!({
+            "scheme": expected, "dataset": dir, "settings": settings, "max_len": truncate,
+        });
         Ok(Self {
+            tokenizer,
             cells_in: cells_in.unwrap_or(data.len()),
             genes_mapped,
             data,
@@ -302,6 +314,12 @@ impl DatasetTokens {
             lengths,
             max_token,
         })
+    }
+
+    /// What checkpoints record of the tokenizer: the scheme, the dataset folder, the settings
+    /// from its `scfm_tokenizer.json` and Geneformer's cut.
+    pub fn tokenizer_json(&self) -> serde_json::Value {
+        self.tokenizer.clone()
     }
 }
 

@@ -154,6 +154,15 @@ fn every_family_pretrains_from_a_tokenized_dataset_as_from_the_h5ad() {
         for key in ["cells", "cells_in", "genes_mapped", "final_loss"] {
             assert_eq!(a[key], b[key], "{family}: {key}");
         }
+        // The checkpoint records the tokenizer of the dataset it was trained on.
+        let latest = std::fs::read_to_string(from_dataset.join("latest")).unwrap();
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(from_dataset.join(latest.trim()).join("state.json")).unwrap())
+                .unwrap();
+        let tokenizer = &state["meta"]["tokenizer"];
+        assert_eq!(tokenizer["scheme"], scheme, "{family}: {tokenizer}");
+        assert_eq!(tokenizer["dataset"].as_str(), dataset.to_str(), "{family}: {tokenizer}");
+        assert!(tokenizer["settings"].is_object(), "{family}: {tokenizer}");
     }
 
     // A dataset of another scheme is refused with the reason.
