@@ -144,6 +144,55 @@ fn fine_tuning_beats_chance_on_held_out_cells() {
     assert!(report.accuracy > 0.33, "{report:?}");
 }
 
+#[test]
+fn fine_tuning_streams_from_a_tokenized_dataset_as_from_memory() {
+    use scfm::family::Family;
+    use scfm::pipeline::{GeneformerFiles, Scheme, TokenizeOptions, tokenize};
+    use scfm::pretrain::DatasetTokens;
+    use scfm::tokenize::geneformer::GeneformerVersion;
+    use scfm::train::Subset;
+    // The labelled cells as a dataset: `scfm tokenize --obs trueLabel`.
+    let dir = tempfile::tempdir().unwrap();
+    let dictionaries = crate::data("vocab/geneformer");
+    let files = GeneformerFiles::find(&dictionaries, GeneformerVersion::V2).unwrap();
+    let scheme = Scheme::Geneformer { version: GeneformerVersion::V2, files };
+    let opts = TokenizeOptions { obs_columns: vec!["trueLabel".into()], ..Default::default() };
+    let input = crate::data("h5ad/pbmc_sorted_train_490.h5ad");
+    tokenize(&input, dir.path(), &scheme, &opts, &mut |_, _| {}).unwrap();
+    let dataset = DatasetTokens::open_model_input(dir.path(), &Family::Geneformer { dictionaries }, 64).unwrap();
+    let streamed_labels: Vec<String> = dataset.labels("trueLabel").unwrap().into_iter().map(Option::unwrap).collect();
+
+    let c = cells();
+    assert_eq!(streamed_labels, c.labels);
+    let labels = Labels::from_strings(&streamed_labels);
+    let (train_rows, valid_rows) = stratified_split(&labels.codes, 0.2, 5).unwrap();
+    let classes: Vec<usize> = train_rows.iter().map(|&r| labels.codes[r]).collect();
+    let device = Default::default();
+    let opts = TrainOptions { epochs: 1, batch_size: 16, lr: 2e-3, ..TrainOptions::default() };
+    let run = |cells: Cells<'_>| {
+        let mut losses = vec![];
+        let objective = Classification { cells, classes: &classes };
+        let meta = meta("geneformer-classifier", &labels.names);
+        let model = train(classifier(7, 4), &objective, &opts, &meta, None, &device, &mut |s| losses.push(s.loss));
+        (model.unwrap(), losses)
+    };
+    // In memory: the split's tokens copied out of the cells read from the h5ad.
+    let tokens: Vec<Vec<u32>> = train_rows.iter().map(|&r| c.tokens[r].clone()).collect();
+    let (in_memory, memory_losses) = run(Cells::tokens(&tokens));
+    // Streamed: the same split viewed on the mapped dataset.
+    let all = Cells::streamed(&dataset);
+    let train_split = Subset::new(all, &train_rows);
+    let (streamed, streamed_losses) = run(Cells::streamed(&train_split));
+    assert_eq!(streamed_losses, memory_losses);
+    assert_eq!(streamed_losses.len(), train_rows.len().div_ceil(16));
+    assert!(bits(&streamed) == bits(&in_memory), "streamed fine-tuning differs");
+
+    let valid_split = Subset::new(all, &valid_rows);
+    let valid_tokens: Vec<Vec<u32>> = valid_rows.iter().map(|&r| c.tokens[r].clone()).collect();
+    let p = |cells| predict_proba(&streamed.valid(), cells, 64, 8192, &device).unwrap();
+    assert_eq!(p(Cells::streamed(&valid_split)), p(Cells::tokens(&valid_tokens)));
+}
+
 /// All parameters of a model, by path, as bits.
 fn bits<M: Module<B>>(model: &M) -> Vec<u32> {
     let mut out = vec![];

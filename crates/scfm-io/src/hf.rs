@@ -57,14 +57,9 @@ fn plain_type(dt: &DataType) -> DataType {
 }
 
 fn plain_column(col: &ArrayRef) -> std::result::Result<ArrayRef, arrow_schema::ArrowError> {
-    match col.data_type() {
-        DataType::Dictionary(_, _) => {
-            let d = col
-                .as_dictionary_opt::<Int32Type>()
-                .ok_or_else(|| arrow_schema::ArrowError::CastError("dictionary keys other than int32".into()))?;
-            arrow_select::take::take(d.values(), d.keys(), None)
-        }
-        _ => Ok(col.clone()),
+    match col.as_any_dictionary_opt() {
+        Some(d) => arrow_select::take::take(d.values(), d.keys(), None),
+        None => Ok(col.clone()),
     }
 }
 
@@ -330,6 +325,31 @@ impl HfDataset {
                 reason: format!("column {:?} is {}, not a list", self.schema.field(column).name(), col.data_type()),
             }),
         }
+    }
+
+    /// The string column `column` of every row (`None` at nulls), e.g. a carried cell-type
+    /// label; plain (`string`, `large_string`) or dictionary-encoded.
+    ///
+    /// # Errors
+    /// [`IoError::UnknownColumn`]; [`IoError::Corpus`] for a column of another type.
+    pub fn strings(&self, column: &str) -> Result<Vec<Option<String>>> {
+        let c = self.column_index(column)?;
+        let mut out = Vec::with_capacity(self.len());
+        for batch in &self.batches {
+            let col = batch.column(c);
+            let plain = plain_column(col).map_err(|source| IoError::Arrow { path: self.dir.clone(), source })?;
+            match (plain.as_string_opt::<i32>(), plain.as_string_opt::<i64>()) {
+                (Some(a), _) => out.extend(a.iter().map(|v| v.map(str::to_owned))),
+                (_, Some(a)) => out.extend(a.iter().map(|v| v.map(str::to_owned))),
+                _ => {
+                    return Err(IoError::Corpus {
+                        path: self.dir.clone(),
+                        reason: format!("column {column:?} is {}, not strings", col.data_type()),
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The number of elements of the list column `column` in every row, read from the list

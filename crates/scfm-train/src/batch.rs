@@ -123,6 +123,50 @@ impl TokenSource for InMemory<'_> {
     }
 }
 
+/// Some of the cells of a [`Cells`], e.g. a training or validation split of a streamed
+/// dataset: cell `i` of the subset is cell `rows[i]` of `cells`, read when a batch needs it.
+///
+/// ```
+/// use scfm_train::batch::{Cells, Subset};
+/// let ids = vec![vec![5, 6], vec![7], vec![8, 9, 10]];
+/// let rows = [2, 0];
+/// let train = Subset::new(Cells::tokens(&ids), &rows);
+/// let cells = Cells::streamed(&train);
+/// assert_eq!((cells.len(), cells.lengths()), (2, vec![3, 2]));
+/// assert_eq!(&*cells.ids(1), &[5, 6]);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Subset<'a> {
+    cells: Cells<'a>,
+    rows: &'a [usize],
+}
+
+impl<'a> Subset<'a> {
+    /// The cells `rows` of `cells` (each below `cells.len()`).
+    pub fn new(cells: Cells<'a>, rows: &'a [usize]) -> Self {
+        Self { cells, rows }
+    }
+}
+
+impl TokenSource for Subset<'_> {
+    fn n_cells(&self) -> usize {
+        self.rows.len()
+    }
+    fn lengths(&self) -> Vec<usize> {
+        let all = self.cells.lengths();
+        self.rows.iter().map(|&r| all[r]).collect()
+    }
+    fn tokens(&self, cell: usize) -> Cow<'_, [u32]> {
+        self.cells.ids(self.rows[cell])
+    }
+    fn has_values(&self) -> bool {
+        self.cells.has_values()
+    }
+    fn values(&self, cell: usize) -> Option<Cow<'_, [f32]>> {
+        self.cells.values(self.rows[cell])
+    }
+}
+
 /// An fp32 tensor of host values, whatever the device's default float type: loss targets and
 /// weights, and model inputs (which the models cast to their parameters' type).
 pub(crate) fn f32_tensor<B: Backend, const D: usize>(

@@ -24,7 +24,7 @@ mod rng;
 mod schedule;
 mod train;
 
-pub use batch::{Cells, TokenSource};
+pub use batch::{Cells, Subset, TokenSource};
 pub use checkpoint::{Checkpoint, CheckpointMeta, TrainProgress};
 pub use error::TrainError;
 pub use objectives::{

@@ -194,15 +194,20 @@ pub fn pretrain_data_parallel<B: AutodiffBackend>(
 }
 
 /// The cells of a tokenized dataset (a Hugging Face `save_to_disk` folder, as `scfm tokenize`
-/// writes it) as a family's pretraining reads them, from the memory-mapped Arrow files one cell
-/// at a time; only the list offsets are held in memory.
+/// writes it) as a family's pretraining ([`Self::open`]) or its models and classification
+/// heads ([`Self::open_model_input`]) read them, from the memory-mapped Arrow files one cell at
+/// a time; only the list offsets are held in memory.
 ///
 /// | family | scheme | ids | values |
 /// | --- | --- | --- | --- |
 /// | Geneformer | `geneformer-v2` (or Geneformer's own datasets) | `input_ids`, cut to `max_len` the way Geneformer's tokenizer cuts them (the highest-ranked genes, `<cls>` … `<eos>` kept) | — |
 /// | scGPT | `scgpt` | `input_ids` | `values` (bins) |
 /// | scBERT | `scbert` | `input_ids` (bins) | — |
-/// | xTrimoGene | `xtrimogene` | `count_positions` | `counts` (raw, down-sampled by the objective) |
+/// | xTrimoGene, pretraining | `xtrimogene` | `count_positions` | `counts` (raw, down-sampled by the objective) |
+/// | xTrimoGene, model input | `xtrimogene` | `input_ids` (encoder positions, T and S) | `values` |
+///
+/// Fine-tuning from a dataset streams too: `scfm tokenize --obs LABEL` carries the labels,
+/// [`Self::labels`] reads them, and `scfm_train::Subset` views a training split.
 ///
 /// The scheme comes from `scfm_tokenizer.json`; a dataset without one is taken for a Geneformer
 /// V2 dataset. When the vocabulary file recorded there still exists it must equal the family's.
@@ -232,6 +237,29 @@ impl DatasetTokens {
     /// Unreadable or malformed datasets; a dataset tokenized with another scheme or another
     /// vocabulary file than `family`'s; an empty dataset.
     pub fn open(dir: &Path, family: &Family, max_len: usize) -> Result<Self, Error> {
+        Self::open_for(dir, family, max_len, true)
+    }
+
+    /// Opens the dataset in `dir` as `family`'s models read it (classification, embeddings),
+    /// checked as [`Self::open`] checks it; only xTrimoGene reads other columns than for
+    /// pretraining (its encoder input instead of the raw counts).
+    ///
+    /// # Errors
+    /// As [`Self::open`].
+    pub fn open_model_input(dir: &Path, family: &Family, max_len: usize) -> Result<Self, Error> {
+        Self::open_for(dir, family, max_len, false)
+    }
+
+    /// The string column `column` of every cell (`None` at nulls), e.g. cell-type labels that
+    /// `scfm tokenize --obs` carried.
+    ///
+    /// # Errors
+    /// An unknown or non-string column.
+    pub fn labels(&self, column: &str) -> Result<Vec<Option<String>>, Error> {
+        Ok(self.data.strings(column)?)
+    }
+
+    fn open_for(dir: &Path, family: &Family, max_len: usize, pretraining: bool) -> Result<Self, Error> {
         let (expected, vocab, ids, values, truncate) = match family {
             Family::Geneformer { dictionaries } => {
                 let token_dictionary = GeneformerFiles::find(dictionaries, GeneformerVersion::V2)?.token_dictionary;
@@ -239,7 +267,10 @@ impl DatasetTokens {
             }
             Family::ScGpt { vocab } => ("scgpt", vocab.clone(), "input_ids", Some("values"), None),
             Family::ScBert { genes } => ("scbert", genes.clone(), "input_ids", None, None),
-            Family::XTrimoGene { genes } => ("xtrimogene", genes.clone(), COUNT_POSITIONS, Some(COUNTS), None),
+            Family::XTrimoGene { genes } if pretraining => {
+                ("xtrimogene", genes.clone(), COUNT_POSITIONS, Some(COUNTS), None)
+            }
+            Family::XTrimoGene { genes } => ("xtrimogene", genes.clone(), "input_ids", Some("values"), None),
         };
         let incompatible = |reason: String| Error::Incompatible { reason: format!("{}: {reason}", dir.display()) };
         let (mut cells_in, mut genes_mapped, mut settings) = (None, None, serde_json::Value::Null);
