@@ -212,6 +212,11 @@ impl<'a> Cells<'a> {
         Self { source: Source::Memory(InMemory { ids, values: Some(values) }) }
     }
 
+    /// Cells given by token ids and, when there are any, one value per token.
+    pub fn new(ids: &'a [Vec<u32>], values: Option<&'a [Vec<f32>]>) -> Self {
+        Self { source: Source::Memory(InMemory { ids, values }) }
+    }
+
     /// Cells read from `source` one at a time, when a batch needs them.
     pub fn streamed(source: &'a dyn TokenSource) -> Self {
         Self { source: Source::Streamed(source) }

@@ -328,7 +328,7 @@ fn pick<T: Clone>(v: &[T], rows: &[usize]) -> Vec<T> {
 impl LabelledCells {
     /// The cells as the models read them.
     pub fn cells(&self) -> Cells<'_> {
-        cells_of(&self.tokens, self.values.as_deref())
+        Cells::new(&self.tokens, self.values.as_deref())
     }
 
     /// The model inputs of the cells `rows` (tokens, values, aligned counts), copied.
@@ -350,14 +350,6 @@ impl LabelledCells {
     }
 }
 
-/// Token ids, with values when the scheme has them.
-fn cells_of<'a>(ids: &'a [Vec<u32>], values: Option<&'a [Vec<f32>]>) -> Cells<'a> {
-    match values {
-        Some(v) => Cells::with_values(ids, v),
-        None => Cells::tokens(ids),
-    }
-}
-
 /// The model inputs of some of the cells of a [`LabelledCells`].
 struct CellInputs {
     tokens: Vec<Vec<u32>>,
@@ -367,7 +359,7 @@ struct CellInputs {
 
 impl CellInputs {
     fn cells(&self) -> Cells<'_> {
-        cells_of(&self.tokens, self.values.as_deref())
+        Cells::new(&self.tokens, self.values.as_deref())
     }
 
     fn pretrain_cells(&self) -> Cells<'_> {
