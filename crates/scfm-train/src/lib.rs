@@ -1,7 +1,9 @@
 //! Training for scfm's models, generic over burn's autodiff backends.
 //!
-//! - [`batch`]: padding to the batch maximum, token-budget batches, Geneformer's
-//!   length-grouped order, seeded shuffles and rank-value truncation.
+//! - [`batch`]: the cells a run reads ([`Cells`]: held in memory or streamed from any
+//!   [`TokenSource`], e.g. a tokenized dataset on disk; [`Subset`] views a split), padding to
+//!   the batch maximum, token-budget batches, Geneformer's length-grouped order, seeded
+//!   shuffles and rank-value truncation.
 //! - [`Objective`]s: [`Classification`] (cell-type fine-tuning with the upstream heads:
 //!   Geneformer's BERT pooler and classifier, scGPT's `cls_decoder`, scBERT's convolutional
 //!   head) and pretraining: Geneformer's [`MaskedLm`], scBERT's [`ScBertMaskedLm`], scGPT's
