@@ -12,9 +12,9 @@ use crate::TrainError;
 
 /// The cells of a run, read one cell at a time when a batch needs it: token ids and, for the
 /// value-based families, one value per token (scGPT's bins, xTrimoGene's raw counts). Held in
-/// memory (`Vec<Vec<u32>>`, `[Vec<u32>]`, [`Cells::with_values`]) or read from a tokenized
-/// dataset on disk (the facade's `scfm::pretrain::DatasetTokens`), so a corpus need not fit in
-/// memory.
+/// memory ([`Cells::tokens`], [`Cells::with_values`]), read from a tokenized dataset on disk
+/// (the facade's `scfm::pretrain::DatasetTokens`; a corpus need not fit in memory) or a
+/// [`Subset`] of other cells.
 pub trait TokenSource: Sync {
     /// Cells.
     fn n_cells(&self) -> usize;
@@ -56,30 +56,6 @@ pub trait TokenSource: Sync {
     }
 }
 
-impl TokenSource for [Vec<u32>] {
-    fn n_cells(&self) -> usize {
-        self.len()
-    }
-    fn lengths(&self) -> Vec<usize> {
-        self.iter().map(Vec::len).collect()
-    }
-    fn tokens(&self, cell: usize) -> Cow<'_, [u32]> {
-        Cow::Borrowed(&self[cell])
-    }
-}
-
-impl TokenSource for Vec<Vec<u32>> {
-    fn n_cells(&self) -> usize {
-        self.as_slice().n_cells()
-    }
-    fn lengths(&self) -> Vec<usize> {
-        self.as_slice().lengths()
-    }
-    fn tokens(&self, cell: usize) -> Cow<'_, [u32]> {
-        self.as_slice().tokens(cell)
-    }
-}
-
 /// Cells held in memory: ids and, optionally, values.
 #[derive(Debug, Clone, Copy)]
 struct InMemory<'a> {
@@ -92,7 +68,7 @@ impl TokenSource for InMemory<'_> {
         self.ids.len()
     }
     fn lengths(&self) -> Vec<usize> {
-        self.ids.lengths()
+        self.ids.iter().map(Vec::len).collect()
     }
     fn tokens(&self, cell: usize) -> Cow<'_, [u32]> {
         Cow::Borrowed(&self.ids[cell])

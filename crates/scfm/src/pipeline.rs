@@ -532,7 +532,6 @@ pub(crate) fn require_mapped(source: &AnySource, input: &Path, genes_mapped: usi
 }
 
 /// The record batch of one chunk's tokenized cells (cells without tokens are left out).
-#[allow(clippy::too_many_arguments)]
 fn build_batch(
     schema: &Arc<Schema>,
     id_type: &DataType,

@@ -318,10 +318,7 @@ impl DatasetTokens {
         let mut max_token = None;
         for row in 0..data.len() {
             let cell = data.ids(ids, row)?;
-            let cell = match truncate {
-                Some(max_len) => truncate_rank_value(cell, max_len, true),
-                None => cell,
-            };
+            let cell = cut(cell, truncate);
             max_token = max_token.max(cell.iter().max().copied());
             if let Some(column) = values {
                 let n = data.floats(column, row)?.len();
@@ -354,6 +351,15 @@ impl DatasetTokens {
     }
 }
 
+/// A cell's ids as training reads them: Geneformer's cut to `truncate` tokens (the
+/// highest-ranked genes, V2's `<cls>` … `<eos>` frame kept), the other families' as stored.
+fn cut(ids: Vec<u32>, truncate: Option<usize>) -> Vec<u32> {
+    match truncate {
+        Some(max_len) => truncate_rank_value(ids, max_len, true),
+        None => ids,
+    }
+}
+
 /// Whether two files hold the same bytes.
 fn same_file_contents(a: &Path, b: &Path) -> Result<bool, Error> {
     let read = |p: &Path| std::fs::read(p).map_err(|source| IoError::Io { path: p.to_owned(), source });
@@ -369,10 +375,7 @@ impl TokenSource for DatasetTokens {
     }
     fn tokens(&self, cell: usize) -> Cow<'_, [u32]> {
         let ids = self.data.ids(self.ids, cell).expect("every cell was read when the dataset was opened");
-        Cow::Owned(match self.truncate {
-            Some(max_len) => truncate_rank_value(ids, max_len, true),
-            None => ids,
-        })
+        Cow::Owned(cut(ids, self.truncate))
     }
     fn has_values(&self) -> bool {
         self.values.is_some()
