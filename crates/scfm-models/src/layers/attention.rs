@@ -7,6 +7,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, DType, Tensor, TensorData, bf16, f16};
 
 use super::cpu_attention::{BiasLayout, Dims};
+use super::cpu_linear::{HostLinear, HostValues};
 
 /// Multi-head scaled dot-product self-attention with separate query/key/value projections
 /// (BERT's `BertSelfAttention` + `BertSelfOutput.dense`; PyTorch's `nn.MultiheadAttention` with
@@ -92,8 +93,13 @@ impl<B: Backend> SelfAttention<B> {
         let [b, l, d] = x.dims();
         let (h, dh) = (self.n_heads, d / self.n_heads);
         if !return_probs && cpu_kernel_applies(&x) {
-            let context = cpu_fused_attention(fused_projections([&self.query, &self.key, &self.value], x), bias, h);
-            return AttentionOutput { context: self.output.forward(context), probs: None };
+            let device = x.device();
+            let context = self.host_context(HostValues::of(x).as_slice(), [b, l], bias);
+            let context = HostLinear::of(&[&self.output]).forward(&context, None);
+            return AttentionOutput {
+                context: Tensor::from_data(TensorData::new(context, [b, l, d]), &device),
+                probs: None,
+            };
         }
         let heads = |t: Tensor<B, 3>| t.reshape([b, l, h, dh]).swap_dims(1, 2);
         let q = heads(self.query.forward(x.clone()));
@@ -190,24 +196,6 @@ fn fused_attention_in_parallel<B: Backend>(
     Tensor::cat(parts, if by_cell { 0 } else { 1 })
 }
 
-/// The query, key and value projections of `x` side by side, from one matrix product (the
-/// input of scfm's CPU attention kernels).
-///
-/// # Shapes
-/// - `x`: `[batch, len, d_in]`
-/// - output: `[batch, len, 3 · d_out]`
-pub(super) fn fused_projections<B: Backend>(parts: [&Linear<B>; 3], x: Tensor<B, 3>) -> Tensor<B, 3> {
-    let weight = Tensor::cat(parts.iter().map(|p| p.weight.val()).collect(), 1);
-    // A projection without a bias (scBERT has none) adds zeros.
-    let bias = parts.iter().any(|p| p.bias.is_some()).then(|| {
-        let bias = |p: &Linear<B>| {
-            p.bias.as_ref().map_or_else(|| Tensor::zeros([p.weight.dims()[1]], &p.weight.device()), |b| b.val())
-        };
-        Tensor::cat(parts.iter().map(|p| bias(p)).collect(), 0)
-    });
-    burn::tensor::module::linear(x, weight, bias)
-}
-
 /// The fp32 values of a tensor on the host (no copy on burn-flex when `x` is not shared).
 pub(super) fn host_f32<B: Backend, const D: usize>(x: Tensor<B, D>) -> Vec<f32> {
     x.into_data().into_vec::<f32>().expect("fp32 values (checked through cpu_kernel_applies)")
@@ -221,35 +209,48 @@ pub(super) fn cpu_kernel_applies<B: Backend, const D: usize>(x: &Tensor<B, D>) -
     x.dtype() == DType::F32 && !B::ad_enabled(&device) && B::name(&device) == "flex"
 }
 
-/// Multi-head attention through [`super::cpu_attention::attention`], on the projections as
-/// one fused product left them (no head transposes).
-///
-/// # Shapes
-/// - `qkv`: `[batch, len, 3 · d_model]`, query, key and value side by side
-/// - `bias`: broadcastable to `[batch, heads, len, len]`
-/// - output: `[batch, len, d_model]`
-fn cpu_fused_attention<B: Backend>(qkv: Tensor<B, 3>, bias: Option<Tensor<B, 4>>, heads: usize) -> Tensor<B, 3> {
-    let [batch, len, d3] = qkv.dims();
-    let d = d3 / 3;
-    let device = qkv.device();
-    let qkv = host_f32(qkv);
-    // The bias values and their strides over (cell, head, query); a stride of 0 broadcasts.
-    let bias = bias.map(|bias| {
-        let [bb, bh, bq, bk] = bias.dims();
-        assert!(bk == len && (bq == 1 || bq == len), "attention bias {:?} does not fit {len} positions", bias.dims());
-        assert!(bh == 1 || bh == heads, "attention bias over {bh} heads for {heads} heads");
-        let stride = |n: usize, s: usize| if n == 1 { 0 } else { s };
-        (host_f32(as_dtype(bias, DType::F32)), [stride(bb, bh * bq * bk), stride(bh, bq * bk), stride(bq, bk)])
-    });
-    // A bias of zeros (cells without padding, the usual one-cell batch) adds nothing: skip
-    // the add per score.
-    let bias = bias.filter(|(data, _)| data.iter().any(|v| *v != 0.0));
-    let layout =
-        bias.as_ref().map(|(data, [batch, head, row])| BiasLayout { data, batch: *batch, head: *head, row: *row });
-    let mut out = vec![0f32; batch * len * d];
-    let dims = Dims { batch, len, heads, head_dim: d / heads };
-    super::cpu_attention::attention(&qkv, layout, dims, &mut out);
-    Tensor::from_data(TensorData::new(out, [batch, len, d]), &device)
+impl<B: Backend> SelfAttention<B> {
+    /// scfm's CPU path ([`cpu_kernel_applies`]): the attention context before the output
+    /// projection, from one fused query/key/value product and [`super::cpu_attention::attention`]
+    /// on host buffers (no head transposes).
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, len, d_model]` (host values)
+    /// - `bias`: broadcastable to `[batch, heads, len, len]`
+    /// - output: `[batch, len, d_model]`
+    pub(super) fn host_context(&self, x: &[f32], [batch, len]: [usize; 2], bias: Option<Tensor<B, 4>>) -> Vec<f32> {
+        let heads = self.n_heads;
+        let d = self.query.weight.dims()[1];
+        let qkv = HostLinear::of(&[&self.query, &self.key, &self.value]).forward(x, None);
+        // The bias values and their strides over (cell, head, query); a stride of 0 broadcasts.
+        let bias = bias.map(|bias| {
+            let [bb, bh, bq, bk] = bias.dims();
+            assert!(
+                bk == len && (bq == 1 || bq == len),
+                "attention bias {:?} does not fit {len} positions",
+                bias.dims()
+            );
+            assert!(bh == 1 || bh == heads, "attention bias over {bh} heads for {heads} heads");
+            let stride = |n: usize, s: usize| if n == 1 { 0 } else { s };
+            (
+                HostValues::of(as_dtype(bias, DType::F32)),
+                [stride(bb, bh * bq * bk), stride(bh, bq * bk), stride(bq, bk)],
+            )
+        });
+        // A bias of zeros (cells without padding, the usual one-cell batch) adds nothing: skip
+        // the add per score.
+        let bias = bias.filter(|(data, _)| data.as_slice().iter().any(|v| *v != 0.0));
+        let layout = bias.as_ref().map(|(data, [batch, head, row])| BiasLayout {
+            data: data.as_slice(),
+            batch: *batch,
+            head: *head,
+            row: *row,
+        });
+        let mut out = vec![0f32; batch * len * d];
+        let dims = Dims { batch, len, heads, head_dim: d / heads };
+        super::cpu_attention::attention(&qkv, layout, dims, &mut out);
+        out
+    }
 }
 
 /// A [`SelfAttention`] from a stacked `[Q; K; V]` projection (`weight` `[3d, d]`, `bias` `[3d]`:

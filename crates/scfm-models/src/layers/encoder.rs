@@ -1,10 +1,12 @@
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear};
-use burn::tensor::Tensor;
 use burn::tensor::activation::{gelu, relu};
 use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
 
 use super::SelfAttention;
+use super::attention::{cpu_kernel_applies, host_f32};
+use super::cpu_linear::{HostLinear, HostValues};
 
 /// Feed-forward activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -66,9 +68,36 @@ impl<B: Backend> EncoderLayer<B> {
         bias: Option<Tensor<B, 4>>,
         return_probs: bool,
     ) -> (Tensor<B, 3>, Option<Tensor<B, 4>>) {
+        if !return_probs && cpu_kernel_applies(&x) {
+            return (self.forward_on_host(x, bias), None);
+        }
         let a = self.attention.forward(x.clone(), bias, return_probs);
         let h = self.norm1.forward(x + self.dropout.forward(a.context));
         let f = self.ff2.forward(self.activation.apply(self.ff1.forward(h.clone())));
         (self.norm2.forward(h + self.dropout.forward(f)), a.probs)
+    }
+
+    /// [`Self::forward`] on scfm's CPU path (fp32 inference on burn-flex): the attention
+    /// kernel and the linear layers on host buffers, each bias and residual added where its
+    /// matrix product writes ([`HostLinear`]), the activation in place; the layer norms are
+    /// burn-flex's own fused, parallel kernel.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, len, d_model]`
+    /// - `bias`: broadcastable to `[batch, heads, len, len]`
+    /// - output: `[batch, len, d_model]`
+    fn forward_on_host(&self, x: Tensor<B, 3>, bias: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
+        let [batch, len, d] = x.dims();
+        let device = x.device();
+        let tensor = |values: Vec<f32>| Tensor::<B, 3>::from_data(TensorData::new(values, [batch, len, d]), &device);
+        let x = HostValues::of(x);
+        let context = self.attention.host_context(x.as_slice(), [batch, len], bias);
+        let h = HostLinear::of(&[&self.attention.output]).forward(&context, Some(x.as_slice()));
+        drop((x, context));
+        let h = host_f32(self.norm1.forward(tensor(h)));
+        let mut f = HostLinear::of(&[&self.ff1]).forward(&h, None);
+        self.activation.apply_in_place(&mut f);
+        let y = HostLinear::of(&[&self.ff2]).forward(&f, Some(&h));
+        self.norm2.forward(tensor(y))
     }
 }

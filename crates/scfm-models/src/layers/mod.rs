@@ -2,6 +2,7 @@
 
 mod attention;
 mod cpu_attention;
+mod cpu_linear;
 mod encoder;
 mod performer;
 mod pooling;

@@ -9,8 +9,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use scfm_tokenize::rng::NumpyPcg64;
 
-use super::attention::{cpu_kernel_applies, fused_projections, host_f32};
+use super::attention::cpu_kernel_applies;
 use super::cpu_attention::{self, Dims};
+use super::cpu_linear::{HostLinear, HostValues};
 use crate::checkpoint::ModuleSource;
 
 /// The `+ eps` of the softmax-kernel feature maps.
@@ -51,11 +52,11 @@ impl<B: Backend> FavorAttention<B> {
         if cpu_kernel_applies(&x) {
             // scfm's CPU kernel: fp32 inference on burn-flex.
             let device = x.device();
-            let qkv = host_f32(fused_projections([&self.to_q, &self.to_k, &self.to_v], x));
-            let projection = host_f32(self.projection.val());
+            let qkv = HostLinear::of(&[&self.to_q, &self.to_k, &self.to_v]).forward(HostValues::of(x).as_slice(), None);
+            let projection = HostValues::of(self.projection.val());
             let mut out = vec![0f32; b * n * inner];
             let dims = Dims { batch: b, len: n, heads: h, head_dim: inner / h };
-            cpu_attention::favor_attention(&qkv, &projection, dims, &mut out);
+            cpu_attention::favor_attention(&qkv, projection.as_slice(), dims, &mut out);
             return self.to_out.forward(Tensor::from_data(TensorData::new(out, [b, n, inner]), &device));
         }
         let split = |t: Tensor<B, 3>| t.reshape([b, n, h, inner / h]).swap_dims(1, 2);
