@@ -145,8 +145,9 @@ pub fn as_dtype<B: Backend, const D: usize>(x: Tensor<B, D>, dtype: DType) -> Te
     if x.dtype() == dtype { x } else { x.cast(dtype) }
 }
 
-/// The fused attention op split over threads, one part per available core: burn-flex's
-/// attention kernel is single-threaded while every other op uses all cores. Parts are groups
+/// The fused attention op split over threads, one part per available core, on burn-flex
+/// (whose attention kernel is single-threaded while every other op uses all cores); one call
+/// on every other backend, where the device parallelises the op itself. Parts are groups
 /// of cells when the batch has several, else groups of heads; each thread's call makes its own
 /// part contiguous, so the transposing copies run in parallel too. Heads and cells are
 /// independent, so the result is the same as one call.
@@ -162,7 +163,8 @@ fn fused_attention_in_parallel<B: Backend>(
     bias: Option<Tensor<B, 4>>,
 ) -> Tensor<B, 4> {
     let [b, h, _, _] = q.dims();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads =
+        if B::name(&q.device()) == "flex" { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { 1 };
     let by_cell = b > 1;
     let n = if by_cell { b } else { h };
     let threads = threads.min(n);
