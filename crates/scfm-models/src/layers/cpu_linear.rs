@@ -138,8 +138,8 @@ impl HostLinear {
         // of n, and so is m · n), and every element of every row was written above.
         unsafe { out.set_len(m * n) };
         // out += x · W in row blocks, two per thread, each block one single-threaded gemm
-        // call: on this project's 2-core machine that ran 3–9 % faster than gemm's own threads
-        // over the whole product on Geneformer V2's shapes (interleaved runs; equal on V1's),
+        // call: on this project's 2-core machine that ran −1 to +9 % (mostly +2–4 %) against
+        // gemm's own threads over the whole product on Geneformer's shapes (interleaved runs),
         // and a block whose core is slowed down leaves its share to the other thread.
         let weight = self.weight.as_slice();
         let rows = m.div_ceil(2 * rayon::current_num_threads()).next_multiple_of(16);
