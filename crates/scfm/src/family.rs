@@ -155,7 +155,9 @@ impl Family {
             (Self::XTrimoGene { genes }, _) => {
                 Scheme::XTrimoGene { genes: genes.clone(), target: DepthTarget::Fold(1.0) }
             }
-            (Self::ScGpt { .. }, _) => unreachable!("a scGPT family has a scGPT backbone"),
+            (Self::ScGpt { .. }, _) => {
+                return Err(incompatible(format!("a {} backbone cannot read scGPT's tokens", backbone.name())));
+            }
         })
     }
 
@@ -293,6 +295,16 @@ fn incompatible(reason: String) -> Error {
 }
 
 impl<B: Backend> Backbone<B> {
+    /// The model's family name, as [`Family::name`] spells it.
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Geneformer(_) => "geneformer",
+            Self::ScGpt(_) => "scgpt",
+            Self::ScBert(_) => "scbert",
+            Self::XTrimoGene(_) => "xtrimogene",
+        }
+    }
+
     /// A fresh model of `size` for `family`'s tokenizer files, every parameter drawn under
     /// `seed`.
     pub(crate) fn fresh(family: &Family, size: &ModelSize, seed: u64, device: &B::Device) -> Result<Self, Error> {
@@ -421,7 +433,9 @@ impl<B: Backend> Backbone<B> {
                     )));
                 }
             }
-            _ => unreachable!("Backbone::load builds the family's own model"),
+            (model, family) => {
+                return Err(incompatible(format!("{p} holds a {} model, not a {} one", model.name(), family.name())));
+            }
         }
         Ok(())
     }
