@@ -551,3 +551,34 @@ impl<B: AutodiffBackend> PretrainRun<'_, B> {
         Ok((model, losses))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::backend::Cpu;
+
+    /// The shared data folder: `SCFM_DATA_DIR`, or `../shared/data` beside the repository.
+    fn data_dir() -> PathBuf {
+        std::env::var_os("SCFM_DATA_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
+    }
+
+    #[test]
+    fn a_backbone_of_another_family_is_refused_by_name() {
+        let data = data_dir();
+        let scbert = Family::in_data_dir("scbert", &data).unwrap();
+        let size = ModelSize { d_model: 8, n_layers: 1, n_heads: 2, d_ff: 16, max_len: 16 };
+        let backbone = Backbone::<Cpu>::fresh(&scbert, &size, 0, &Default::default()).unwrap();
+        for other in ["scgpt", "xtrimogene"] {
+            let family = Family::in_data_dir(other, &data).unwrap();
+            let err = backbone.check(&family, Path::new("ckpt"), 16).unwrap_err().to_string();
+            assert!(err.contains("ckpt holds a scbert model, not a") && err.contains(other), "{err}");
+        }
+        let scgpt = Family::in_data_dir("scgpt", &data).unwrap();
+        let err = scgpt.scheme(&backbone, 16, 0).unwrap_err().to_string();
+        assert!(err.contains("a scbert backbone cannot read scGPT's tokens"), "{err}");
+    }
+}
