@@ -236,7 +236,7 @@ pub(crate) fn read_cells(
     crate::pipeline::require_counts(&source, path)?;
     let n_counts_col = source.obs_schema().index_of("n_counts").ok();
     let Prepared { cell_fn, genes_mapped, has_counts, .. } =
-        prepare_scheme(scheme, &source, n_counts_col.is_some(), None)?;
+        prepare_scheme(scheme, &source, n_counts_col.is_some(), None, true)?;
     crate::pipeline::require_mapped(&source, path, genes_mapped)?;
     let mut cells = LabelledCells {
         tokens: vec![],

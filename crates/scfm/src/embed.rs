@@ -346,7 +346,7 @@ impl<B: Backend> Embedder<B> {
         crate::pipeline::require_counts(&source, input)?;
         let n_counts_col = source.obs_schema().index_of("n_counts").ok();
         let Prepared { cell_fn, genes_mapped, settings, .. } =
-            prepare_scheme(&self.scheme, &source, n_counts_col.is_some(), self.opts.gene_table.as_deref())?;
+            prepare_scheme(&self.scheme, &source, n_counts_col.is_some(), self.opts.gene_table.as_deref(), false)?;
         crate::pipeline::require_mapped(&source, input, genes_mapped)?;
         let (n, dim) = (source.n_cells(), self.dim());
         let threads = self.opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

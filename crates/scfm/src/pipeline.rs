@@ -266,11 +266,15 @@ pub(crate) fn symbol_table(source: &AnySource, gene_table: Option<&Path>) -> Res
     }
 }
 
+/// The tokenizer of `scheme` for `source`'s genes. `with_counts`: xTrimoGene rows carry the
+/// aligned raw counts its pretraining down-samples (datasets and training read them; cell
+/// embeddings do not).
 pub(crate) fn prepare_scheme<'a>(
     scheme: &Scheme,
     source: &AnySource,
     has_n_counts: bool,
     gene_table: Option<&Path>,
+    with_counts: bool,
 ) -> Result<Prepared<'a>, Error> {
     let ids = source.genes().ids().to_vec();
     let symbols = symbol_table(source, gene_table)?;
@@ -362,7 +366,7 @@ pub(crate) fn prepare_scheme<'a>(
                 genes_mapped: plan.matched,
                 id_type: DataType::Int32,
                 has_values: true,
-                has_counts: true,
+                has_counts: with_counts,
                 settings,
                 legacy: None,
                 cell_fn: Box::new(move |_, cell, _| {
@@ -370,7 +374,7 @@ pub(crate) fn prepare_scheme<'a>(
                     Some(Row {
                         ids: enc.positions,
                         values: Some(enc.values.into_iter().map(|v| v as f32).collect()),
-                        counts: Some(tok.align_counts(&plan, cell)),
+                        counts: with_counts.then(|| tok.align_counts(&plan, cell)),
                     })
                 }),
             }
@@ -403,7 +407,7 @@ pub fn tokenize(
     let filter_col =
         matches!(scheme, Scheme::Geneformer { .. }).then(|| obs_schema.index_of("filter_pass").ok()).flatten();
     let Prepared { cell_fn, unknown_examples, id_type, has_values, has_counts, genes_mapped, settings, mut legacy } =
-        prepare_scheme(scheme, &source, n_counts_col.is_some(), opts.gene_table.as_deref())?;
+        prepare_scheme(scheme, &source, n_counts_col.is_some(), opts.gene_table.as_deref(), true)?;
     let genes_in = source.genes().len();
     if opts.unknown_genes == UnknownGenePolicy::Error && genes_mapped < genes_in {
         return Err(TokenizeError::UnknownGenes {
