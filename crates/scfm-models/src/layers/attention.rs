@@ -96,10 +96,7 @@ impl<B: Backend> SelfAttention<B> {
             let device = x.device();
             let context = self.host_context(HostValues::of(x).as_slice(), [b, l], bias);
             let context = HostLinear::of(&[&self.output]).forward(&context, None);
-            return AttentionOutput {
-                context: Tensor::from_data(TensorData::new(context, [b, l, d]), &device),
-                probs: None,
-            };
+            return AttentionOutput { context: host_tensor(context, [b, l, d], &device), probs: None };
         }
         let heads = |t: Tensor<B, 3>| t.reshape([b, l, h, dh]).swap_dims(1, 2);
         let q = heads(self.query.forward(x.clone()));
@@ -201,6 +198,16 @@ fn fused_attention_in_parallel<B: Backend>(
 /// The fp32 values of a tensor on the host (no copy on burn-flex when `x` is not shared).
 pub(super) fn host_f32<B: Backend, const D: usize>(x: Tensor<B, D>) -> Vec<f32> {
     x.into_data().into_vec::<f32>().expect("fp32 values (checked through cpu_kernel_applies)")
+}
+
+/// A tensor of `shape` on `device` holding `values` (the inverse of [`host_f32`]: the CPU
+/// kernels' results going back to burn, without a copy on burn-flex).
+pub(super) fn host_tensor<B: Backend, const D: usize>(
+    values: Vec<f32>,
+    shape: [usize; D],
+    device: &B::Device,
+) -> Tensor<B, D> {
+    Tensor::from_data(TensorData::new(values, shape), device)
 }
 
 /// Whether attention over `x` (activations or a bias) runs scfm's CPU kernel

@@ -20,8 +20,10 @@ use rayon::prelude::*;
 use super::Activation;
 use super::attention::host_f32;
 
-/// Rows per parallel task of the element-wise passes.
+/// Rows per parallel task of the bias (+ residual) pass.
 const ROWS_PER_TASK: usize = 64;
+/// Values per parallel task of the in-place activations.
+const VALUES_PER_TASK: usize = 1 << 16;
 
 /// A tensor's fp32 values on the host, for reading: borrowed from burn-flex's storage when the
 /// tensor is a contiguous fp32 burn-flex tensor (a parameter is shared with its module, so
@@ -178,7 +180,7 @@ impl Activation {
     /// The activation applied in place on the host, in parallel; the same formulas as
     /// [`Activation::apply`] on burn-flex (GELU through libm's `erff`), so the same values.
     pub(crate) fn apply_in_place(self, x: &mut [f32]) {
-        let chunk = ROWS_PER_TASK * 1024;
+        let chunk = VALUES_PER_TASK;
         match self {
             Self::Relu => x.par_chunks_mut(chunk).for_each(|x| x.iter_mut().for_each(|v| *v = v.max(0.0))),
             Self::Gelu => {

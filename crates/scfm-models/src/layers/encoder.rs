@@ -1,11 +1,11 @@
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear};
+use burn::tensor::Tensor;
 use burn::tensor::activation::{gelu, relu};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
 
 use super::SelfAttention;
-use super::attention::{cpu_kernel_applies, host_f32};
+use super::attention::{cpu_kernel_applies, host_f32, host_tensor};
 use super::cpu_linear::{HostLinear, HostValues};
 
 /// Feed-forward activation.
@@ -89,7 +89,7 @@ impl<B: Backend> EncoderLayer<B> {
     fn forward_on_host(&self, x: Tensor<B, 3>, bias: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
         let [batch, len, d] = x.dims();
         let device = x.device();
-        let tensor = |values: Vec<f32>| Tensor::<B, 3>::from_data(TensorData::new(values, [batch, len, d]), &device);
+        let tensor = |values: Vec<f32>| host_tensor::<B, 3>(values, [batch, len, d], &device);
         let x = HostValues::of(x);
         let context = self.attention.host_context(x.as_slice(), [batch, len], bias);
         let h = HostLinear::of(&[&self.attention.output]).forward(&context, Some(x.as_slice()));

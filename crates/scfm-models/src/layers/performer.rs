@@ -9,7 +9,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use scfm_tokenize::rng::NumpyPcg64;
 
-use super::attention::cpu_kernel_applies;
+use super::attention::{cpu_kernel_applies, host_tensor};
 use super::cpu_attention::{self, Dims};
 use super::cpu_linear::{HostLinear, HostValues};
 use crate::checkpoint::ModuleSource;
@@ -57,7 +57,7 @@ impl<B: Backend> FavorAttention<B> {
             let mut out = vec![0f32; b * n * inner];
             let dims = Dims { batch: b, len: n, heads: h, head_dim: inner / h };
             cpu_attention::favor_attention(&qkv, projection.as_slice(), dims, &mut out);
-            return self.to_out.forward(Tensor::from_data(TensorData::new(out, [b, n, inner]), &device));
+            return self.to_out.forward(host_tensor(out, [b, n, inner], &device));
         }
         let split = |t: Tensor<B, 3>| t.reshape([b, n, h, inner / h]).swap_dims(1, 2);
         let q = split(self.to_q.forward(x.clone()));
