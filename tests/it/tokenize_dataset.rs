@@ -107,6 +107,38 @@ fn tokens_do_not_depend_on_chunk_size_or_threads() {
 }
 
 #[test]
+fn a_bad_value_late_in_the_file_is_an_error_for_any_number_of_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("late_damage.h5ad");
+    std::fs::copy(data("h5ad/pbmc_sorted_train_490.h5ad"), &input).unwrap();
+    let mut perm = std::fs::metadata(&input).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    std::fs::set_permissions(&input, perm).unwrap();
+    {
+        // A negative count in one of the last cells: the first chunks tokenize fine.
+        let file = hdf5::File::open_rw(&input).unwrap();
+        let values = file.dataset("X/data").unwrap();
+        let mut v: Vec<i32> = values.read_raw().unwrap();
+        let n = v.len();
+        v[n - 10] = -3;
+        values.write_raw(&v).unwrap();
+    }
+    let files = GeneformerFiles::find(&data("vocab/geneformer"), GeneformerVersion::V2).unwrap();
+    let scheme = Scheme::Geneformer { version: GeneformerVersion::V2, files };
+    for threads in [1, 2, 5] {
+        let out = dir.path().join(format!("out_{threads}"));
+        let opts = TokenizeOptions { chunk_cells: 16, threads: Some(threads), ..Default::default() };
+        let mut written = 0;
+        let err = tokenize(&input, &out, &scheme, &opts, &mut |done, _| written = done).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("late_damage.h5ad") && msg.contains("-3"), "threads = {threads}: {msg}");
+        // Every chunk before the damaged one was written, in order; none after it.
+        assert_eq!(written, 480, "threads = {threads}");
+    }
+}
+
+#[test]
 fn memory_mapped_datasets_read_every_row_in_any_order() {
     // scfm tokenize's output, rows read backwards (as a shuffled training run reads them).
     let files = GeneformerFiles::find(&data("vocab/geneformer"), GeneformerVersion::V2).unwrap();

@@ -151,11 +151,11 @@ pub struct TokenizeOptions {
     pub gene_table: Option<PathBuf>,
     /// Obs columns copied into the dataset.
     pub obs_columns: Vec<String>,
-    /// Cells read per step (1,024: with at most three chunks in flight this keeps a 20k-gene
-    /// Geneformer run near 110 MB; 2,048 cost 160 MB and was no faster).
+    /// Cells read per step; at most `threads + 1` chunks are in flight (512 cells keep a
+    /// 20k-gene Geneformer run on two threads under 150 MB; see `docs/benchmarks.md`).
     pub chunk_cells: usize,
-    /// Tokenizer threads (the reader is one more); `None`: one per available core. Output is
-    /// identical for any number.
+    /// Tokenizer threads, each tokenizing whole chunks (the reader and the writer are two
+    /// more); `None`: one per available core. Output is identical for any number.
     pub threads: Option<usize>,
 }
 
@@ -166,7 +166,7 @@ impl Default for TokenizeOptions {
             unknown_genes: UnknownGenePolicy::Skip,
             gene_table: None,
             obs_columns: vec![],
-            chunk_cells: 1024,
+            chunk_cells: 512,
             threads: None,
         }
     }
@@ -447,47 +447,33 @@ pub fn tokenize(
     let (mut cells_in, mut cells_out) = (0, 0);
     let total_cells = source.n_cells();
     let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
-    std::thread::scope(|scope| -> Result<(), Error> {
-        // Reading (HDF5 decompression, canonical CSR) overlaps with tokenizing and writing.
-        let (tx, rx) = std::sync::mpsc::sync_channel(2);
-        let source = &source;
-        scope.spawn(move || {
-            for chunk in source.chunks(opts.chunk_cells) {
-                let failed = chunk.is_err();
-                if tx.send(chunk).is_err() || failed {
-                    return;
-                }
+    // Upstream's legacy NumPy stream is consumed cell after cell in file order: one worker.
+    let workers: Vec<Option<&mut ScGptLegacy>> = match legacy.as_mut() {
+        Some(l) => vec![Some(l)],
+        None => (0..threads).map(|_| None).collect(),
+    };
+    let tokenize_chunk = |legacy: &mut Option<&mut ScGptLegacy>, base: u64, chunk: scfm_core::CellChunk| {
+        let n_counts = n_counts(&chunk, n_counts_col);
+        // Upstream Geneformer leaves out rows whose `filter_pass` is not 1: they are not tokenized.
+        let pass = filter_col.and_then(|i| numeric_f64(chunk.obs().column(i)));
+        let passes = |i: usize| pass.as_ref().is_none_or(|p| p[i] == 1.0);
+        // Rows are made one at a time and go straight into the batch's flat columns.
+        let rows = chunk.cells().enumerate().map(|(i, c)| match legacy {
+            Some(l) => {
+                // Every cell draws from the stream, as upstream, before any row is left out.
+                let (ids, values) = l.seq.tokenize(&l.plan, c, base + i as u64, &mut l.tie);
+                passes(i).then(|| Row::with_values(ids, values))
             }
+            None => passes(i).then(|| cell_fn(base + i as u64, c, n_counts[i])).flatten(),
         });
-        for chunk in rx {
-            let chunk = chunk?;
-            let base = cells_in as u64;
-            let n_counts = n_counts(&chunk, n_counts_col);
-            let mut rows: Vec<Option<Row>> = match legacy.as_mut() {
-                // One NumPy stream consumed cell after cell in file order, as upstream: sequential.
-                Some(l) => chunk
-                    .cells()
-                    .enumerate()
-                    .map(|(i, c)| {
-                        let (ids, values) = l.seq.tokenize(&l.plan, c, base + i as u64, &mut l.tie);
-                        Some(Row::with_values(ids, values))
-                    })
-                    .collect(),
-                None => par_map(chunk.n_cells(), threads, |i| cell_fn(base + i as u64, chunk.cell(i), n_counts[i])),
-            };
-            if let Some(pass) = filter_col.and_then(|i| numeric_f64(chunk.obs().column(i))) {
-                for (row, p) in rows.iter_mut().zip(pass) {
-                    if p != 1.0 {
-                        *row = None;
-                    }
-                }
-            }
-            let batch = build_batch(&schema, &id_type, (has_values, has_counts), rows, &chunk, &carried, out)?;
-            cells_out += batch.num_rows();
-            writer.write(&batch)?;
-            cells_in += chunk.n_cells();
-            progress(cells_in, total_cells);
-        }
+        let batch = build_batch(&schema, &id_type, (has_values, has_counts), rows, &chunk, &carried, out)?;
+        Ok((chunk.n_cells(), batch))
+    };
+    in_file_order(&source, opts.chunk_cells, workers, tokenize_chunk, |(n_in, batch)| {
+        cells_out += batch.num_rows();
+        writer.write(&batch)?;
+        cells_in += n_in;
+        progress(cells_in, total_cells);
         Ok(())
     })?;
     writer.finish()?;
@@ -540,20 +526,24 @@ fn build_batch(
     schema: &Arc<Schema>,
     id_type: &DataType,
     (has_values, has_counts): (bool, bool),
-    rows: Vec<Option<Row>>,
+    rows: impl Iterator<Item = Option<Row>>,
     chunk: &scfm_core::CellChunk,
     carried: &[usize],
     out: &Path,
 ) -> Result<RecordBatch, Error> {
     let mut keep = vec![];
     let (mut offsets, mut count_offsets) = (vec![0i32], vec![0i32]);
-    let (mut flat_ids, mut flat_values, mut lengths) = (vec![], vec![], vec![]);
+    // Room for every expressed gene and two specials per cell: one allocation in most schemes.
+    let room = chunk.nnz() + 2 * chunk.n_cells();
+    let mut flat_ids = Ids::with_capacity(id_type, room);
+    let mut flat_values = Vec::with_capacity(if has_values { room } else { 0 });
+    let mut lengths = vec![];
     let (mut count_positions, mut counts) = (vec![], vec![]);
-    for (i, row) in rows.into_iter().enumerate() {
+    for (i, row) in rows.enumerate() {
         let Some(row) = row.filter(|r| !r.ids.is_empty()) else { continue };
         keep.push(i as u32);
         lengths.push(row.ids.len() as i64);
-        flat_ids.extend(row.ids);
+        flat_ids.extend(&row.ids);
         flat_values.extend(row.values.into_iter().flatten());
         for (p, c) in row.counts.into_iter().flatten() {
             count_positions.push(p as i32);
@@ -563,11 +553,7 @@ fn build_batch(
         count_offsets.push(counts.len() as i32);
     }
     let arrow = |source| IoError::Arrow { path: out.to_owned(), source };
-    let ids: ArrayRef = match id_type {
-        DataType::Int16 => Arc::new(Int16Array::from(flat_ids.iter().map(|&t| t as i16).collect::<Vec<_>>())),
-        DataType::UInt8 => Arc::new(UInt8Array::from(flat_ids.iter().map(|&t| t as u8).collect::<Vec<_>>())),
-        _ => Arc::new(Int32Array::from(flat_ids.iter().map(|&t| t as i32).collect::<Vec<_>>())),
-    };
+    let ids = flat_ids.into_array();
     // The columns in the schema's order: ids, values, count positions and counts (where the
     // scheme has them), length; the carried obs columns follow.
     let mut fields = schema.fields().iter();
@@ -594,6 +580,48 @@ fn build_batch(
     Ok(RecordBatch::try_new(schema.clone(), cols).map_err(arrow)?)
 }
 
+/// Token ids in the dataset's integer type (the scheme's `id_type`), filled row by row.
+enum Ids {
+    I16(Vec<i16>),
+    U8(Vec<u8>),
+    I32(Vec<i32>),
+}
+
+impl Ids {
+    fn with_capacity(id_type: &DataType, capacity: usize) -> Self {
+        match id_type {
+            DataType::Int16 => Self::I16(Vec::with_capacity(capacity)),
+            DataType::UInt8 => Self::U8(Vec::with_capacity(capacity)),
+            _ => Self::I32(Vec::with_capacity(capacity)),
+        }
+    }
+
+    /// Appends ids, which the scheme's vocabulary size keeps within the type.
+    fn extend(&mut self, ids: &[u32]) {
+        match self {
+            Self::I16(v) => v.extend(ids.iter().map(|&t| t as i16)),
+            Self::U8(v) => v.extend(ids.iter().map(|&t| t as u8)),
+            Self::I32(v) => v.extend(ids.iter().map(|&t| t as i32)),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::I16(v) => v.len(),
+            Self::U8(v) => v.len(),
+            Self::I32(v) => v.len(),
+        }
+    }
+
+    fn into_array(self) -> ArrayRef {
+        match self {
+            Self::I16(v) => Arc::new(Int16Array::from(v)),
+            Self::U8(v) => Arc::new(UInt8Array::from(v)),
+            Self::I32(v) => Arc::new(Int32Array::from(v)),
+        }
+    }
+}
+
 /// `f(0..n)` on up to `threads` scoped threads (contiguous slices, results in order).
 pub(crate) fn par_map<T: Send>(n: usize, threads: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
     if threads <= 1 || n < 64 {
@@ -609,6 +637,85 @@ pub(crate) fn par_map<T: Send>(n: usize, threads: usize, f: impl Fn(usize) -> T 
             })
             .collect();
         handles.into_iter().flat_map(|h| h.join().expect("tokenizer threads do not panic")).collect()
+    })
+}
+
+/// Runs `work` on the chunks of `source` on one thread per entry of `workers` (each with its
+/// own state), while one more thread reads the next chunks, and hands the results to `sink` in
+/// file order. `work` gets the index of the chunk's first cell.
+///
+/// Whole chunks go to the workers, so each keeps its per-thread buffers warm and builds its
+/// own output; a chunk is read, worked on and written by three different threads at once.
+/// At most `workers + 2` chunks are in flight (being read, queued, worked on, or waiting for
+/// their turn to be written), so memory is bounded by the chunk size, not by the number of
+/// cells. The first error, in file order, is returned; the threads then stop.
+pub(crate) fn in_file_order<W: Send, T: Send>(
+    source: &AnySource,
+    chunk_cells: usize,
+    workers: Vec<W>,
+    work: impl Fn(&mut W, u64, scfm_core::CellChunk) -> Result<T, Error> + Sync,
+    mut sink: impl FnMut(T) -> Result<(), Error>,
+) -> Result<(), Error> {
+    use std::panic::AssertUnwindSafe;
+    use std::sync::mpsc::sync_channel;
+    use std::sync::{Mutex, PoisonError};
+    let window = workers.len() + 1;
+    let (chunk_tx, chunk_rx) = sync_channel(workers.len());
+    let chunk_rx = Arc::new(Mutex::new(chunk_rx));
+    // One permit per chunk in flight: the reader takes one per chunk, the writer gives it back.
+    let (permit_tx, permit_rx) = sync_channel(window);
+    for _ in 0..window {
+        permit_tx.send(()).expect("the permit channel holds the whole window");
+    }
+    let (done_tx, done_rx) = sync_channel::<(usize, std::thread::Result<Result<T, Error>>)>(window);
+    let work = &work;
+    // `move`: the scope's own ends of the channels close as soon as it returns, early on an
+    // error too, so the reader and the workers see closed channels and stop.
+    std::thread::scope(move |scope| {
+        scope.spawn(move || {
+            let mut first = 0u64;
+            for (seq, chunk) in source.chunks(chunk_cells).enumerate() {
+                if permit_rx.recv().is_err() {
+                    return;
+                }
+                let n = chunk.as_ref().map_or(0, |c| c.n_cells());
+                let failed = chunk.is_err();
+                // A closed channel means the workers stopped; stop reading.
+                if chunk_tx.send((seq, first, chunk)).is_err() || failed {
+                    return;
+                }
+                first += n as u64;
+            }
+        });
+        for mut state in workers {
+            let (chunk_rx, done_tx) = (chunk_rx.clone(), done_tx.clone());
+            scope.spawn(move || {
+                loop {
+                    let next = chunk_rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                    let Ok((seq, first, chunk)) = next else { return };
+                    // A panic is handed to the writer, which re-raises it.
+                    let out = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        chunk.map_err(Error::from).and_then(|chunk| work(&mut state, first, chunk))
+                    }));
+                    if done_tx.send((seq, out)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop((chunk_rx, done_tx));
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut next = 0;
+        for (seq, out) in done_rx {
+            waiting.insert(seq, out);
+            while let Some(out) = waiting.remove(&next) {
+                sink(out.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?)?;
+                next += 1;
+                // The reader may have finished: a refused permit is fine.
+                let _ = permit_tx.send(());
+            }
+        }
+        Ok(())
     })
 }
 
