@@ -30,6 +30,7 @@ mod genes;
 pub mod pickle;
 mod rng;
 mod source;
+mod strmap;
 mod vocab;
 
 pub use chunk::{CellChunk, CellView};
@@ -37,6 +38,7 @@ pub use error::CoreError;
 pub use genes::{GeneIdKind, GeneTable};
 pub use rng::SplitMix64;
 pub use source::{CellSource, Chunks};
+pub use strmap::{StrMap, StringMap};
 pub use vocab::GeneVocab;
 
 /// Re-exported so that downstream crates name the same Arrow types as this crate.

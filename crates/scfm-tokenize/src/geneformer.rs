@@ -30,7 +30,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use scfm_core::{CellView, GeneVocab};
+use scfm_core::{CellView, GeneVocab, StrMap, StringMap};
 
 use crate::error::TokenizeError;
 use crate::vocab::{geneformer_gene_medians, geneformer_token_dictionary, string_map};
@@ -65,9 +65,9 @@ pub struct GeneformerDictionaries {
     /// Gene (Ensembl id) and special tokens → token id.
     pub tokens: GeneVocab,
     /// Ensembl id → non-zero median of normalised expression.
-    pub medians: HashMap<String, f64>,
+    pub medians: StrMap<f64>,
     /// Upper-cased symbol or any Ensembl id → current Ensembl id.
-    pub ensembl_mapping: HashMap<String, String>,
+    pub ensembl_mapping: StringMap,
 }
 
 impl GeneformerDictionaries {
@@ -176,15 +176,14 @@ impl GeneformerTokenizer {
     pub fn plan(&self, genes: &[String]) -> GenePlan {
         let vocab = &self.dicts.tokens;
         let mapping = &self.dicts.ensembl_mapping;
-        let in_vocab = |target: &String| vocab.id(target).is_some();
+        let in_vocab = |target: &&str| vocab.id(target).is_some();
         // Branch test, on the ids as given (not upper-cased).
         let in_map: HashSet<&str> =
-            genes.iter().filter(|g| mapping.get(*g).is_some_and(in_vocab)).map(String::as_str).collect();
-        let targets_of_in_map: HashSet<&str> = in_map.iter().map(|g| mapping[*g].as_str()).collect();
+            genes.iter().filter(|g| mapping.get(g).is_some_and(|t| in_vocab(&t))).map(String::as_str).collect();
+        let targets_of_in_map: HashSet<&str> = in_map.iter().filter_map(|g| mapping.get(g)).collect();
         let collapse = in_map.len() != targets_of_in_map.len();
         // Mapping itself, on upper-cased ids.
-        let mapped: Vec<Option<&str>> =
-            genes.iter().map(|g| mapping.get(&g.to_uppercase()).filter(|t| in_vocab(t)).map(String::as_str)).collect();
+        let mapped: Vec<Option<&str>> = genes.iter().map(|g| mapping.get(&g.to_uppercase()).filter(in_vocab)).collect();
         let mut target = vec![None; genes.len()];
         let mut columns = vec![];
         let mut summed_groups = 0;

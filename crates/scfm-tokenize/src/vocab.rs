@@ -9,10 +9,9 @@
 //! | scBERT | `vocab_gene2vec_16906.pkl` or the one-symbol-per-line text list | [`gene_list`] |
 //! | scFoundation | `OS_scRNA_gene_index.19264.tsv` | [`scfoundation_genes`] |
 
-use std::collections::HashMap;
 use std::path::Path;
 
-use scfm_core::GeneVocab;
+use scfm_core::{GeneVocab, StrMap, StringMap};
 
 use crate::error::TokenizeError;
 use crate::pickle::{self, PyValue};
@@ -97,16 +96,24 @@ pub fn geneformer_token_dictionary(path: &Path) -> Result<GeneVocab, TokenizeErr
 ///
 /// # Errors
 /// [`TokenizeError::WrongKind`] for any other dictionary, and read errors.
-pub fn geneformer_gene_medians(path: &Path) -> Result<HashMap<String, f64>, TokenizeError> {
+pub fn geneformer_gene_medians(path: &Path) -> Result<StrMap<f64>, TokenizeError> {
     const EXPECTED: &str = "a Geneformer gene median dictionary (gene id → float)";
     let d = as_dict(path, read_pickle(path)?, EXPECTED)?;
     let kind = dict_kind(&d);
-    d.into_iter()
-        .map(|(k, v)| match (k, v) {
-            (PyValue::Str(k), PyValue::Float(f)) if f.is_finite() && f > 0.0 => Ok((k, f)),
-            _ => Err(TokenizeError::WrongKind { path: path.to_owned(), expected: EXPECTED, found: kind.clone() }),
-        })
-        .collect()
+    let mut map = StrMap::with_capacity(d.len(), text_bytes(&d));
+    for (k, v) in &d {
+        match (k, v) {
+            (PyValue::Str(k), &PyValue::Float(f)) if f.is_finite() && f > 0.0 => map.insert(k, f),
+            _ => return Err(TokenizeError::WrongKind { path: path.to_owned(), expected: EXPECTED, found: kind }),
+        };
+    }
+    Ok(map)
+}
+
+/// The bytes of a dict's string keys and values.
+fn text_bytes(d: &[(PyValue, PyValue)]) -> usize {
+    let len = |v: &PyValue| if let PyValue::Str(s) = v { s.len() } else { 0 };
+    d.iter().map(|(k, v)| len(k) + len(v)).sum()
 }
 
 /// A `dict[str, str]` pickle: Geneformer's `gene_name_id_dict` (symbol → Ensembl id) or
@@ -114,16 +121,18 @@ pub fn geneformer_gene_medians(path: &Path) -> Result<HashMap<String, f64>, Toke
 ///
 /// # Errors
 /// [`TokenizeError::WrongKind`] for any other dictionary, and read errors.
-pub fn string_map(path: &Path) -> Result<HashMap<String, String>, TokenizeError> {
+pub fn string_map(path: &Path) -> Result<StringMap, TokenizeError> {
     const EXPECTED: &str = "a gene name/id mapping (string → string)";
     let d = as_dict(path, read_pickle(path)?, EXPECTED)?;
     let kind = dict_kind(&d);
-    d.into_iter()
-        .map(|(k, v)| match (k, v) {
-            (PyValue::Str(k), PyValue::Str(v)) => Ok((k, v)),
-            _ => Err(TokenizeError::WrongKind { path: path.to_owned(), expected: EXPECTED, found: kind.clone() }),
-        })
-        .collect()
+    let mut map = StringMap::with_capacity(d.len(), text_bytes(&d));
+    for (k, v) in &d {
+        let (PyValue::Str(k), PyValue::Str(v)) = (k, v) else {
+            return Err(TokenizeError::WrongKind { path: path.to_owned(), expected: EXPECTED, found: kind });
+        };
+        map.insert(k, v);
+    }
+    Ok(map)
 }
 
 /// scGPT's `vocab.json` (`{gene symbol: id}`). With `append_specials`, the special tokens
@@ -203,7 +212,7 @@ pub fn gene_list(path: &Path) -> Result<Vec<String>, TokenizeError> {
 ///
 /// # Errors
 /// [`TokenizeError::Parse`] for a line without two fields, and read errors.
-pub fn gencode_symbols(path: &Path) -> Result<HashMap<String, String>, TokenizeError> {
+pub fn gencode_symbols(path: &Path) -> Result<StringMap, TokenizeError> {
     use std::io::Read;
     let bytes = read(path)?;
     let mut text = String::new();
@@ -216,14 +225,17 @@ pub fn gencode_symbols(path: &Path) -> Result<HashMap<String, String>, TokenizeE
     } else {
         text = String::from_utf8(bytes).map_err(|_| parse_err(0, "not UTF-8 text"))?;
     }
-    let mut map = HashMap::new();
+    let mut map = StringMap::with_capacity(0, text.len() / 4);
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let mut f = line.split(',');
         let (Some(id), Some(symbol)) = (f.next(), f.next()) else {
             return Err(parse_err(i + 1, "expected ensembl_id,symbol,…"));
         };
         let id = id.split('.').next().unwrap_or(id);
-        map.entry(id.to_owned()).or_insert_with(|| symbol.to_owned());
+        // The first row of an id wins.
+        if !map.contains_key(id) {
+            map.insert(id, symbol);
+        }
     }
     Ok(map)
 }

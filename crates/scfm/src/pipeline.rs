@@ -258,7 +258,7 @@ pub(crate) fn symbol_table(source: &AnySource, gene_table: Option<&Path>) -> Res
             let symbols = genes
                 .ids()
                 .iter()
-                .map(|id| map.get(id.split('.').next().unwrap_or(id)).cloned().unwrap_or_else(|| id.clone()))
+                .map(|id| map.get(id.split('.').next().unwrap_or(id)).map_or_else(|| id.clone(), str::to_owned))
                 .collect();
             Ok(genes.clone().with_symbols(symbols)?)
         }
@@ -289,7 +289,7 @@ pub(crate) fn prepare_scheme<'a>(
                 && let Some(p) = &files.gene_name_id
             {
                 let names = string_map(p)?;
-                genes = genes.iter().map(|g| names.get(g).cloned().unwrap_or_else(|| g.clone())).collect();
+                genes = genes.iter().map(|g| names.get(g).map_or_else(|| g.clone(), str::to_owned)).collect();
             }
             let plan = tok.plan(&genes);
             let settings = serde_json::json!({

@@ -52,7 +52,7 @@ fn geneformer_matches_upstream_on_every_fixture() {
         if let Some((_, d)) = dicts.iter().find(|(k, _)| k.starts_with("gene_name_id_dict")) {
             // The fixture's documented V1 step: symbol → Ensembl id by exact-case lookup.
             let names = string_map(&data(d["file"].as_str().unwrap())).unwrap();
-            genes = genes.iter().map(|g| names.get(g).cloned().unwrap_or_else(|| g.clone())).collect();
+            genes = genes.iter().map(|g| names.get(g).map_or_else(|| g.clone(), str::to_owned)).collect();
         }
         let plan = tokenizer.plan(&genes);
 

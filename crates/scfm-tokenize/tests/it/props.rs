@@ -1,9 +1,7 @@
 //! Invariants of every tokenizer on random cells (proptest).
 
-use std::collections::HashMap;
-
 use proptest::prelude::*;
-use scfm_core::{CellChunk, GeneVocab};
+use scfm_core::{CellChunk, GeneVocab, StrMap, StringMap};
 use scfm_tokenize::geneformer::{GeneformerDictionaries, GeneformerTokenizer, GeneformerVersion};
 use scfm_tokenize::scbert::ScBertTokenizer;
 use scfm_tokenize::scgpt::{TieBreak, bin_cell};
@@ -18,10 +16,12 @@ fn toy_dicts() -> GeneformerDictionaries {
         vec![("<pad>".to_owned(), 0), ("<mask>".to_owned(), 1), ("<cls>".to_owned(), 2), ("<eos>".to_owned(), 3)];
     pairs.extend((0..N_GENES).map(|g| (format!("G{g}"), g as u32 + 4)));
     let tokens = GeneVocab::from_pairs(pairs).unwrap();
-    let medians: HashMap<String, f64> = (0..N_GENES).map(|g| (format!("G{g}"), 0.5 + (g % 7) as f64)).collect();
-    let mut mapping: HashMap<String, String> = (0..N_GENES).map(|g| (format!("S{g}"), format!("G{g}"))).collect();
-    mapping.insert("S11".into(), "G10".into());
-    mapping.extend((0..N_GENES).map(|g| (format!("G{g}"), format!("G{g}"))));
+    let medians: StrMap<f64> = (0..N_GENES).map(|g| (format!("G{g}"), 0.5 + (g % 7) as f64)).collect();
+    let mut mapping: StringMap = (0..N_GENES).map(|g| (format!("S{g}"), format!("G{g}"))).collect();
+    mapping.insert("S11", "G10");
+    for g in 0..N_GENES {
+        mapping.insert(&format!("G{g}"), &format!("G{g}"));
+    }
     GeneformerDictionaries { tokens, medians, ensembl_mapping: mapping }
 }
 
