@@ -646,7 +646,7 @@ pub(crate) fn par_map<T: Send>(n: usize, threads: usize, f: impl Fn(usize) -> T 
 ///
 /// Whole chunks go to the workers, so each keeps its per-thread buffers warm and builds its
 /// own output; a chunk is read, worked on and written by three different threads at once.
-/// At most `workers + 2` chunks are in flight (being read, queued, worked on, or waiting for
+/// At most `workers + 1` chunks are in flight (being read, queued, worked on, or waiting for
 /// their turn to be written), so memory is bounded by the chunk size, not by the number of
 /// cells. The first error, in file order, is returned; the threads then stop.
 pub(crate) fn in_file_order<W: Send, T: Send>(
