@@ -161,7 +161,7 @@ fn fused_attention_in_parallel<B: Backend>(
 ) -> Tensor<B, 4> {
     let [b, h, _, _] = q.dims();
     let threads =
-        if B::name(&q.device()) == "flex" { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { 1 };
+        if on_flex::<B>(&q.device()) { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { 1 };
     let by_cell = b > 1;
     let n = if by_cell { b } else { h };
     let threads = threads.min(n);
@@ -215,7 +215,13 @@ pub(super) fn host_tensor<B: Backend, const D: usize>(
 /// backend. Everything else (training, bf16, GPU backends) takes burn's fused attention op.
 pub(super) fn cpu_kernel_applies<B: Backend, const D: usize>(x: &Tensor<B, D>) -> bool {
     let device = x.device();
-    x.dtype() == DType::F32 && !B::ad_enabled(&device) && B::name(&device) == "flex"
+    x.dtype() == DType::F32 && !B::ad_enabled(&device) && on_flex::<B>(&device)
+}
+
+/// Whether `device` computes on burn-flex, the default CPU backend, with or without autodiff
+/// (whose name wraps the inner one: `autodiff<flex>`).
+fn on_flex<B: Backend>(device: &B::Device) -> bool {
+    B::name(device).trim_start_matches("autodiff<").trim_end_matches('>') == "flex"
 }
 
 impl<B: Backend> SelfAttention<B> {
@@ -279,4 +285,19 @@ pub fn stacked_self_attention<B: Backend>(
         heads,
         dropout,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::{Autodiff, Flex};
+
+    use super::on_flex;
+
+    #[test]
+    fn burn_flex_is_recognised_under_autodiff_too() {
+        let device = Default::default();
+        assert!(on_flex::<Flex>(&device));
+        // Training on the CPU: the fused attention op is still split over the cores.
+        assert!(on_flex::<Autodiff<Flex>>(&device));
+    }
 }
