@@ -35,6 +35,17 @@ pub enum CoreError {
         /// Second id.
         second: u32,
     },
+    /// A vocabulary gives a token an id at or above [`crate::GeneVocab::MAX_ID`] (no released
+    /// vocabulary comes near; such a file is corrupt, and its id would size an embedding table).
+    #[error("vocabulary: {token:?} has id {id}, above the largest supported id {max}")]
+    IdTooLarge {
+        /// The token.
+        token: String,
+        /// Its id.
+        id: u32,
+        /// The largest id accepted.
+        max: u32,
+    },
     /// A chunk's CSR arrays or obs batch are inconsistent.
     #[error("invalid cell chunk: {0}")]
     InvalidChunk(String),

@@ -22,10 +22,16 @@ pub struct GeneVocab {
 }
 
 impl GeneVocab {
+    /// The largest id a vocabulary may use: 2^24 − 1, a thousand times the size of the released
+    /// vocabularies (20,000–60,000 tokens). Ids size the token table and embedding tables, so an
+    /// id from a corrupt file must not be able to ask for gigabytes.
+    pub const MAX_ID: u32 = (1 << 24) - 1;
+
     /// Builds a vocabulary from `(token, id)` pairs.
     ///
     /// # Errors
-    /// [`CoreError::DuplicateToken`] when a token or an id appears twice.
+    /// [`CoreError::DuplicateToken`] when a token or an id appears twice,
+    /// [`CoreError::IdTooLarge`] for an id above [`GeneVocab::MAX_ID`].
     pub fn from_pairs(pairs: impl IntoIterator<Item = (String, u32)>) -> Result<Self, CoreError> {
         let mut v = Self::default();
         for (token, id) in pairs {
@@ -37,8 +43,12 @@ impl GeneVocab {
     /// Adds one token.
     ///
     /// # Errors
-    /// [`CoreError::DuplicateToken`] when the token or the id is already taken.
+    /// [`CoreError::DuplicateToken`] when the token or the id is already taken,
+    /// [`CoreError::IdTooLarge`] for an id above [`GeneVocab::MAX_ID`].
     pub fn insert(&mut self, token: String, id: u32) -> Result<(), CoreError> {
+        if id > Self::MAX_ID {
+            return Err(CoreError::IdTooLarge { token, id, max: Self::MAX_ID });
+        }
         if let Some(&other) = self.ids.get(&token) {
             return Err(CoreError::DuplicateToken { token, first: other, second: id });
         }

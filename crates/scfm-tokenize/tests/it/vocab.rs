@@ -124,6 +124,21 @@ fn hostile_and_corrupt_pickles_are_refused() {
     );
 }
 
+#[test]
+fn a_token_id_too_large_for_a_table_is_refused() {
+    // {"a": 1, "b": 2**31 - 1}: a well-formed dictionary whose second id would size the token
+    // table (and an embedding table) at two billion rows.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token_dictionary.pkl");
+    std::fs::write(&path, b"\x80\x04}\x94(\x8c\x01a\x94K\x01\x8c\x01b\x94J\xff\xff\xff\x7fu.").unwrap();
+    let err = geneformer_token_dictionary(&path).unwrap_err();
+    assert!(
+        matches!(&err, TokenizeError::Vocab { source: scfm_core::CoreError::IdTooLarge { id: 0x7fff_ffff, .. }, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("token_dictionary.pkl"), "{err}");
+}
+
 proptest! {
     /// Arbitrary bytes, and real files with random bytes flipped, never panic.
     #[test]
