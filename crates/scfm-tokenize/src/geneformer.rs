@@ -93,19 +93,22 @@ struct PlanColumn {
     summed: bool,
 }
 
-/// Where one input column goes, flattened for the per-cell loop (one memory access per
-/// expressed gene): its model column (or [`InputGene::UNMAPPED`], with
-/// [`InputGene::SUMMED`] set when it is summed with others), token and median.
+/// Where one input column goes, flattened for the per-cell loop (one 12-byte load per expressed
+/// gene): the reciprocal median and the token of its model column; or, with
+/// [`InputGene::SUMMED`] set, the model column it is summed into; or [`InputGene::UNMAPPED`].
+/// Unmapped and summed inputs have `inv_median` 0, so the per-cell loop gives them a zero key
+/// (not ranked) without a branch.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C, packed(4))]
 struct InputGene {
     inv_median: f64,
-    token: u32,
-    col: u32,
+    tag: u32,
 }
 
 impl InputGene {
     const UNMAPPED: u32 = u32::MAX;
     const SUMMED: u32 = 1 << 31;
+    const UNMAPPED_GENE: Self = Self { inv_median: 0.0, tag: Self::UNMAPPED };
 }
 
 /// How a dataset's genes map onto the vocabulary; computed once per gene table.
@@ -131,7 +134,35 @@ impl GenePlan {
 
     /// Whether input column `i` maps to a vocabulary gene.
     pub fn is_mapped(&self, i: usize) -> bool {
-        self.inputs.get(i).is_some_and(|g| g.col != InputGene::UNMAPPED)
+        self.inputs.get(i).is_some_and(|g| g.tag != InputGene::UNMAPPED)
+    }
+}
+
+/// One cell's ranking, borrowed from the per-thread buffers.
+struct Ranking<'a> {
+    sorted: crate::radix::Sorted<'a>,
+    /// Complemented key bits, by position.
+    keys: &'a [u64],
+    tokens: &'a [u32],
+}
+
+impl Ranking<'_> {
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Tokens by descending key.
+    fn tokens(&self) -> impl Iterator<Item = u32> + '_ {
+        self.sorted.positions().map(|i| self.tokens[i])
+    }
+
+    /// `(token, key)` by descending key.
+    fn pairs(&self) -> impl Iterator<Item = (u32, f64)> + '_ {
+        self.sorted.positions().map(|i| (self.tokens[i], f64::from_bits(!self.keys[i])))
     }
 }
 
@@ -234,15 +265,19 @@ impl GeneformerTokenizer {
             c.summed = n > 1;
         }
         let mapped_inputs = target.iter().filter(|t| t.is_some()).count();
-        assert!(columns.len() < InputGene::SUMMED as usize, "fewer than 2^31 vocabulary genes");
+        // Columns are fewer than input genes, which number less than 2^31 (u32 positions); tokens
+        // are at most `GeneVocab::MAX_ID`: both leave the SUMMED bit free.
         let inputs = target
             .iter()
             .map(|t| match *t {
-                None => InputGene { inv_median: 0.0, token: 0, col: InputGene::UNMAPPED },
+                None => InputGene::UNMAPPED_GENE,
                 Some(col) => {
                     let c = &columns[col as usize];
-                    let flag = if c.summed { InputGene::SUMMED } else { 0 };
-                    InputGene { inv_median: c.inv_median, token: c.token, col: col | flag }
+                    if c.summed {
+                        InputGene { inv_median: 0.0, tag: col | InputGene::SUMMED }
+                    } else {
+                        InputGene { inv_median: c.inv_median, tag: c.token }
+                    }
                 }
             })
             .collect();
@@ -252,26 +287,28 @@ impl GeneformerTokenizer {
     /// The un-truncated ranking of one cell: `(token, sort key)` by descending key. `n_counts`
     /// is the cell's total raw count over all genes of the input (upstream's `obs["n_counts"]`).
     pub fn rank(&self, plan: &GenePlan, cell: CellView<'_>, n_counts: f64) -> Vec<(u32, f64)> {
-        self.with_sorted_keys(plan, cell, n_counts, |keys| {
-            keys.iter().map(|&k| (k as u32, f64::from_bits(!((k >> 64) as u64)))).collect()
-        })
+        self.with_ranking(plan, cell, n_counts, |ranked| ranked.pairs().collect())
     }
 
-    /// Calls `f` with the ranking packed as `(!key_bits << 64) | (model column << 32) | token`,
-    /// ascending: keys are positive finite f64, whose bit patterns order like their values, so
-    /// an ascending sort of the packed integers is descending by key with ties in model-column
-    /// order — exactly a stable descending sort. Buffers are reused per thread.
-    fn with_sorted_keys<R>(
+    /// Calls `f` with the ranking: `(token, key)` by descending key, ties in model-column order —
+    /// exactly a stable descending sort. Keys are positive finite f64, whose bit patterns order
+    /// like their values, so their complements sort ascending in the wanted order. They are
+    /// pushed in model-column order (input columns are strictly increasing, and summed columns
+    /// come after all others, in order), so the stable argsort keeps ties in that order.
+    /// Buffers are reused per thread.
+    fn with_ranking<R>(
         &self,
         plan: &GenePlan,
         cell: CellView<'_>,
         n_counts: f64,
-        f: impl FnOnce(&[u128]) -> R,
+        f: impl FnOnce(Ranking<'_>) -> R,
     ) -> R {
-        /// Per-thread buffers: packed keys, sort scratch, summed (collapsed) columns.
+        /// Per-thread buffers: complemented key bits and tokens by position, sort scratch,
+        /// summed (collapsed) columns.
         #[derive(Default)]
         struct Buffers {
-            keys: Vec<u128>,
+            keys: Vec<u64>,
+            tokens: Vec<u32>,
             scratch: crate::radix::Scratch,
             summed: Vec<(u32, f64)>,
         }
@@ -279,24 +316,37 @@ impl GeneformerTokenizer {
             static BUFFERS: std::cell::RefCell<Buffers> = Default::default();
         }
         let inv_n = 1.0 / n_counts;
-        let key = |col: u32, token: u32, inv_median: f64, count: f64| -> Option<u128> {
-            let x = ((count * inv_n) * 10_000.0) * inv_median;
-            // Zero and non-finite keys (an n_counts of 0) are not ranked.
-            (x > 0.0 && x.is_finite())
-                .then(|| (u128::from(!x.to_bits()) << 64) | (u128::from(col) << 32) | u128::from(token))
+        // Zero and non-finite keys (unmapped and summed inputs, an n_counts of 0) are not ranked:
+        // `x > 0.0 && x < ∞` is `0 < bits < bits(∞)`, one comparison of `bits − 1` (negative
+        // values have the sign bit set and NaNs lie above ∞).
+        let key = |inv_median: f64, count: f64| -> (u64, bool) {
+            let bits = (((count * inv_n) * 10_000.0) * inv_median).to_bits();
+            (!bits, bits.wrapping_sub(1) < f64::INFINITY.to_bits() - 1)
         };
-        BUFFERS.with_borrow_mut(|Buffers { keys, scratch, summed }| {
-            keys.clear();
-            summed.clear();
+        BUFFERS.with_borrow_mut(|Buffers { keys, tokens, scratch, summed }| {
+            // Every expressed gene is written at `len`, which only advances for ranked ones:
+            // no branch per gene. Summed columns are fewer than their (unranked) inputs.
+            let nnz = cell.nnz();
+            if keys.len() < nnz {
+                keys.resize(nnz, 0);
+                tokens.resize(nnz, 0);
+            }
+            let mut len = 0;
+            let (key_slots, token_slots) = (&mut keys[..nnz], &mut tokens[..nnz]);
             for (&g, &v) in cell.indices.iter().zip(cell.values) {
-                let Some(&InputGene { inv_median, token, col }) = plan.inputs.get(g as usize) else { continue };
-                if col == InputGene::UNMAPPED {
-                    continue;
-                }
-                if col & InputGene::SUMMED != 0 {
-                    summed.push((col & !InputGene::SUMMED, f64::from(v)));
-                } else if let Some(k) = key(col, token, inv_median, f64::from(v)) {
-                    keys.push(k);
+                let gene = plan.inputs.get(g as usize).copied().unwrap_or(InputGene::UNMAPPED_GENE);
+                let (k, ranked) = key(gene.inv_median, f64::from(v));
+                key_slots[len] = k;
+                token_slots[len] = gene.tag;
+                len += usize::from(ranked);
+            }
+            summed.clear();
+            if plan.summed_groups > 0 {
+                for (&g, &v) in cell.indices.iter().zip(cell.values) {
+                    let tag = plan.inputs.get(g as usize).map_or(InputGene::UNMAPPED, |gene| gene.tag);
+                    if tag != InputGene::UNMAPPED && tag & InputGene::SUMMED != 0 {
+                        summed.push((tag & !InputGene::SUMMED, f64::from(v)));
+                    }
                 }
             }
             if !summed.is_empty() {
@@ -309,19 +359,23 @@ impl GeneformerTokenizer {
                     }
                     same
                 });
-                keys.extend(summed.iter().filter_map(|&(col, n)| {
+                for &(col, n) in summed.iter() {
                     let c = &plan.columns[col as usize];
-                    key(col, c.token, c.inv_median, n)
-                }));
+                    let (k, ranked) = key(c.inv_median, n);
+                    keys[len] = k;
+                    tokens[len] = c.token;
+                    len += usize::from(ranked);
+                }
             }
-            crate::radix::sort_by_high_stable(keys, scratch);
-            f(keys)
+            let (keys, tokens) = (&keys[..len], &tokens[..len]);
+            let sorted = crate::radix::argsort_stable(keys, scratch);
+            f(Ranking { sorted, keys, tokens })
         })
     }
 
     /// Tokenizes one cell; `None` when it expresses no vocabulary gene (upstream drops such cells).
     pub fn tokenize(&self, plan: &GenePlan, cell: CellView<'_>, n_counts: f64) -> Option<GeneformerCell> {
-        self.with_sorted_keys(plan, cell, n_counts, |ranked| {
+        self.with_ranking(plan, cell, n_counts, |ranked| {
             if ranked.is_empty() {
                 return None;
             }
@@ -329,11 +383,11 @@ impl GeneformerTokenizer {
             let input_ids = if self.version.special_tokens() {
                 let mut ids = Vec::with_capacity(size.min(ranked.len() + 2));
                 ids.push(self.cls);
-                ids.extend(ranked.iter().take(size - 2).map(|&k| k as u32));
+                ids.extend(ranked.tokens().take(size - 2));
                 ids.push(self.eos);
                 ids
             } else {
-                ranked.iter().take(size).map(|&k| k as u32).collect()
+                ranked.tokens().take(size).collect()
             };
             Some(GeneformerCell { input_ids })
         })

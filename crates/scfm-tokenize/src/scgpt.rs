@@ -67,11 +67,11 @@ pub fn digitize(x: f64, edges: &[f64]) -> (usize, usize) {
 /// When `n_bins < 3`.
 pub fn bin_cell(values: &[f32], n_bins: usize, tie: &mut TieBreak) -> Vec<u8> {
     assert!((3..=256).contains(&n_bins));
-    /// Per-thread buffers: packed (value, rank) keys, sort scratch, sorted values, digitize
-    /// bounds by rank.
+    /// Per-thread buffers: non-zero values as ordered keys, sort scratch, sorted values,
+    /// digitize bounds by rank.
     #[derive(Default)]
     struct Buffers {
-        order: Vec<u128>,
+        keys: Vec<u64>,
         scratch: crate::radix::Scratch,
         sorted: Vec<f64>,
         bounds: Vec<(u8, u8)>,
@@ -80,36 +80,29 @@ pub fn bin_cell(values: &[f32], n_bins: usize, tie: &mut TieBreak) -> Vec<u8> {
         static BUFFERS: std::cell::RefCell<Buffers> = Default::default();
     }
     let mut out = vec![0u8; values.len()];
-    BUFFERS.with_borrow_mut(|Buffers { order, scratch, sorted, bounds }| {
-        // Non-zero values as order-preserving integers, packed with their rank among the
-        // non-zeros, sorted by value.
-        order.clear();
-        order.extend(
-            values
-                .iter()
-                .filter(|&&v| v != 0.0)
-                .enumerate()
-                .map(|(k, &v)| u128::from(ordered_bits(v)) << 64 | k as u128),
-        );
-        if order.is_empty() {
+    BUFFERS.with_borrow_mut(|Buffers { keys, scratch, sorted, bounds }| {
+        // Non-zero values as order-preserving integers, by rank among the non-zeros.
+        keys.clear();
+        keys.extend(values.iter().filter(|&&v| v != 0.0).map(|&v| u64::from(ordered_bits(v))));
+        if keys.is_empty() {
             return;
         }
-        crate::radix::sort_by_high_stable(order, scratch);
+        let order = crate::radix::argsort_stable(keys, scratch);
         sorted.clear();
-        sorted.extend(order.iter().map(|&t| f64::from(from_ordered_bits((t >> 64) as u32))));
+        sorted.extend(order.positions().map(|k| f64::from(from_ordered_bits(keys[k] as u32))));
         let edges = quantile_edges(sorted, n_bins - 1);
         // `digitize` of every value in one merge walk over the ascending values and edges.
         bounds.clear();
-        bounds.resize(order.len(), (0, 0));
+        bounds.resize(keys.len(), (0, 0));
         let (mut left, mut right) = (0, 0);
-        for (&t, &x) in order.iter().zip(sorted.iter()) {
+        for (k, &x) in order.positions().zip(sorted.iter()) {
             while left < edges.len() && edges[left] <= x {
                 left += 1;
             }
             while right < edges.len() && edges[right] < x {
                 right += 1;
             }
-            bounds[t as u64 as usize] = (left as u8, right as u8);
+            bounds[k] = (left as u8, right as u8);
         }
         // helical seeds default_rng(42) afresh for every cell: clone the seeded state.
         static HELICAL: std::sync::OnceLock<NumpyPcg64> = std::sync::OnceLock::new();

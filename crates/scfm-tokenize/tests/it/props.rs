@@ -1,6 +1,7 @@
 //! Invariants of every tokenizer on random cells (proptest).
 
 use proptest::prelude::*;
+use scfm_core::CellView;
 use scfm_core::{CellChunk, GeneVocab, StrMap, StringMap};
 use scfm_tokenize::geneformer::{GeneformerDictionaries, GeneformerTokenizer, GeneformerVersion};
 use scfm_tokenize::scbert::ScBertTokenizer;
@@ -44,8 +45,56 @@ fn chunk(rows: &[Vec<(u32, f32)>]) -> CellChunk {
     CellChunk::from_csr((0..rows.len()).map(|i| format!("c{i}")).collect(), indptr, idx, val, N_GENES).unwrap()
 }
 
+/// Geneformer dictionaries for `n` genes G0.. (ids 4..) with the given medians.
+fn wide_dicts(medians: &[f64]) -> GeneformerDictionaries {
+    let mut pairs = vec![("<cls>".to_owned(), 2), ("<eos>".to_owned(), 3)];
+    pairs.extend((0..medians.len()).map(|g| (format!("G{g}"), g as u32 + 4)));
+    GeneformerDictionaries {
+        tokens: GeneVocab::from_pairs(pairs).unwrap(),
+        medians: medians.iter().enumerate().map(|(g, &m)| (format!("G{g}"), m)).collect(),
+        ensembl_mapping: (0..medians.len()).map(|g| (format!("G{g}"), format!("G{g}"))).collect(),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// On cells of up to 3,000 expressed genes (the radix path), the ranking is exactly a stable
+    /// descending sort of the keys computed as upstream does, with ties (from repeated medians
+    /// and counts) in column order.
+    #[test]
+    fn geneformer_ranking_is_a_stable_sort_of_upstream_keys(
+        distinct_medians in prop_oneof![Just(3usize), Just(50), Just(100_000)],
+        seed in any::<u32>(),
+        nnz in 0usize..3000,
+        fractional in any::<bool>(),
+    ) {
+        const GENES: usize = 3000;
+        let mut rng = scfm_tokenize::rng::NumpyPcg64::new(seed);
+        let medians: Vec<f64> =
+            (0..GENES).map(|_| 0.01 + (rng.next_u64() % distinct_medians as u64) as f64 * 0.37).collect();
+        let tok = GeneformerTokenizer::new(GeneformerVersion::V2, wide_dicts(&medians));
+        let genes: Vec<String> = (0..GENES).map(|g| format!("G{g}")).collect();
+        let plan = tok.plan(&genes);
+        let mut cols: Vec<u32> = (0..GENES as u32).filter(|_| rng.next_u64() % GENES as u64 <= nnz as u64).collect();
+        cols.dedup();
+        let values: Vec<f32> = cols
+            .iter()
+            .map(|_| {
+                let c = 1 + rng.next_u64() % 40 * (rng.next_u64() % 3);
+                if fractional { c as f32 * 0.731 } else { c as f32 }
+            })
+            .collect();
+        let cell = CellView { indices: &cols, values: &values };
+        let n = cell.total();
+        let mut want: Vec<(u32, f64)> = cols
+            .iter()
+            .zip(&values)
+            .map(|(&g, &v)| (g + 4, ((f64::from(v) * (1.0 / n)) * 10_000.0) * (1.0 / medians[g as usize])))
+            .collect();
+        want.sort_by(|a, b| b.1.total_cmp(&a.1));
+        prop_assert_eq!(tok.rank(&plan, cell, n), want);
+    }
 
     #[test]
     fn geneformer_invariants(rows in cells(), symbols in any::<bool>()) {
