@@ -63,13 +63,61 @@ fn plain_column(col: &ArrayRef) -> std::result::Result<ArrayRef, arrow_schema::A
     }
 }
 
+/// The shard being written: its temporary path, writer, rows so far, and its write-behind.
+struct OpenShard {
+    tmp: PathBuf,
+    writer: StreamWriter<BufWriter<File>>,
+    rows: usize,
+    write_behind: WriteBehind,
+}
+
+/// Starts the disk write-back of a shard while it is written: a thread syncs the file's data
+/// whenever the writer has written more, so the fsync when the shard is closed waits for the last
+/// few megabytes, not for the whole file (for 60,000 tokenized cells, a 240 MB shard, that fsync
+/// took 0.24 s of a 1.2 s run).
+struct WriteBehind {
+    poke: std::sync::mpsc::SyncSender<()>,
+    handle: std::thread::JoinHandle<std::io::Result<()>>,
+}
+
+impl WriteBehind {
+    fn start(file: &File, tmp: &Path) -> Result<Self> {
+        let file = file.try_clone().map_err(io_err(tmp))?;
+        // One poke pending at most: pokes while a sync runs fold into the next one.
+        let (poke, pokes) = std::sync::mpsc::sync_channel::<()>(1);
+        let handle = std::thread::Builder::new()
+            .name("scfm-write-behind".into())
+            .spawn(move || {
+                for () in pokes {
+                    file.sync_data()?;
+                }
+                Ok(())
+            })
+            .map_err(io_err(tmp))?;
+        Ok(Self { poke, handle })
+    }
+
+    /// More was written: sync it when the thread is free.
+    fn poke(&self) {
+        // Full: a sync is pending and will include these bytes. Disconnected: the thread met an
+        // error, which `finish` reports.
+        let _ = self.poke.try_send(());
+    }
+
+    /// Stops the thread; the first error it met.
+    fn finish(self) -> std::io::Result<()> {
+        drop(self.poke);
+        self.handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+}
+
 /// Writes a `save_to_disk` dataset; see the [module documentation](self).
 pub struct HfDatasetWriter {
     dir: PathBuf,
     schema: SchemaRef,
     features: Value,
     shard_rows: usize,
-    current: Option<(PathBuf, StreamWriter<BufWriter<File>>, usize)>,
+    current: Option<OpenShard>,
     shards: Vec<PathBuf>,
     rows: usize,
 }
@@ -129,17 +177,22 @@ impl HfDatasetWriter {
             if self.current.is_none() {
                 let tmp = self.dir.join(format!("shard-{:05}.arrow.tmp", self.shards.len()));
                 let file = File::create(&tmp).map_err(io_err(&tmp))?;
-                let w = StreamWriter::try_new(BufWriter::with_capacity(1 << 20, file), &self.schema)
+                let write_behind = WriteBehind::start(&file, &tmp)?;
+                let writer = StreamWriter::try_new(BufWriter::with_capacity(1 << 20, file), &self.schema)
                     .map_err(|source| IoError::Arrow { path: tmp.clone(), source })?;
-                self.current = Some((tmp, w, 0));
+                self.current = Some(OpenShard { tmp, writer, rows: 0, write_behind });
             }
-            let (tmp, w, n) = self.current.as_mut().expect("opened above");
-            let take = (self.shard_rows - *n).min(batch.num_rows() - start);
-            w.write(&batch.slice(start, take)).map_err(|source| IoError::Arrow { path: tmp.clone(), source })?;
-            *n += take;
+            let shard = self.current.as_mut().expect("opened above");
+            let take = (self.shard_rows - shard.rows).min(batch.num_rows() - start);
+            shard
+                .writer
+                .write(&batch.slice(start, take))
+                .map_err(|source| IoError::Arrow { path: shard.tmp.clone(), source })?;
+            shard.write_behind.poke();
+            shard.rows += take;
             self.rows += take;
             start += take;
-            if *n >= self.shard_rows {
+            if shard.rows >= self.shard_rows {
                 self.close_shard()?;
             }
         }
@@ -147,10 +200,11 @@ impl HfDatasetWriter {
     }
 
     fn close_shard(&mut self) -> Result<()> {
-        let Some((tmp, mut w, _)) = self.current.take() else { return Ok(()) };
-        w.finish().map_err(|source| IoError::Arrow { path: tmp.clone(), source })?;
-        let mut inner = w.into_inner().map_err(|source| IoError::Arrow { path: tmp.clone(), source })?;
+        let Some(OpenShard { tmp, mut writer, write_behind, .. }) = self.current.take() else { return Ok(()) };
+        writer.finish().map_err(|source| IoError::Arrow { path: tmp.clone(), source })?;
+        let mut inner = writer.into_inner().map_err(|source| IoError::Arrow { path: tmp.clone(), source })?;
         inner.flush().map_err(io_err(&tmp))?;
+        write_behind.finish().map_err(io_err(&tmp))?;
         inner.get_ref().sync_all().map_err(io_err(&tmp))?;
         self.shards.push(tmp);
         Ok(())
