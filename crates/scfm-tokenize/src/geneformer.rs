@@ -71,15 +71,22 @@ pub struct GeneformerDictionaries {
 }
 
 impl GeneformerDictionaries {
-    /// Reads the upstream pickles.
+    /// Reads the upstream pickles, the three at once (for gc104M, the Ensembl mapping alone
+    /// takes about 65 ms, the medians 35 ms).
     ///
     /// # Errors
-    /// Read errors and wrong-kind files ([`TokenizeError::WrongKind`]).
+    /// Read errors and wrong-kind files ([`TokenizeError::WrongKind`]); the token dictionary's
+    /// error first, then the medians', then the mapping's.
     pub fn load(token_dictionary: &Path, gene_medians: &Path, ensembl_mapping: &Path) -> Result<Self, TokenizeError> {
-        Ok(Self {
-            tokens: geneformer_token_dictionary(token_dictionary)?,
-            medians: geneformer_gene_medians(gene_medians)?,
-            ensembl_mapping: string_map(ensembl_mapping)?,
+        std::thread::scope(|scope| {
+            let mapping = scope.spawn(|| string_map(ensembl_mapping));
+            let medians = scope.spawn(|| geneformer_gene_medians(gene_medians));
+            let tokens = geneformer_token_dictionary(token_dictionary);
+            fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+                h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            }
+            let (medians, mapping) = (join(medians), join(mapping));
+            Ok(Self { tokens: tokens?, medians: medians?, ensembl_mapping: mapping? })
         })
     }
 }
