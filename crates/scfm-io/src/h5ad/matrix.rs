@@ -194,10 +194,12 @@ impl Matrix {
             self.check_row(ctx, rows.start + r, (&idx[lo..hi], &vals[lo..hi]))?;
         }
         // The common case — every row sorted, no stored zeros — keeps the buffers as read.
+        // Branch-free scans (they vectorize): a row is unsorted where an index does not exceed
+        // the one before; ±0.0 are the values whose bits are zero but for the sign.
         let canonical = ptr.windows(2).all(|w| {
             let (lo, hi) = (w[0] - a, w[1] - a);
-            idx[lo..hi].windows(2).all(|p| p[0] < p[1])
-        }) && !vals.contains(&0.0);
+            idx[lo..hi].windows(2).fold(true, |acc, p| acc & (p[0] < p[1]))
+        }) && vals.iter().fold(true, |acc, v| acc & (v.to_bits() & 0x7fff_ffff != 0));
         if canonical {
             return Ok((ptr.iter().map(|p| p - a).collect(), idx, vals));
         }
@@ -270,14 +272,23 @@ impl Matrix {
     }
 
     fn check_row(&self, ctx: &Ctx, cell: usize, (idx, vals): (&[u32], &[f32])) -> Result<()> {
-        let bad = |v: f32| !v.is_finite() || (self.require_non_negative && v < 0.0);
-        // A branch-free scan first; the position is looked up only on failure.
-        if vals.iter().fold(false, |acc, &v| acc | bad(v)) {
-            let k = vals.iter().position(|&v| bad(v)).expect("found above");
+        let non_negative = self.require_non_negative;
+        // A branch-free scan first (it vectorizes); the position is looked up only on failure.
+        if vals.iter().fold(false, |acc, &v| acc | is_bad(v, non_negative)) {
+            let k = vals.iter().position(|&v| is_bad(v, non_negative)).expect("found above");
             return Err(self.bad_value(ctx, cell, idx[k] as usize, f64::from(vals[k])));
         }
         Ok(())
     }
+}
+
+/// Whether `v` is refused: NaN or ±∞, or negative where counts are required. On the bits,
+/// without branches: NaN and ±∞ have every exponent bit set, negative values the sign bit (and
+/// −0.0, which is not negative, only that one).
+fn is_bad(v: f32, non_negative: bool) -> bool {
+    let b = v.to_bits();
+    let magnitude = if non_negative { b } else { b & 0x7fff_ffff };
+    (magnitude >= 0x7f80_0000) & (b != 0x8000_0000)
 }
 
 /// Converts stored numbers to f32 (exact for integers below 2^24 and for f32 data).
@@ -350,5 +361,22 @@ impl CsrBuilder {
 
     pub fn finish(self) -> CsrParts {
         (self.indptr, self.indices, self.values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_bad;
+
+    #[test]
+    fn bad_values_are_the_non_finite_and_the_negative_ones() {
+        let specials =
+            [0.0f32, -0.0, 1.0, -1.0, f32::MIN_POSITIVE, -f32::MIN_POSITIVE, 1e-45, -1e-45, f32::MAX, f32::MIN];
+        let nonfinite = [f32::INFINITY, f32::NEG_INFINITY, f32::NAN, -f32::NAN];
+        let bits = (0..100_000u32).map(|i| f32::from_bits(i.wrapping_mul(0x9e37_79b9)));
+        for v in specials.into_iter().chain(nonfinite).chain(bits) {
+            assert_eq!(is_bad(v, false), !v.is_finite(), "{v:e}");
+            assert_eq!(is_bad(v, true), !v.is_finite() || v < 0.0, "{v:e}");
+        }
     }
 }
