@@ -56,7 +56,6 @@ pub(crate) fn argsort_stable<'s>(keys: &[u64], scratch: &'s mut Scratch) -> Sort
     let width = top - cut;
     items.extend(keys.iter().enumerate().map(|(i, &k)| ((k - lo) >> cut) << pos_bits | i as u64));
     let sorted_bits = width.min(2 * DIGIT);
-    // All kept bits are sorted, or the kept bits are all the varying bits (`cut == tz`).
     let low = pos_bits + width - sorted_bits;
     if spare.len() < n {
         spare.resize(n, 0);
@@ -109,6 +108,8 @@ pub(crate) fn argsort_stable<'s>(keys: &[u64], scratch: &'s mut Scratch) -> Sort
         std::mem::swap(items, spare);
         items.truncate(n);
     }
+    // When every kept bit was sorted, the kept bits are all the varying ones (`cut == tz`: at
+    // most 20 bits vary, which always fit): nothing is left to finish.
     debug_assert!(low > pos_bits || cut == tz);
     if low > pos_bits {
         // Runs that agree in the sorted bits (short with about a thousand keys) are in position
