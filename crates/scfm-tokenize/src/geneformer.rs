@@ -214,43 +214,59 @@ impl GeneformerTokenizer {
     pub fn plan(&self, genes: &[String]) -> GenePlan {
         let vocab = &self.dicts.tokens;
         let mapping = &self.dicts.ensembl_mapping;
-        let in_vocab = |target: &&str| vocab.id(target).is_some();
+        // One lookup per gene and dictionary (the dictionaries are megabytes, so every lookup is a
+        // few cache misses): each gene's target and token, on the id as given and — for ids that
+        // change when upper-cased — on the upper-cased id.
+        let target_of = |g: &str| -> Option<(&str, u32)> {
+            let t = mapping.get(g)?;
+            Some((t, vocab.id(t)?))
+        };
+        let as_given: Vec<Option<(&str, u32)>> = genes.iter().map(|g| target_of(g)).collect();
         // Branch test, on the ids as given (not upper-cased).
         let in_map: HashSet<&str> =
-            genes.iter().filter(|g| mapping.get(g).is_some_and(|t| in_vocab(&t))).map(String::as_str).collect();
-        let targets_of_in_map: HashSet<&str> = in_map.iter().filter_map(|g| mapping.get(g)).collect();
+            genes.iter().zip(&as_given).filter(|(_, t)| t.is_some()).map(|(g, _)| g.as_str()).collect();
+        let targets_of_in_map: HashSet<&str> = as_given.iter().flatten().map(|&(t, _)| t).collect();
         let collapse = in_map.len() != targets_of_in_map.len();
         // Mapping itself, on upper-cased ids.
-        let mapped: Vec<Option<&str>> = genes.iter().map(|g| mapping.get(&g.to_uppercase()).filter(in_vocab)).collect();
+        let mapped: Vec<Option<(&str, u32)>> = genes
+            .iter()
+            .zip(&as_given)
+            .map(|(g, &given)| {
+                if g.bytes().all(|b| b.is_ascii() && !b.is_ascii_lowercase()) {
+                    given
+                } else {
+                    target_of(&g.to_uppercase())
+                }
+            })
+            .collect();
         let mut target = vec![None; genes.len()];
         let mut columns = vec![];
         let mut summed_groups = 0;
-        let push = |gene: &str, columns: &mut Vec<PlanColumn>| -> Option<u32> {
-            let token = vocab.id(gene)?;
+        let push = |(gene, token): (&str, u32), columns: &mut Vec<PlanColumn>| -> Option<u32> {
             let median = *self.dicts.medians.get(gene)?;
             columns.push(PlanColumn { token, inv_median: 1.0 / median, summed: false });
             Some(columns.len() as u32 - 1)
         };
         if collapse {
             let mut count: HashMap<&str, usize> = HashMap::new();
-            for t in mapped.iter().flatten() {
+            for (t, _) in mapped.iter().flatten() {
                 *count.entry(t).or_default() += 1;
             }
             // Unique targets keep their place; duplicated ones are summed and appended in order
             // of first occurrence.
             for (i, t) in mapped.iter().enumerate() {
-                if let Some(t) = t
-                    && count[t] == 1
+                if let &Some(t) = t
+                    && count[t.0] == 1
                 {
                     target[i] = push(t, &mut columns);
                 }
             }
             let mut appended: HashMap<&str, Option<u32>> = HashMap::new();
             for (i, t) in mapped.iter().enumerate() {
-                if let Some(t) = t
-                    && count[t] > 1
+                if let &Some(t) = t
+                    && count[t.0] > 1
                 {
-                    let col = *appended.entry(t).or_insert_with(|| {
+                    let col = *appended.entry(t.0).or_insert_with(|| {
                         summed_groups += 1;
                         push(t, &mut columns)
                     });
@@ -259,7 +275,7 @@ impl GeneformerTokenizer {
             }
         } else {
             for (i, t) in mapped.iter().enumerate() {
-                if let Some(t) = t {
+                if let &Some(t) = t {
                     target[i] = push(t, &mut columns);
                 }
             }
