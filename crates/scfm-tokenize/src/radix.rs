@@ -115,44 +115,32 @@ pub(crate) fn argsort_stable<'s>(keys: &[u64], scratch: &'s mut Scratch) -> Sort
         // Runs that agree in the sorted bits (short with about a thousand keys) are in position
         // order; sort them by the kept key bits, then position (items are distinct). Where bits
         // below the kept ones differ too (`cut > tz`), items equal in all kept bits (rarer
-        // still) are finished by their full keys.
-        let mut i = 0;
-        while i + 1 < n {
-            if (items[i] ^ items[i + 1]) >> low != 0 {
-                i += 1;
-                continue;
-            }
-            let run = items[i] >> low;
-            let mut j = i + 2;
-            while j < n && items[j] >> low == run {
-                j += 1;
-            }
-            let run = &mut items[i..j];
+        // still) are finished by their full keys, stably.
+        for_each_run(items, low, |run| {
             run.sort_unstable();
             if cut > tz {
-                finish_by_full_keys(run, pos_bits, keys, mask);
+                for_each_run(run, pos_bits, |tied| tied.sort_by_key(|&it| keys[(it & mask) as usize]));
             }
-            i = j;
-        }
+        });
     }
     Sorted { items, mask }
 }
 
-/// Sorts each run of `items` that agree in their key bits (above `pos_bits`) — they are in
-/// position order — by the full keys, stably.
-fn finish_by_full_keys(items: &mut [u64], pos_bits: u32, keys: &[u64], mask: u64) {
+/// Calls `f` on each run of two or more consecutive `items` that agree above bit `shift`.
+fn for_each_run(items: &mut [u64], shift: u32, mut f: impl FnMut(&mut [u64])) {
+    let n = items.len();
     let mut i = 0;
-    while i + 1 < items.len() {
-        if (items[i] ^ items[i + 1]) >> pos_bits != 0 {
+    while i + 1 < n {
+        if (items[i] ^ items[i + 1]) >> shift != 0 {
             i += 1;
             continue;
         }
-        let run = items[i] >> pos_bits;
+        let run = items[i] >> shift;
         let mut j = i + 2;
-        while j < items.len() && items[j] >> pos_bits == run {
+        while j < n && items[j] >> shift == run {
             j += 1;
         }
-        items[i..j].sort_by_key(|&it| keys[(it & mask) as usize]);
+        f(&mut items[i..j]);
         i = j;
     }
 }
