@@ -1,6 +1,8 @@
 //! Per-cell tokenization cost on one thread, without I/O: cells with 1,000 expressed genes out
 //! of the first 20,000 genes of each model's vocabulary (the MODELS.md §9 benchmark shape).
 //!
+//! Also the fixed cost of a Geneformer run: reading each of its three dictionaries.
+//!
 //! `cargo bench --bench tokenize`
 
 use std::path::PathBuf;
@@ -10,7 +12,7 @@ use scfm::core::{CellChunk, GeneTable};
 use scfm::tokenize::geneformer::{GeneformerDictionaries, GeneformerTokenizer, GeneformerVersion};
 use scfm::tokenize::rng::NumpyPcg64;
 use scfm::tokenize::scgpt::{ScGptSequence, TieBreak};
-use scfm::tokenize::vocab::scgpt_vocab;
+use scfm::tokenize::vocab::{geneformer_gene_medians, geneformer_token_dictionary, scgpt_vocab, string_map};
 
 fn data(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(rel)
@@ -87,5 +89,19 @@ fn tokenize(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, tokenize);
+/// Reading Geneformer V2's dictionaries, one file at a time (a run reads the three at once).
+fn dictionaries(c: &mut Criterion) {
+    let v = data("vocab/geneformer");
+    let mut g = c.benchmark_group("read_geneformer_v2_dictionary");
+    g.sample_size(20);
+    let tokens = v.join("token_dictionary_gc104M.pkl");
+    g.bench_function("tokens", |b| b.iter(|| geneformer_token_dictionary(&tokens).unwrap().len()));
+    let medians = v.join("gene_median_dictionary_gc104M.pkl");
+    g.bench_function("medians", |b| b.iter(|| geneformer_gene_medians(&medians).unwrap().len()));
+    let mapping = v.join("ensembl_mapping_dict_gc104M.pkl");
+    g.bench_function("ensembl_mapping", |b| b.iter(|| string_map(&mapping).unwrap().len()));
+    g.finish();
+}
+
+criterion_group!(benches, tokenize, dictionaries);
 criterion_main!(benches);

@@ -9,12 +9,19 @@
 //! (a cycle) is an error, and the copies together may not exceed a budget proportional to the
 //! file size, so a hostile file cannot blow up memory by nesting shared containers.
 //!
+//! [`parse_dict_items`] reads a pickle whose top-level object is a dict (the vocabularies) without
+//! building it: each item is handed over as soon as it is complete.
+//!
+//! Before decoding, one pass over the opcodes collects the memo keys that are ever fetched
+//! (`BINGET`), so that values memoized but never fetched — nearly all of them — are not copied.
+//!
 //! [`parse_torch`] additionally reads the `data.pkl` of PyTorch's zip checkpoints
 //! (`torch.save`): the persistent ids of tensor storages, `torch._utils._rebuild_tensor_v2` /
 //! `_rebuild_parameter`, the storage-type globals and `collections.OrderedDict` — as descriptions
 //! ([`PyValue::TorchTensor`]); the tensor bytes live in the archive and are read by the caller.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
 
 /// A value decoded from a pickle.
 #[derive(Debug, Clone, PartialEq)]
@@ -182,21 +189,25 @@ impl std::fmt::Display for PickleError {
     }
 }
 
-enum Slot {
+enum Slot<'a> {
     Value(PyValue),
+    /// A string, borrowed from the pickle: made a `String` only when it goes into a container,
+    /// so that dict items handed over by [`parse_dict_items`] and memoized strings cost no
+    /// allocation.
+    Text(&'a str),
     Mark,
 }
 
-struct Machine<'a> {
+struct Machine<'a, 's> {
     /// Whether the PyTorch globals and persistent ids are accepted.
     torch: bool,
     data: &'a [u8],
     pos: usize,
     op_at: usize,
-    stack: Vec<Slot>,
+    stack: Vec<Slot<'a>>,
     /// Memo entries under keys 0, 1, 2, … (what picklers write); any other key goes to `sparse`.
-    memo: Vec<MemoEntry>,
-    sparse_memo: HashMap<u32, MemoEntry>,
+    memo: Vec<MemoEntry<'a>>,
+    sparse_memo: HashMap<u32, MemoEntry<'a>>,
     /// Memoized dicts and lists still being built: (stack index, memo key). They are copied into
     /// the memo when they leave the stack, i.e. once complete.
     open: Vec<(usize, u32)>,
@@ -205,23 +216,133 @@ struct Machine<'a> {
     copied: Vec<usize>,
     /// How many more values copies out of the memo may create.
     budget: usize,
-    /// Where the last string read lies in `data`, so that memoizing it stores a range rather
-    /// than a copy (protocol-4 pickles memoize every string: half the memory of a vocabulary).
-    last_str: Option<(usize, usize)>,
+    /// The memo keys that some opcode fetches; the others are not stored.
+    fetched: Fetched,
+    /// [`parse_dict_items`]: where the items of the top-level dict go.
+    sink: Option<Sink<'a, 's>>,
+    /// The top-level dict (stack index 0) streams its items into `sink`.
+    streaming_root: bool,
+}
+
+/// The memo keys fetched by `BINGET` / `LONG_BINGET`, from a pass over the opcodes.
+enum Fetched {
+    /// The pass met an opcode it does not know: keep every memo entry.
+    All,
+    /// Keys below the pickle's length (every `MEMOIZE` key is) as a bit set; the others.
+    Keys { dense: Vec<u64>, sparse: HashSet<u32> },
+}
+
+impl Fetched {
+    /// Collects the fetched keys and counts the memo entries (`MEMOIZE`, `BINPUT`, …), walking
+    /// the opcodes without decoding their values.
+    fn scan(data: &[u8]) -> (Self, usize) {
+        let mut dense = vec![0u64; data.len().div_ceil(64)];
+        let mut sparse = HashSet::new();
+        let mut puts = 0usize;
+        let mut pos = 0usize;
+        let int = |at: usize, n: usize| -> Option<u64> {
+            let b = data.get(at..at.checked_add(n)?)?;
+            Some(b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | u64::from(x)))
+        };
+        let all = (Self::All, 0);
+        loop {
+            let Some(&op) = data.get(pos) else { return all };
+            pos += 1;
+            // The length of the opcode's argument.
+            let arg = match op {
+                b'.' => break,
+                b'}'
+                | b']'
+                | b')'
+                | b'('
+                | b'N'
+                | 0x88
+                | 0x89
+                | b't'
+                | 0x85..=0x87
+                | b's'
+                | b'u'
+                | b'a'
+                | b'e'
+                | 0x93
+                | b'R'
+                | b'Q'
+                | b'b' => 0,
+                0x94 => {
+                    puts += 1;
+                    0
+                }
+                b'K' | 0x80 => 1,
+                b'M' => 2,
+                b'J' => 4,
+                0x95 | b'G' => 8,
+                b'q' | b'r' => {
+                    puts += 1;
+                    if op == b'q' { 1 } else { 4 }
+                }
+                b'h' | b'j' => {
+                    let n = if op == b'h' { 1 } else { 4 };
+                    let Some(key) = int(pos, n) else { return all };
+                    match usize::try_from(key).ok().filter(|&k| k < data.len()) {
+                        Some(k) => dense[k / 64] |= 1 << (k % 64),
+                        None => {
+                            sparse.insert(key as u32);
+                        }
+                    }
+                    n
+                }
+                0x8a | 0x8c | b'C' => match int(pos, 1) {
+                    Some(n) => 1 + n as usize,
+                    None => return all,
+                },
+                b'X' | b'B' => match int(pos, 4) {
+                    Some(n) => 4 + n as usize,
+                    None => return all,
+                },
+                0x8d => match int(pos, 8).and_then(|n| usize::try_from(n).ok()) {
+                    Some(n) => 8usize.saturating_add(n),
+                    None => return all,
+                },
+                b'c' => {
+                    // Two newline-terminated lines.
+                    let lines = data[pos..].iter().enumerate().filter(|&(_, &b)| b == b'\n').nth(1);
+                    match lines {
+                        Some((end, _)) => end + 1,
+                        None => return all,
+                    }
+                }
+                _ => return all,
+            };
+            pos = pos.saturating_add(arg);
+        }
+        (Self::Keys { dense, sparse }, puts)
+    }
+
+    fn contains(&self, key: u32) -> bool {
+        match self {
+            Self::All => true,
+            Self::Keys { dense, sparse } => match dense.get(key as usize / 64) {
+                Some(word) => word & (1 << (key % 64)) != 0,
+                None => sparse.contains(&key),
+            },
+        }
+    }
 }
 
 /// One memo slot.
-enum MemoEntry {
+enum MemoEntry<'a> {
+    /// Never fetched (see [`Fetched`]).
+    Unused,
     /// A dict or list still on the stack: fetching it copies its current state, and it may not
     /// change afterwards.
     Open,
-    /// A string, as its byte range in the pickle.
-    Str(usize, usize),
+    /// A string of the pickle.
+    Str(&'a str),
     /// Any other shareable value (boxed, to keep the memo small).
     Value(Box<PyValue>),
 }
 
-impl<'a> Machine<'a> {
+impl<'a> Machine<'a, '_> {
     fn err(&self, reason: impl Into<String>) -> PickleError {
         PickleError { offset: self.op_at, reason: reason.into() }
     }
@@ -257,32 +378,41 @@ impl<'a> Machine<'a> {
         Ok(n)
     }
 
-    fn string(&mut self, n: usize) -> Result<PyValue, PickleError> {
-        let start = self.pos;
+    /// Pushes the next `n` bytes as a string.
+    fn string(&mut self, n: usize) -> Result<(), PickleError> {
         let b = self.take(n)?;
         let s = std::str::from_utf8(b).map_err(|_| self.err("string is not UTF-8"))?;
-        self.last_str = Some((start, start + n));
-        Ok(PyValue::Str(s.to_owned()))
+        self.stack.push(Slot::Text(s));
+        Ok(())
     }
 
     fn push(&mut self, v: PyValue) {
         self.stack.push(Slot::Value(v));
     }
 
-    fn pop(&mut self) -> Result<PyValue, PickleError> {
+    /// The top value, strings as ranges.
+    fn pop_item(&mut self) -> Result<Item<'a>, PickleError> {
         match self.stack.pop() {
             Some(Slot::Value(v)) => {
                 self.leave(self.stack.len(), &v)?;
-                Ok(v)
+                Ok(Item::Value(v))
             }
+            Some(Slot::Text(s)) => Ok(Item::Str(s)),
             Some(Slot::Mark) => Err(self.err("unexpected mark")),
             None => Err(self.err("stack underflow")),
         }
     }
 
+    fn pop(&mut self) -> Result<PyValue, PickleError> {
+        self.pop_item().map(Item::into_value)
+    }
+
     /// `v` left the stack from `index`: if it is a memoized dict or list, it is complete now and
     /// its copy goes into the memo.
     fn leave(&mut self, index: usize, v: &PyValue) -> Result<(), PickleError> {
+        if index == 0 && self.streaming_root {
+            return Err(self.err("the top-level dict, whose items were handed over, is put into another object"));
+        }
         self.copied.retain(|&at| at < index);
         while let Some(&(at, key)) = self.open.last()
             && at >= index
@@ -323,31 +453,49 @@ impl<'a> Machine<'a> {
         }
     }
 
-    fn pop_mark(&mut self) -> Result<Vec<PyValue>, PickleError> {
-        let mut items = vec![];
-        loop {
-            match self.stack.pop() {
-                Some(Slot::Mark) => break,
-                Some(Slot::Value(v)) => {
-                    self.leave(self.stack.len(), &v)?;
-                    items.push(v);
-                }
-                None => return Err(self.err("mark not found")),
+    /// The values above the topmost mark, bottom first, strings as ranges; the mark is removed.
+    fn pop_mark_items(&mut self) -> Result<Vec<Item<'a>>, PickleError> {
+        let mark =
+            self.stack.iter().rposition(|s| matches!(s, Slot::Mark)).ok_or_else(|| self.err("mark not found"))?;
+        let slots = self.stack.split_off(mark + 1);
+        self.stack.pop();
+        // Containers leave the stack top first, as if popped one by one.
+        for (i, slot) in slots.iter().enumerate().rev() {
+            if let Slot::Value(v) = slot {
+                self.leave(mark + 1 + i, v)?;
             }
         }
-        items.reverse();
-        Ok(items)
+        Ok(slots
+            .into_iter()
+            .map(|slot| match slot {
+                Slot::Value(v) => Item::Value(v),
+                Slot::Text(s) => Item::Str(s),
+                Slot::Mark => unreachable!("the topmost mark is below"),
+            })
+            .collect())
+    }
+
+    fn pop_mark(&mut self) -> Result<Vec<PyValue>, PickleError> {
+        Ok(self.pop_mark_items()?.into_iter().map(Item::into_value).collect())
     }
 
     fn memo_put(&mut self, key: u32) -> Result<(), PickleError> {
         let v = match self.stack.last() {
             Some(Slot::Value(v)) => v,
+            Some(&Slot::Text(s)) => {
+                let entry = if self.fetched.contains(key) { MemoEntry::Str(s) } else { MemoEntry::Unused };
+                self.memo_set(key, entry);
+                return Ok(());
+            }
             _ => return Err(self.err("nothing to memoize")),
         };
+        if !self.fetched.contains(key) {
+            self.memo_set(key, MemoEntry::Unused);
+            return Ok(());
+        }
         // Dicts and lists are filled after they are memoized: they are copied once complete.
-        let entry = match (v, self.last_str) {
-            (PyValue::Str(s), Some((a, b))) if &self.data[a..b] == s.as_bytes() => MemoEntry::Str(a, b),
-            (PyValue::List(_) | PyValue::Dict(_), _) => {
+        let entry = match v {
+            PyValue::List(_) | PyValue::Dict(_) => {
                 self.open.push((self.stack.len() - 1, key));
                 MemoEntry::Open
             }
@@ -361,7 +509,7 @@ impl<'a> Machine<'a> {
         Ok(())
     }
 
-    fn memo_set(&mut self, key: u32, entry: MemoEntry) {
+    fn memo_set(&mut self, key: u32, entry: MemoEntry<'a>) {
         match (key as usize).cmp(&self.memo.len()) {
             std::cmp::Ordering::Less => self.memo[key as usize] = entry,
             std::cmp::Ordering::Equal => self.memo.push(entry),
@@ -375,11 +523,16 @@ impl<'a> Machine<'a> {
         let entry = self.memo.get(key as usize).or_else(|| self.sparse_memo.get(&key));
         let v = match entry {
             Some(MemoEntry::Value(v)) => (**v).clone(),
-            Some(&MemoEntry::Str(a, b)) => PyValue::Str(
-                std::str::from_utf8(&self.data[a..b]).map_err(|_| self.err("string is not UTF-8"))?.to_owned(),
-            ),
+            Some(&MemoEntry::Str(s)) => {
+                self.charge(&PyValue::None)?;
+                self.stack.push(Slot::Text(s));
+                return Ok(());
+            }
             Some(MemoEntry::Open) => {
                 let at = self.open.iter().find(|(_, k)| *k == key).map(|&(at, _)| at);
+                if self.streaming_root && at == Some(0) {
+                    return Err(self.err("the top-level dict refers to itself"));
+                }
                 match at.and_then(|at| self.stack.get(at).map(|s| (at, s))) {
                     Some((at, Slot::Value(v))) => {
                         let v = v.clone();
@@ -392,7 +545,7 @@ impl<'a> Machine<'a> {
                     _ => return Err(self.err(format!("memo entry {key} is missing"))),
                 }
             }
-            None => return Err(self.err(format!("memo entry {key} is missing"))),
+            Some(MemoEntry::Unused) | None => return Err(self.err(format!("memo entry {key} is missing"))),
         };
         self.charge(&v)?;
         self.push(v);
@@ -482,7 +635,70 @@ fn numpy_scalar(code: &str, b: &[u8]) -> Option<PyValue> {
 /// # Errors
 /// [`PickleError`] with the byte offset for truncated data, unknown opcodes and refused globals.
 pub fn parse(data: &[u8]) -> Result<PyValue, PickleError> {
-    run(data, false)
+    match run(data, false, None)? {
+        Outcome::Value(v) => Ok(v),
+        Outcome::Dict | Outcome::Stopped => unreachable!("no sink was given"),
+    }
+}
+
+/// A key or a value handed over by [`parse_dict_items`]: a string borrowed from the pickle's
+/// bytes, or any other value, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item<'a> {
+    /// A `str`.
+    Str(&'a str),
+    /// Anything else.
+    Value(PyValue),
+}
+
+impl<'a> Item<'a> {
+    /// The string, if this is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Self::Str(s) => Some(s),
+            Self::Value(v) => v.as_str(),
+        }
+    }
+
+    /// The value, strings as owned `PyValue::Str`.
+    pub fn into_value(self) -> PyValue {
+        match self {
+            Self::Str(s) => PyValue::Str(s.to_owned()),
+            Self::Value(v) => v,
+        }
+    }
+}
+
+/// What [`parse_dict_items`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TopLevel {
+    /// A dict: every item was handed over.
+    Dict,
+    /// The callback stopped the decoding.
+    Stopped,
+    /// Not a dict: the value, as [`parse`] decodes it.
+    Other(PyValue),
+}
+
+/// Decodes a pickle whose top-level object is a dict — the vocabularies — handing each item to
+/// `item` as soon as it is complete, in order, instead of building the dict (a tree of several
+/// hundred thousand values for Geneformer's Ensembl mapping); strings are borrowed from `data`,
+/// so a dict of strings is read without an allocation per item. `item` returns
+/// [`ControlFlow::Break`] to stop early (an item of the wrong kind). Items are handed over as
+/// the pickle sets them: a key set twice comes twice, the later one winning in a Python dict.
+///
+/// # Errors
+/// [`PickleError`] as [`parse`], and for a top-level dict that refers to itself or ends up inside
+/// another object after its items were handed over.
+pub fn parse_dict_items<'a>(
+    data: &'a [u8],
+    mut item: impl FnMut(Item<'a>, Item<'a>) -> ControlFlow<()>,
+) -> Result<TopLevel, PickleError> {
+    Ok(match run(data, false, Some(&mut item))? {
+        Outcome::Value(v) => TopLevel::Other(v),
+        Outcome::Dict => TopLevel::Dict,
+        Outcome::Stopped => TopLevel::Stopped,
+    })
 }
 
 /// Decodes the `data.pkl` of a PyTorch zip checkpoint: like [`parse`], plus the PyTorch
@@ -492,22 +708,41 @@ pub fn parse(data: &[u8]) -> Result<PyValue, PickleError> {
 /// # Errors
 /// [`PickleError`] as [`parse`]; any other global (custom classes, `torch.device`, …) is refused.
 pub fn parse_torch(data: &[u8]) -> Result<PyValue, PickleError> {
-    run(data, true)
+    match run(data, true, None)? {
+        Outcome::Value(v) => Ok(v),
+        Outcome::Dict | Outcome::Stopped => unreachable!("no sink was given"),
+    }
 }
 
-fn run(data: &[u8], torch: bool) -> Result<PyValue, PickleError> {
+/// How [`run`] ended.
+enum Outcome {
+    /// The top-level value.
+    Value(PyValue),
+    /// The top-level dict, whose items went to the sink.
+    Dict,
+    /// The sink stopped it.
+    Stopped,
+}
+
+/// Where [`parse_dict_items`] sends the items.
+type Sink<'a, 's> = &'s mut (dyn FnMut(Item<'a>, Item<'a>) -> ControlFlow<()> + 's);
+
+fn run<'a>(data: &'a [u8], torch: bool, sink: Option<Sink<'a, '_>>) -> Result<Outcome, PickleError> {
+    let (fetched, puts) = Fetched::scan(data);
     let mut m = Machine {
         torch,
         data,
         pos: 0,
         op_at: 0,
         stack: vec![],
-        memo: vec![],
+        memo: Vec::with_capacity(puts),
         sparse_memo: HashMap::new(),
         open: vec![],
         copied: vec![],
         budget: data.len().saturating_mul(4).saturating_add(1 << 16),
-        last_str: None,
+        fetched,
+        sink,
+        streaming_root: false,
     };
     loop {
         m.op_at = m.pos;
@@ -524,12 +759,19 @@ fn run(data: &[u8], torch: bool) -> Result<PyValue, PickleError> {
             }
             // The result is returned as is: no copy of a memoized top-level container.
             b'.' => {
+                let streamed = m.streaming_root && m.stack.len() == 1;
                 return match m.stack.pop() {
-                    Some(Slot::Value(v)) => Ok(v),
+                    Some(Slot::Value(_)) if streamed => Ok(Outcome::Dict),
+                    Some(Slot::Value(v)) => Ok(Outcome::Value(v)),
+                    Some(Slot::Text(s)) => Ok(Outcome::Value(PyValue::Str(s.to_owned()))),
                     _ => Err(m.err("STOP without a value")),
                 };
             }
-            b'}' => m.push(PyValue::Dict(vec![])),
+            b'}' => {
+                // With a sink, a dict that is the pickle's first value streams its items.
+                m.streaming_root |= m.sink.is_some() && m.stack.is_empty() && m.memo.is_empty();
+                m.push(PyValue::Dict(vec![]));
+            }
             b']' => m.push(PyValue::List(vec![])),
             b')' => m.push(PyValue::Tuple(vec![])),
             b'(' => m.stack.push(Slot::Mark),
@@ -565,20 +807,17 @@ fn run(data: &[u8], torch: bool) -> Result<PyValue, PickleError> {
             }
             0x8c => {
                 let n = usize::from(m.u8()?);
-                let v = m.string(n)?;
-                m.push(v);
+                m.string(n)?;
             }
             b'X' => {
                 let n = m.u32()?;
                 let n = m.len(u64::from(n))?;
-                let v = m.string(n)?;
-                m.push(v);
+                m.string(n)?;
             }
             0x8d => {
                 let n = m.u64()?;
                 let n = m.len(n)?;
-                let v = m.string(n)?;
-                m.push(v);
+                m.string(n)?;
             }
             b'C' => {
                 let n = usize::from(m.u8()?);
@@ -623,20 +862,39 @@ fn run(data: &[u8], torch: bool) -> Result<PyValue, PickleError> {
                 m.push(PyValue::Tuple(items));
             }
             b's' => {
-                let v = m.pop()?;
-                let k = m.pop()?;
+                let v = m.pop_item()?;
+                let k = m.pop_item()?;
+                if m.streams_into_root() {
+                    if let Some(sink) = m.sink.as_mut()
+                        && sink(k, v).is_break()
+                    {
+                        return Ok(Outcome::Stopped);
+                    }
+                    continue;
+                }
+                let (k, v) = (k.into_value(), v.into_value());
                 match m.top()? {
                     PyValue::Dict(d) => d.push((k, v)),
                     _ => return Err(m.err("SETITEM on a non-dict")),
                 }
             }
             b'u' => {
-                let items = m.pop_mark()?;
+                let items = m.pop_mark_items()?;
                 if items.len() % 2 != 0 {
                     return Err(m.err("odd number of items for SETITEMS"));
                 }
                 let mut it = items.into_iter();
-                let pairs: Vec<_> = std::iter::from_fn(|| Some((it.next()?, it.next()?))).collect();
+                if m.streams_into_root() {
+                    let sink = m.sink.as_mut().expect("streaming has a sink");
+                    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                        if sink(k, v).is_break() {
+                            return Ok(Outcome::Stopped);
+                        }
+                    }
+                    continue;
+                }
+                let pairs: Vec<_> =
+                    std::iter::from_fn(|| Some((it.next()?.into_value(), it.next()?.into_value()))).collect();
                 match m.top()? {
                     PyValue::Dict(d) => d.extend(pairs),
                     _ => return Err(m.err("SETITEMS on a non-dict")),
@@ -722,7 +980,12 @@ fn run(data: &[u8], torch: bool) -> Result<PyValue, PickleError> {
     }
 }
 
-impl Machine<'_> {
+impl Machine<'_, '_> {
+    /// Whether the dict that `SETITEM(S)` sets items in is the streamed top-level dict.
+    fn streams_into_root(&self) -> bool {
+        self.streaming_root && self.stack.len() == 1
+    }
+
     fn line(&mut self) -> Result<String, PickleError> {
         let rest = &self.data[self.pos..];
         let end = rest.iter().position(|&b| b == b'\n').ok_or_else(|| self.err("unterminated line"))?;

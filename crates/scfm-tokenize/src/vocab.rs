@@ -9,12 +9,13 @@
 //! | scBERT | `vocab_gene2vec_16906.pkl` or the one-symbol-per-line text list | [`gene_list`] |
 //! | scFoundation | `OS_scRNA_gene_index.19264.tsv` | [`scfoundation_genes`] |
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use scfm_core::{GeneVocab, StrMap, StringMap};
 
 use crate::error::TokenizeError;
-use crate::pickle::{self, PyValue};
+use crate::pickle::{self, Item, PyValue, TopLevel};
 
 /// The special tokens scGPT appends to its gene vocabulary, in order.
 pub const SCGPT_SPECIALS: [&str; 3] = ["<pad>", "<cls>", "<eoc>"];
@@ -47,9 +48,9 @@ fn describe(v: &PyValue) -> &'static str {
     }
 }
 
-/// What a dict's values look like, for `WrongKind` messages.
-fn dict_kind(d: &[(PyValue, PyValue)]) -> String {
-    match d.first() {
+/// What a dict looks like, by its first item, for `WrongKind` messages.
+fn dict_kind(first: Option<(&PyValue, &PyValue)>) -> String {
+    match first {
         None => "an empty dict".into(),
         Some((k, v)) => {
             let hint = match v {
@@ -63,12 +64,29 @@ fn dict_kind(d: &[(PyValue, PyValue)]) -> String {
     }
 }
 
-fn as_dict(path: &Path, v: PyValue, expected: &'static str) -> Result<Vec<(PyValue, PyValue)>, TokenizeError> {
-    match v {
-        PyValue::Dict(d) => Ok(d),
-        other => {
-            Err(TokenizeError::WrongKind { path: path.to_owned(), expected, found: format!("a {}", describe(&other)) })
-        }
+/// Streams the items of the pickled dict `bytes` (read from `path`) into `insert`, which
+/// returns `false` for an item of the wrong kind; without building the dict.
+///
+/// # Errors
+/// [`TokenizeError::Pickle`], and [`TokenizeError::WrongKind`] for a pickle that is not a dict or
+/// an item `insert` refuses.
+fn read_dict(
+    path: &Path,
+    bytes: &[u8],
+    expected: &'static str,
+    mut insert: impl FnMut(Item<'_>, Item<'_>) -> bool,
+) -> Result<(), TokenizeError> {
+    let mut first = None;
+    let top = pickle::parse_dict_items(bytes, |k, v| {
+        first.get_or_insert_with(|| dict_kind(Some((&k.clone().into_value(), &v.clone().into_value()))));
+        if insert(k, v) { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
+    })
+    .map_err(|source| TokenizeError::Pickle { path: path.to_owned(), source })?;
+    let wrong = |found: String| Err(TokenizeError::WrongKind { path: path.to_owned(), expected, found });
+    match top {
+        TopLevel::Dict => Ok(()),
+        TopLevel::Stopped => wrong(first.unwrap_or_else(|| dict_kind(None))),
+        TopLevel::Other(v) => wrong(format!("a {}", describe(&v))),
     }
 }
 
@@ -79,15 +97,15 @@ fn as_dict(path: &Path, v: PyValue, expected: &'static str) -> Result<Vec<(PyVal
 /// ids, and read errors.
 pub fn geneformer_token_dictionary(path: &Path) -> Result<GeneVocab, TokenizeError> {
     const EXPECTED: &str = "a Geneformer token dictionary (gene id → integer token)";
-    let d = as_dict(path, read_pickle(path)?, EXPECTED)?;
-    let kind = dict_kind(&d);
-    let mut pairs = Vec::with_capacity(d.len());
-    for (k, v) in d {
-        match (k, v) {
-            (PyValue::Str(k), PyValue::Int(i)) if (0..=i64::from(u32::MAX)).contains(&i) => pairs.push((k, i as u32)),
-            _ => return Err(TokenizeError::WrongKind { path: path.to_owned(), expected: EXPECTED, found: kind }),
+    let bytes = read(path)?;
+    let mut pairs = Vec::with_capacity(bytes.len() / 20);
+    read_dict(path, &bytes, EXPECTED, |k, v| match (k.as_str(), v) {
+        (Some(k), Item::Value(PyValue::Int(i))) if (0..=i64::from(u32::MAX)).contains(&i) => {
+            pairs.push((k.to_owned(), i as u32));
+            true
         }
-    }
+        _ => false,
+    })?;
     GeneVocab::from_pairs(pairs).map_err(|source| TokenizeError::Vocab { path: path.to_owned(), source })
 }
 
@@ -98,22 +116,17 @@ pub fn geneformer_token_dictionary(path: &Path) -> Result<GeneVocab, TokenizeErr
 /// [`TokenizeError::WrongKind`] for any other dictionary, and read errors.
 pub fn geneformer_gene_medians(path: &Path) -> Result<StrMap<f64>, TokenizeError> {
     const EXPECTED: &str = "a Geneformer gene median dictionary (gene id → float)";
-    let d = as_dict(path, read_pickle(path)?, EXPECTED)?;
-    let kind = dict_kind(&d);
-    let mut map = StrMap::with_capacity(d.len(), text_bytes(&d));
-    for (k, v) in &d {
-        match (k, v) {
-            (PyValue::Str(k), &PyValue::Float(f)) if f.is_finite() && f > 0.0 => map.insert(k, f),
-            _ => return Err(TokenizeError::WrongKind { path: path.to_owned(), expected: EXPECTED, found: kind }),
-        };
-    }
+    let bytes = read(path)?;
+    // 36 bytes per gene in the upstream files (a NumPy scalar each), 15 of them the id.
+    let mut map = StrMap::with_capacity(bytes.len() / 32, bytes.len() / 2);
+    read_dict(path, &bytes, EXPECTED, |k, v| match (k.as_str(), v) {
+        (Some(k), Item::Value(PyValue::Float(f))) if f.is_finite() && f > 0.0 => {
+            map.insert(k, f);
+            true
+        }
+        _ => false,
+    })?;
     Ok(map)
-}
-
-/// The bytes of a dict's string keys and values.
-fn text_bytes(d: &[(PyValue, PyValue)]) -> usize {
-    let len = |v: &PyValue| if let PyValue::Str(s) = v { s.len() } else { 0 };
-    d.iter().map(|(k, v)| len(k) + len(v)).sum()
 }
 
 /// A `dict[str, str]` pickle: Geneformer's `gene_name_id_dict` (symbol → Ensembl id) or
@@ -123,15 +136,16 @@ fn text_bytes(d: &[(PyValue, PyValue)]) -> usize {
 /// [`TokenizeError::WrongKind`] for any other dictionary, and read errors.
 pub fn string_map(path: &Path) -> Result<StringMap, TokenizeError> {
     const EXPECTED: &str = "a gene name/id mapping (string → string)";
-    let d = as_dict(path, read_pickle(path)?, EXPECTED)?;
-    let kind = dict_kind(&d);
-    let mut map = StringMap::with_capacity(d.len(), text_bytes(&d));
-    for (k, v) in &d {
-        let (PyValue::Str(k), PyValue::Str(v)) = (k, v) else {
-            return Err(TokenizeError::WrongKind { path: path.to_owned(), expected: EXPECTED, found: kind });
-        };
-        map.insert(k, v);
-    }
+    let bytes = read(path)?;
+    // About 23 bytes per pair in the upstream files.
+    let mut map = StringMap::with_capacity(bytes.len() / 20, bytes.len() + bytes.len() / 4);
+    read_dict(path, &bytes, EXPECTED, |k, v| match (k.as_str(), v.as_str()) {
+        (Some(k), Some(v)) => {
+            map.insert(k, v);
+            true
+        }
+        _ => false,
+    })?;
     Ok(map)
 }
 

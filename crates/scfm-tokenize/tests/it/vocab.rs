@@ -2,7 +2,7 @@ use std::collections::HashMap;
 
 use proptest::prelude::*;
 use scfm_tokenize::TokenizeError;
-use scfm_tokenize::pickle::{PyValue, parse};
+use scfm_tokenize::pickle::{PyValue, TopLevel, parse, parse_dict_items};
 use scfm_tokenize::vocab::{
     gene_list, geneformer_gene_medians, geneformer_token_dictionary, scfoundation_genes, scgpt_vocab, string_map,
 };
@@ -139,7 +139,98 @@ fn a_token_id_too_large_for_a_table_is_refused() {
     assert!(err.to_string().contains("token_dictionary.pkl"), "{err}");
 }
 
+/// `parse_dict_items`, checked against `parse`: the same items in the same order, the same
+/// non-dict value, or an error where streaming cannot follow the pickle (the top-level dict
+/// referenced from inside itself or put into another object).
+fn streaming_agrees_with_parse(bytes: &[u8]) {
+    let mut items = vec![];
+    let streamed = parse_dict_items(bytes, |k, v| {
+        items.push((k.into_value(), v.into_value()));
+        std::ops::ControlFlow::Continue(())
+    });
+    match (parse(bytes), streamed) {
+        (Ok(PyValue::Dict(whole)), Ok(TopLevel::Dict)) => assert_eq!(whole, items),
+        (Ok(v), Ok(TopLevel::Other(w))) => assert_eq!(v, w),
+        (Ok(PyValue::Dict(_)), Err(e)) => {
+            assert!(e.reason.contains("refers to itself") || e.reason.contains("into another object"), "{e}")
+        }
+        (Err(_), Err(_)) => {}
+        (whole, streamed) => panic!("parse gave {whole:?}, streaming {streamed:?}"),
+    }
+}
+
+/// The first `bytes` bytes or a little more of a pickled dict, closed after the last whole item
+/// (`SETITEMS`, `STOP`): a smaller dict that decodes.
+fn first_items(rel: &str, bytes: usize) -> Vec<u8> {
+    let whole = std::fs::read(data(rel)).unwrap();
+    (bytes..whole.len())
+        .map(|cut| [&whole[..cut], b"u."].concat())
+        .find(|head| matches!(parse(head), Ok(PyValue::Dict(d)) if d.len() > 10))
+        .unwrap()
+}
+
+#[test]
+fn streamed_dictionaries_equal_the_parsed_ones() {
+    for rel in [
+        "vocab/geneformer/token_dictionary_gc104M.pkl",
+        "vocab/geneformer/gene_median_dictionary_gc104M.pkl",
+        "vocab/geneformer/ensembl_mapping_dict_gc104M.pkl",
+        "vocab/geneformer/gene_name_id_dict_gc104M.pkl",
+        "vocab/geneformer/v1_gc30M/token_dictionary_gc30M.pkl",
+        "vocab/geneformer/v1_gc30M/gene_median_dictionary_gc30M.pkl",
+        "vocab/scbert/vocab_gene2vec_16906.pkl",
+    ] {
+        let bytes = std::fs::read(data(rel)).unwrap();
+        streaming_agrees_with_parse(&bytes);
+        if rel.contains("104M") {
+            streaming_agrees_with_parse(&first_items(rel, 3000));
+        }
+    }
+    // SETITEM, one item at a time, as protocol 2 writes small dicts.
+    let setitem = b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01K\x01sX\x01\x00\x00\x00bh\x01s.";
+    streaming_agrees_with_parse(setitem);
+    let mut items = vec![];
+    parse_dict_items(setitem, |k, v| {
+        items.push((k.into_value(), v.into_value()));
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(
+        items,
+        [(PyValue::Str("a".into()), PyValue::Int(1)), (PyValue::Str("b".into()), PyValue::Str("a".into()))]
+    );
+    // The callback stops the decoding.
+    let bytes = std::fs::read(data("vocab/geneformer/token_dictionary_gc104M.pkl")).unwrap();
+    let mut seen = 0;
+    let top = parse_dict_items(&bytes, |_, _| {
+        seen += 1;
+        if seen == 3 { std::ops::ControlFlow::Break(()) } else { std::ops::ControlFlow::Continue(()) }
+    });
+    assert_eq!((top, seen), (Ok(TopLevel::Stopped), 3));
+    // {"a": <the dict itself>} and ({"a": 1},): refused when streamed, whatever `parse` makes of them.
+    let itself = b"\x80\x04}\x94(\x8c\x01a\x94h\x00u.";
+    assert!(parse_dict_items(itself, |_, _| std::ops::ControlFlow::Continue(())).is_err());
+    let nested = b"\x80\x04}\x94(\x8c\x01a\x94K\x01u\x85.";
+    assert!(matches!(parse(nested), Ok(PyValue::Tuple(_))));
+    let err = parse_dict_items(nested, |_, _| std::ops::ControlFlow::Continue(())).unwrap_err();
+    assert!(err.reason.contains("into another object"), "{err}");
+}
+
 proptest! {
+    /// Streaming and whole decoding agree on the first items of real files (cut at an opcode
+    /// boundary and closed, so that undamaged they decode) with random bytes flipped.
+    #[test]
+    fn streaming_agrees_with_parse_on_damaged_files(flips in proptest::collection::vec((0usize..3000, any::<u8>()), 1..6)) {
+        for rel in ["vocab/geneformer/gene_median_dictionary_gc104M.pkl", "vocab/geneformer/ensembl_mapping_dict_gc104M.pkl"] {
+            let mut head = first_items(rel, 3000);
+            for &(at, b) in &flips {
+                let n = head.len();
+                head[at % n] = b;
+            }
+            streaming_agrees_with_parse(&head);
+        }
+    }
+
     /// Arbitrary bytes, and real files with random bytes flipped, never panic.
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400), flips in proptest::collection::vec((0usize..5000, any::<u8>()), 0..8)) {
