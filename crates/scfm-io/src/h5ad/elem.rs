@@ -318,13 +318,14 @@ impl NumVec {
     pub fn into_u32_below(self, bound: usize) -> Result<Vec<u32>, (usize, f64)> {
         match self {
             NumVec::I32(v) => {
-                if let Some(i) = v.iter().position(|&x| x < 0 || x as usize >= bound) {
-                    return Err((i, f64::from(v[i])));
+                // Negative entries are 2^31 or more as u32, above every bound an i32 can meet.
+                let v: Vec<u32> = v.into_iter().map(|x| x as u32).collect();
+                match first_at_or_above(&v, bound.min(1 << 31)) {
+                    Some(i) => Err((i, f64::from(v[i] as i32))),
+                    None => Ok(v),
                 }
-                // Same size and alignment: collected in place, no new allocation.
-                Ok(v.into_iter().map(|x| x as u32).collect())
             }
-            NumVec::U32(v) => match v.iter().position(|&x| x as usize >= bound) {
+            NumVec::U32(v) => match first_at_or_above(&v, bound) {
                 Some(i) => Err((i, f64::from(v[i]))),
                 None => Ok(v),
             },
@@ -337,6 +338,15 @@ impl NumVec {
             }
         }
     }
+}
+
+/// The position of the first entry `≥ bound`: a branch-free scan first (it vectorizes), the
+/// position only on failure.
+fn first_at_or_above(v: &[u32], bound: usize) -> Option<usize> {
+    // Every u32 lies below a larger bound.
+    let bound = u32::try_from(bound).ok()?;
+    let max = v.iter().fold(0u32, |m, &x| m.max(x));
+    (!v.is_empty() && max >= bound).then(|| v.iter().position(|&x| x >= bound).expect("the maximum is"))
 }
 
 /// Reads `range` of a 1-D string dataset (variable-length or fixed-length, UTF-8 or ASCII).
@@ -359,5 +369,24 @@ pub(crate) fn len_1d(ctx: &Ctx, element: &str, ds: &Dataset) -> Result<usize> {
     match shape.as_slice() {
         [n] => Ok(*n),
         _ => Err(ctx.wrong_type(element, "a 1-D array", shape)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NumVec;
+
+    #[test]
+    fn indices_are_checked_against_the_axis_length() {
+        assert_eq!(NumVec::I32(vec![0, 4, 2]).into_u32_below(5), Ok(vec![0, 4, 2]));
+        assert_eq!(NumVec::I32(vec![0, 5, 7]).into_u32_below(5), Err((1, 5.0)));
+        assert_eq!(NumVec::I32(vec![0, 1, -3, 9]).into_u32_below(5), Err((2, -3.0)));
+        // Negative entries are refused whatever the bound.
+        assert_eq!(NumVec::I32(vec![3, i32::MIN]).into_u32_below(usize::MAX), Err((1, f64::from(i32::MIN))));
+        assert_eq!(NumVec::U32(vec![3, 1]).into_u32_below(4), Ok(vec![3, 1]));
+        assert_eq!(NumVec::U32(vec![3, 4, 1]).into_u32_below(4), Err((1, 4.0)));
+        assert_eq!(NumVec::U32(vec![u32::MAX]).into_u32_below(1 << 40), Ok(vec![u32::MAX]));
+        assert_eq!(NumVec::U32(vec![]).into_u32_below(0), Ok(vec![]));
+        assert_eq!(NumVec::I64(vec![1, 6]).into_u32_below(5), Err((1, 6.0)));
     }
 }

@@ -154,6 +154,21 @@ fn structural_damage_is_named() {
     read_all(&p, false).unwrap();
     let err = read_all(&p, true).unwrap_err();
     assert!(matches!(err, IoError::BadValue { what: "negative", .. }), "{err}");
+    // A NaN names its cell and gene, found from the file's own CSR arrays (chunks of 64 cells).
+    let file = hdf5::File::open(data(BASE)).unwrap();
+    let indptr: Vec<i64> = file.dataset("X/indptr").unwrap().read_raw().unwrap();
+    let indices: Vec<i64> = file.dataset("X/indices").unwrap().read_raw().unwrap();
+    drop(file);
+    for at in [3, indices.len() / 2, indices.len() - 1] {
+        let p = corrupted(d, &format!("nan_{at}.h5ad"), |f| overwrite_f32(f, "X/data", at, f32::NAN));
+        let cell = indptr.iter().rposition(|&p| p as usize <= at).unwrap();
+        match read_all(&p, false).unwrap_err() {
+            IoError::BadValue { what: "NaN", cell: c, gene, .. } => {
+                assert_eq!((c, gene), (cell, indices[at] as usize), "entry {at}")
+            }
+            other => panic!("entry {at}: {other}"),
+        }
+    }
 }
 
 #[test]
