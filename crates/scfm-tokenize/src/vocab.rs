@@ -135,13 +135,34 @@ pub fn geneformer_gene_medians(path: &Path) -> Result<StrMap<f64>, TokenizeError
 /// # Errors
 /// [`TokenizeError::WrongKind`] for any other dictionary, and read errors.
 pub fn string_map(path: &Path) -> Result<StringMap, TokenizeError> {
+    read_string_map(path, |_| true, true)
+}
+
+/// Like [`string_map`], keeping only the keys `keep` accepts (the genes of one dataset: most of
+/// Geneformer's 173,697-entry Ensembl mapping is then read past rather than stored). Every item
+/// is still checked, so a file of the wrong kind is refused just the same.
+///
+/// # Errors
+/// As [`string_map`].
+pub fn string_map_where(path: &Path, keep: impl Fn(&str) -> bool) -> Result<StringMap, TokenizeError> {
+    read_string_map(path, keep, false)
+}
+
+/// `presize`: room for every item of the file from the start (about 23 bytes per pair in the
+/// upstream files).
+fn read_string_map(path: &Path, keep: impl Fn(&str) -> bool, presize: bool) -> Result<StringMap, TokenizeError> {
     const EXPECTED: &str = "a gene name/id mapping (string → string)";
     let bytes = read(path)?;
-    // About 23 bytes per pair in the upstream files.
-    let mut map = StringMap::with_capacity(bytes.len() / 20, bytes.len() + bytes.len() / 4);
+    let mut map = if presize {
+        StringMap::with_capacity(bytes.len() / 20, bytes.len() + bytes.len() / 4)
+    } else {
+        StringMap::default()
+    };
     read_dict(path, &bytes, EXPECTED, |k, v| match (k.as_str(), v.as_str()) {
         (Some(k), Some(v)) => {
-            map.insert(k, v);
+            if keep(k) {
+                map.insert(k, v);
+            }
             true
         }
         _ => false,

@@ -277,12 +277,10 @@ pub(crate) fn prepare_scheme<'a>(
     with_counts: bool,
 ) -> Result<Prepared<'a>, Error> {
     let ids = source.genes().ids().to_vec();
-    let symbols = symbol_table(source, gene_table)?;
+    // Symbol-based schemes match against this (Geneformer maps ids through its own files).
+    let symbols = || symbol_table(source, gene_table);
     Ok(match scheme {
         Scheme::Geneformer { version, files } => {
-            let dicts =
-                GeneformerDictionaries::load(&files.token_dictionary, &files.gene_medians, &files.ensembl_mapping)?;
-            let tok = GeneformerTokenizer::new(*version, dicts);
             let mut genes = ids;
             if *version == GeneformerVersion::V1
                 && source.genes().id_kind() == GeneIdKind::Symbol
@@ -291,6 +289,14 @@ pub(crate) fn prepare_scheme<'a>(
                 let names = string_map(p)?;
                 genes = genes.iter().map(|g| names.get(g).map_or_else(|| g.clone(), str::to_owned)).collect();
             }
+            // Only this dataset's part of the Ensembl mapping is kept: the plan is the same.
+            let dicts = GeneformerDictionaries::load_for_genes(
+                &files.token_dictionary,
+                &files.gene_medians,
+                &files.ensembl_mapping,
+                &genes,
+            )?;
+            let tok = GeneformerTokenizer::new(*version, dicts);
             let plan = tok.plan(&genes);
             let settings = serde_json::json!({
                 "model_input_size": version.model_input_size(),
@@ -313,7 +319,7 @@ pub(crate) fn prepare_scheme<'a>(
             let v = scgpt_vocab(vocab, true)?;
             let mut seq = sequence.clone();
             seq.cls_id = v.id("<cls>").expect("specials are appended");
-            let plan = ScGptSequence::plan(&v, &symbols);
+            let plan = ScGptSequence::plan(&v, &symbols()?);
             let settings = serde_json::json!({
                 "vocab": vocab, "max_len": seq.max_len, "cls_value": seq.cls_value, "n_bins": seq.n_bins,
                 "include_zero_genes": seq.include_zero_genes, "seed": seq.seed, "ties": ties,
@@ -342,7 +348,7 @@ pub(crate) fn prepare_scheme<'a>(
         }
         Scheme::ScBert { genes } => {
             let tok = ScBertTokenizer::new(gene_list(genes)?);
-            let plan = tok.plan(&symbols);
+            let plan = tok.plan(&symbols()?);
             let settings = serde_json::json!({"genes": genes, "seq_len": tok.seq_len(), "min_genes": tok.min_genes, "bin_num": tok.bin_num});
             Prepared {
                 unknown_examples: examples(&ids, |i| plan.is_mapped(i)),
@@ -359,7 +365,7 @@ pub(crate) fn prepare_scheme<'a>(
         }
         Scheme::XTrimoGene { genes, target } => {
             let tok = XTrimoGeneTokenizer::new(scfoundation_genes(genes)?, *target);
-            let plan = tok.plan(&symbols);
+            let plan = tok.plan(&symbols()?);
             let settings = serde_json::json!({"genes": genes, "target": format!("{target:?}"), "seq_len": tok.seq_len(), "values": "computed in f64, rounded once to f32"});
             Prepared {
                 unknown_examples: examples(&ids, |i| plan.is_mapped(i)),

@@ -55,6 +55,18 @@ fn geneformer_matches_upstream_on_every_fixture() {
             genes = genes.iter().map(|g| names.get(g).map_or_else(|| g.clone(), str::to_owned)).collect();
         }
         let plan = tokenizer.plan(&genes);
+        // Dictionaries whose Ensembl mapping holds only these genes' entries plan them the same.
+        let scoped = GeneformerDictionaries::load_for_genes(
+            &file("token_dictionary"),
+            &file("gene_median_dictionary"),
+            &file("ensembl_mapping_dict"),
+            &genes,
+        )
+        .unwrap();
+        assert!(scoped.ensembl_mapping.len() <= 2 * genes.len(), "{name}: the mapping is restricted");
+        // (Not assert_eq: the plans' debug output is megabytes.)
+        let restricted = GeneformerTokenizer::new(version, scoped).plan(&genes);
+        assert!(restricted == plan, "{name}: the plan with the restricted mapping differs");
 
         let t = Tensors::open(&dir.join(format!("{name}.safetensors")));
         let (ids, offsets, cell_index, n_counts) =
