@@ -235,7 +235,7 @@ pub(crate) fn read_cells(
     let source = AnySource::open(path, &opts)?;
     crate::pipeline::require_counts(&source, path)?;
     let n_counts_col = source.obs_schema().index_of("n_counts").ok();
-    let Prepared { cell_fn, genes_mapped, has_counts, .. } =
+    let Prepared { cell_fn, genes_mapped, has_counts, uses_n_counts, .. } =
         prepare_scheme(scheme, &source, n_counts_col.is_some(), None, true)?;
     crate::pipeline::require_mapped(&source, path, genes_mapped)?;
     let mut cells = LabelledCells {
@@ -261,7 +261,7 @@ pub(crate) fn read_cells(
             ),
             None => None,
         };
-        let n_counts = crate::pipeline::n_counts(&chunk, n_counts_col);
+        let n_counts = crate::pipeline::n_counts(&chunk, n_counts_col, uses_n_counts);
         for (i, n) in n_counts.iter().enumerate() {
             let cell = chunk.cell(i);
             let row = rows_read;

@@ -345,7 +345,7 @@ impl<B: Backend> Embedder<B> {
         )?;
         crate::pipeline::require_counts(&source, input)?;
         let n_counts_col = source.obs_schema().index_of("n_counts").ok();
-        let Prepared { cell_fn, genes_mapped, settings, .. } =
+        let Prepared { cell_fn, genes_mapped, settings, uses_n_counts, .. } =
             prepare_scheme(&self.scheme, &source, n_counts_col.is_some(), self.opts.gene_table.as_deref(), false)?;
         crate::pipeline::require_mapped(&source, input, genes_mapped)?;
         let (n, dim) = (source.n_cells(), self.dim());
@@ -371,7 +371,7 @@ impl<B: Backend> Embedder<B> {
         for chunk in source.chunks(self.opts.chunk_cells) {
             let chunk = chunk?;
             let base = cell_ids.len();
-            let n_counts = crate::pipeline::n_counts(&chunk, n_counts_col);
+            let n_counts = crate::pipeline::n_counts(&chunk, n_counts_col, uses_n_counts);
             let rows =
                 par_map(chunk.n_cells(), threads.max(1), |i| cell_fn((base + i) as u64, chunk.cell(i), n_counts[i]));
             cell_ids.extend_from_slice(chunk.cell_ids());

@@ -240,6 +240,8 @@ pub(crate) struct Prepared<'a> {
     pub(crate) has_counts: bool,
     pub(crate) genes_mapped: usize,
     pub(crate) settings: serde_json::Value,
+    /// The cell function reads `n_counts` (Geneformer); the others are given NaN.
+    pub(crate) uses_n_counts: bool,
     legacy: Option<ScGptLegacy>,
 }
 
@@ -311,6 +313,7 @@ pub(crate) fn prepare_scheme<'a>(
                 has_values: false,
                 has_counts: false,
                 settings,
+                uses_n_counts: true,
                 legacy: None,
                 cell_fn: Box::new(move |_, cell, n| tok.tokenize(&plan, cell, n).map(|t| Row::ids(t.input_ids))),
             }
@@ -337,6 +340,7 @@ pub(crate) fn prepare_scheme<'a>(
                 has_values: true,
                 has_counts: false,
                 settings,
+                uses_n_counts: false,
                 legacy,
                 cell_fn: Box::new(move |key, cell, _| {
                     let mut tie =
@@ -357,6 +361,7 @@ pub(crate) fn prepare_scheme<'a>(
                 has_values: false,
                 has_counts: false,
                 settings,
+                uses_n_counts: false,
                 legacy: None,
                 cell_fn: Box::new(move |_, cell, _| {
                     tok.tokenize(&plan, cell).map(|t| Row::ids(t.into_iter().map(u32::from).collect()))
@@ -374,6 +379,7 @@ pub(crate) fn prepare_scheme<'a>(
                 has_values: true,
                 has_counts: with_counts,
                 settings,
+                uses_n_counts: false,
                 legacy: None,
                 cell_fn: Box::new(move |_, cell, _| {
                     let enc = tok.encode_counts(&plan, cell);
@@ -412,8 +418,17 @@ pub fn tokenize(
     // Upstream Geneformer tokenizes only rows whose optional `filter_pass` equals 1.
     let filter_col =
         matches!(scheme, Scheme::Geneformer { .. }).then(|| obs_schema.index_of("filter_pass").ok()).flatten();
-    let Prepared { cell_fn, unknown_examples, id_type, has_values, has_counts, genes_mapped, settings, mut legacy } =
-        prepare_scheme(scheme, &source, n_counts_col.is_some(), opts.gene_table.as_deref(), true)?;
+    let Prepared {
+        cell_fn,
+        unknown_examples,
+        id_type,
+        has_values,
+        has_counts,
+        genes_mapped,
+        settings,
+        uses_n_counts,
+        mut legacy,
+    } = prepare_scheme(scheme, &source, n_counts_col.is_some(), opts.gene_table.as_deref(), true)?;
     let genes_in = source.genes().len();
     if opts.unknown_genes == UnknownGenePolicy::Error && genes_mapped < genes_in {
         return Err(TokenizeError::UnknownGenes {
@@ -459,7 +474,7 @@ pub fn tokenize(
         None => (0..threads).map(|_| None).collect(),
     };
     let tokenize_chunk = |legacy: &mut Option<&mut ScGptLegacy>, base: u64, chunk: scfm_core::CellChunk| {
-        let n_counts = n_counts(&chunk, n_counts_col);
+        let n_counts = n_counts(&chunk, n_counts_col, uses_n_counts);
         // Upstream Geneformer leaves out rows whose `filter_pass` is not 1: they are not tokenized.
         let pass = filter_col.and_then(|i| numeric_f64(chunk.obs().column(i)));
         let passes = |i: usize| pass.as_ref().is_none_or(|p| p[i] == 1.0);
@@ -629,6 +644,7 @@ impl Ids {
 }
 
 /// `f(0..n)` on up to `threads` scoped threads (contiguous slices, results in order).
+#[cfg(feature = "models")]
 pub(crate) fn par_map<T: Send>(n: usize, threads: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
     if threads <= 1 || n < 64 {
         return (0..n).map(&f).collect();
@@ -727,7 +743,10 @@ pub(crate) fn in_file_order<W: Send, T: Send>(
 
 /// Each cell's `n_counts`: the obs column `col` when there is one (Geneformer's convention), else
 /// the cell's total over all input genes.
-pub(crate) fn n_counts(chunk: &scfm_core::CellChunk, col: Option<usize>) -> Vec<f64> {
+pub(crate) fn n_counts(chunk: &scfm_core::CellChunk, col: Option<usize>, used: bool) -> Vec<f64> {
+    if !used {
+        return vec![f64::NAN; chunk.n_cells()];
+    }
     match col.and_then(|i| numeric_f64(chunk.obs().column(i))) {
         Some(v) => v,
         None => chunk.cells().map(|c| c.total()).collect(),
