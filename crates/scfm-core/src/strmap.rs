@@ -51,7 +51,13 @@ impl<V> StrMap<V> {
         &self.text[start..end]
     }
 
-    fn index(&self, key: &str) -> Option<usize> {
+    /// The key and value of the `i`-th entry in insertion order.
+    pub(crate) fn entry(&self, i: usize) -> Option<(&str, &V)> {
+        let (Span { start, end }, v) = self.entries.get(i)?;
+        Some((&self.text[*start..*end], v))
+    }
+
+    pub(crate) fn index(&self, key: &str) -> Option<usize> {
         let hash = self.hasher.hash_one(key);
         self.table.find(hash, |&i| self.key(i) == key).copied()
     }

@@ -98,15 +98,19 @@ fn read_dict(
 pub fn geneformer_token_dictionary(path: &Path) -> Result<GeneVocab, TokenizeError> {
     const EXPECTED: &str = "a Geneformer token dictionary (gene id → integer token)";
     let bytes = read(path)?;
-    let mut pairs = Vec::with_capacity(bytes.len() / 20);
-    read_dict(path, &bytes, EXPECTED, |k, v| match (k.as_str(), v) {
+    let mut vocab = GeneVocab::default();
+    // A duplicate or too large id stops the reading too; it is reported as such.
+    let mut refused = None;
+    let read = read_dict(path, &bytes, EXPECTED, |k, v| match (k.as_str(), v) {
         (Some(k), Item::Value(PyValue::Int(i))) if (0..=i64::from(u32::MAX)).contains(&i) => {
-            pairs.push((k.to_owned(), i as u32));
-            true
+            vocab.insert(k, i as u32).map_err(|e| refused = Some(e)).is_ok()
         }
         _ => false,
-    })?;
-    GeneVocab::from_pairs(pairs).map_err(|source| TokenizeError::Vocab { path: path.to_owned(), source })
+    });
+    match (read, refused) {
+        (_, Some(source)) => Err(TokenizeError::Vocab { path: path.to_owned(), source }),
+        (read, None) => read.map(|()| vocab),
+    }
 }
 
 /// Geneformer's gene median dictionary (`dict[str, numpy.float64]`): the non-zero median of each
@@ -187,7 +191,7 @@ pub fn scgpt_vocab(path: &Path, append_specials: bool) -> Result<GeneVocab, Toke
             .as_u64()
             .and_then(|i| u32::try_from(i).ok())
             .ok_or_else(|| json_err(format!("id of {k:?} is {v}, not a non-negative integer")))?;
-        pairs.push((k.clone(), id));
+        pairs.push((k.as_str(), id));
     }
     let mut vocab =
         GeneVocab::from_pairs(pairs).map_err(|source| TokenizeError::Vocab { path: path.to_owned(), source })?;
@@ -195,9 +199,7 @@ pub fn scgpt_vocab(path: &Path, append_specials: bool) -> Result<GeneVocab, Toke
         for s in SCGPT_SPECIALS {
             if vocab.id(s).is_none() {
                 let id = vocab.id_bound() as u32;
-                vocab
-                    .insert(s.to_owned(), id)
-                    .map_err(|source| TokenizeError::Vocab { path: path.to_owned(), source })?;
+                vocab.insert(s, id).map_err(|source| TokenizeError::Vocab { path: path.to_owned(), source })?;
             }
         }
     }
