@@ -576,14 +576,12 @@ fn build_batch(
     let arrow = |source| IoError::Arrow { path: out.to_owned(), source };
     let ids = flat_ids.into_array();
     // The columns in the schema's order: ids, values, count positions and counts (where the
-    // scheme has them), length; the carried obs columns follow.
-    let mut fields = schema.fields().iter();
-    let mut list = |offsets: &[i32], values: ArrayRef| -> Result<ArrayRef, Error> {
-        let DataType::List(item) = fields.next().expect("a field per column").data_type() else {
-            unreachable!("list columns")
-        };
+    // scheme has them), length; the carried obs columns follow. List items are nullable fields
+    // named as Arrow names list items, as `tokenize` declares them.
+    let list = |offsets: &[i32], values: ArrayRef| -> Result<ArrayRef, Error> {
+        let item = Arc::new(Field::new_list_field(values.data_type().clone(), true));
         let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets.to_vec()));
-        Ok(Arc::new(ListArray::try_new(item.clone(), offsets, values, None).map_err(arrow)?))
+        Ok(Arc::new(ListArray::try_new(item, offsets, values, None).map_err(arrow)?))
     };
     let mut cols = vec![list(&offsets, ids)?];
     if has_values {

@@ -43,7 +43,8 @@ pub(crate) struct Column {
 #[derive(Debug)]
 pub(crate) struct Frame {
     pub n_rows: usize,
-    index: Column,
+    /// The index's strings (a `string-array`, or a nullable one's values) and their element.
+    index: (String, Dataset),
     pub columns: Vec<Column>,
 }
 
@@ -75,9 +76,11 @@ impl Frame {
             elem::str_attr(&group, "_index").ok_or_else(|| ctx.missing(&format!("{element}@_index"), ""))?;
         let index = open_column(ctx, &group, element, &index_name)?;
         let n_rows = index.len(ctx)?;
-        if !matches!(index.kind, ColumnKind::Strings(_) | ColumnKind::NullableStrings { .. }) {
-            return Err(ctx.wrong_type(&index.element, "a string index", index.data_type()));
-        }
+        let index = match index.kind {
+            ColumnKind::Strings(ds) => (index.element, ds),
+            ColumnKind::NullableStrings { values, .. } => (format!("{}/values", index.element), values),
+            _ => return Err(ctx.wrong_type(&index.element, "a string index", index.data_type())),
+        };
         let order = elem::str_array_attr(ctx, element, &group, "column-order")?;
         let mut columns = Vec::with_capacity(order.len());
         for name in order {
@@ -99,13 +102,7 @@ impl Frame {
 
     /// The index (obs names / var names) for `rows`; missing entries read as empty strings.
     pub fn index(&self, ctx: &Ctx, rows: Range<usize>) -> Result<Vec<String>> {
-        match &self.index.kind {
-            ColumnKind::Strings(ds) => elem::read_strings(ctx, &self.index.element, ds, rows),
-            ColumnKind::NullableStrings { values, .. } => {
-                elem::read_strings(ctx, &format!("{}/values", self.index.element), values, rows)
-            }
-            _ => unreachable!("checked at open"),
-        }
+        elem::read_strings(ctx, &self.index.0, &self.index.1, rows)
     }
 
     /// The column called `name`, if any.
