@@ -68,41 +68,76 @@ pub fn digitize(x: f64, edges: &[f64]) -> (usize, usize) {
 pub fn bin_cell(values: &[f32], n_bins: usize, tie: &mut TieBreak) -> Vec<u8> {
     assert!((3..=256).contains(&n_bins));
     /// Per-thread buffers: non-zero values as ordered keys, sort scratch, sorted values,
-    /// digitize bounds by rank.
+    /// digitize bounds by rank (general path) or by value (counts path), value histogram.
     #[derive(Default)]
     struct Buffers {
         keys: Vec<u64>,
         scratch: crate::radix::Scratch,
         sorted: Vec<f64>,
         bounds: Vec<(u8, u8)>,
+        histogram: Vec<u32>,
     }
     thread_local! {
         static BUFFERS: std::cell::RefCell<Buffers> = Default::default();
     }
     let mut out = vec![0u8; values.len()];
-    BUFFERS.with_borrow_mut(|Buffers { keys, scratch, sorted, bounds }| {
-        // Non-zero values as order-preserving integers, by rank among the non-zeros.
-        keys.clear();
-        keys.extend(values.iter().filter(|&&v| v != 0.0).map(|&v| u64::from(ordered_bits(v))));
-        if keys.is_empty() {
+    BUFFERS.with_borrow_mut(|Buffers { keys, scratch, sorted, bounds, histogram }| {
+        // Raw counts (positive integers, the largest not far above the number of values) are
+        // ordered by a histogram instead of a sort, and digitized once per distinct value.
+        let (n, max, counts) =
+            values.iter().filter(|&&v| v != 0.0).fold((0usize, 0f32, true), |(n, max, counts), &v| {
+                (n + 1, max.max(v), counts & (v > 0.0) & (v.fract() == 0.0))
+            });
+        if n == 0 {
             return;
         }
-        let order = crate::radix::argsort_stable(keys, scratch);
+        let by_value = counts && (max as usize) <= (4 * n).max(4096);
+        // The non-zero values in ascending order, and for each its digitize bounds: by rank
+        // (general path) or by value (counts path).
+        let mut rank_order = None;
         sorted.clear();
-        sorted.extend(order.positions().map(|k| f64::from(from_ordered_bits(keys[k] as u32))));
+        if by_value {
+            histogram.clear();
+            histogram.resize(max as usize + 1, 0);
+            for &v in values.iter().filter(|&&v| v != 0.0) {
+                histogram[v as usize] += 1;
+            }
+            for (v, &c) in histogram.iter().enumerate().filter(|&(_, &c)| c > 0) {
+                sorted.extend(std::iter::repeat_n(v as f64, c as usize));
+            }
+        } else {
+            // Non-zero values as order-preserving integers, by rank among the non-zeros.
+            keys.clear();
+            keys.extend(values.iter().filter(|&&v| v != 0.0).map(|&v| u64::from(ordered_bits(v))));
+            let order = crate::radix::argsort_stable(keys, scratch);
+            sorted.extend(order.positions().map(|k| f64::from(from_ordered_bits(keys[k] as u32))));
+            rank_order = Some(order);
+        }
         let edges = quantile_edges(sorted, n_bins - 1);
-        // `digitize` of every value in one merge walk over the ascending values and edges.
+        // `digitize` in one merge walk over the ascending values and the edges.
         bounds.clear();
-        bounds.resize(keys.len(), (0, 0));
+        bounds.resize(if by_value { histogram.len() } else { n }, (0, 0));
         let (mut left, mut right) = (0, 0);
-        for (k, &x) in order.positions().zip(sorted.iter()) {
+        let mut walk = |x: f64| {
             while left < edges.len() && edges[left] <= x {
                 left += 1;
             }
             while right < edges.len() && edges[right] < x {
                 right += 1;
             }
-            bounds[k] = (left as u8, right as u8);
+            (left as u8, right as u8)
+        };
+        match &rank_order {
+            Some(order) => {
+                for (k, &x) in order.positions().zip(sorted.iter()) {
+                    bounds[k] = walk(x);
+                }
+            }
+            None => {
+                for (v, _) in histogram.iter().enumerate().filter(|&(_, &c)| c > 0) {
+                    bounds[v] = walk(v as f64);
+                }
+            }
         }
         // helical seeds default_rng(42) afresh for every cell: clone the seeded state.
         static HELICAL: std::sync::OnceLock<NumpyPcg64> = std::sync::OnceLock::new();
@@ -110,7 +145,8 @@ pub fn bin_cell(values: &[f32], n_bins: usize, tie: &mut TieBreak) -> Vec<u8> {
             matches!(tie, TieBreak::HelicalPcg64).then(|| HELICAL.get_or_init(|| NumpyPcg64::new(42)).clone());
         // Draws are consumed in column order, one per non-zero value.
         let slots = out.iter_mut().zip(values).filter(|(_, v)| **v != 0.0);
-        for ((slot, _), &(left, right)) in slots.zip(bounds.iter()) {
+        for (rank, (slot, &v)) in slots.enumerate() {
+            let (left, right) = bounds[if by_value { v as usize } else { rank }];
             let u = match tie {
                 TieBreak::Deterministic => 0.0,
                 TieBreak::NumpyLegacy(g) => g.next_f64(),
@@ -180,7 +216,11 @@ impl ScGptSequence {
         cell_key: u64,
         tie: &mut TieBreak,
     ) -> (Vec<u32>, Vec<f32>) {
-        let (mut ids, mut values) = (vec![], vec![]);
+        // `<cls>` first, then the genes in column order with their raw values, binned in place.
+        let capacity = 1 + if self.include_zero_genes { plan.len() } else { cell.nnz() };
+        let (mut ids, mut values) = (Vec::with_capacity(capacity), Vec::with_capacity(capacity));
+        ids.push(self.cls_id);
+        values.push(self.cls_value);
         if self.include_zero_genes {
             let mut dense: Vec<f32> = vec![0.0; plan.len()];
             for (&g, &v) in cell.indices.iter().zip(cell.values) {
@@ -200,21 +240,27 @@ impl ScGptSequence {
                 }
             }
         }
-        let bins = bin_cell(&values, self.n_bins, tie);
-        let mut keep: Vec<usize> = (0..ids.len()).collect();
-        if ids.len() + 1 > self.max_len {
-            let mut rng = NumpyPcg64::from_entropy(&[self.seed, cell_key as u32, (cell_key >> 32) as u32]);
-            let k = rng.shuffle_prefix(&mut keep, self.max_len.saturating_sub(1));
-            keep.truncate(k);
-            keep.sort_unstable();
+        let bins = bin_cell(&values[1..], self.n_bins, tie);
+        for (v, b) in values[1..].iter_mut().zip(bins) {
+            *v = f32::from(b);
         }
+        let genes = ids.len() - 1;
+        if genes < self.max_len {
+            return (ids, values);
+        }
+        // Too long: `<cls>` and a seeded uniform sample of the genes, in column order.
+        let mut keep: Vec<usize> = (0..genes).collect();
+        let mut rng = NumpyPcg64::from_entropy(&[self.seed, cell_key as u32, (cell_key >> 32) as u32]);
+        let k = rng.shuffle_prefix(&mut keep, self.max_len.saturating_sub(1));
+        keep.truncate(k);
+        keep.sort_unstable();
         let mut out_ids = Vec::with_capacity(keep.len() + 1);
         let mut out_values = Vec::with_capacity(keep.len() + 1);
         out_ids.push(self.cls_id);
         out_values.push(self.cls_value);
         for i in keep {
-            out_ids.push(ids[i]);
-            out_values.push(f32::from(bins[i]));
+            out_ids.push(ids[1 + i]);
+            out_values.push(values[1 + i]);
         }
         (out_ids, out_values)
     }

@@ -4,8 +4,9 @@ use proptest::prelude::*;
 use scfm_core::CellView;
 use scfm_core::{CellChunk, GeneVocab, StrMap, StringMap};
 use scfm_tokenize::geneformer::{GeneformerDictionaries, GeneformerTokenizer, GeneformerVersion};
+use scfm_tokenize::rng::NumpyPcg64;
 use scfm_tokenize::scbert::ScBertTokenizer;
-use scfm_tokenize::scgpt::{TieBreak, bin_cell};
+use scfm_tokenize::scgpt::{TieBreak, bin_cell, digitize, quantile_edges};
 use scfm_tokenize::xtrimogene::{DepthTarget, XTrimoGeneTokenizer};
 
 const N_GENES: usize = 60;
@@ -128,6 +129,44 @@ proptest! {
                 }
             }
         }
+    }
+
+    /// Binning equals a plain transcription of upstream's steps (sort, `np.quantile` edges,
+    /// `np.digitize` both ways, one draw per non-zero value in column order), for raw counts
+    /// (binned through a histogram) and for values that take the sorting path: a far outlier,
+    /// fractions, negatives.
+    #[test]
+    fn scgpt_bins_equal_upstream_steps(
+        counts in proptest::collection::vec((0u32..4, 1u32..40), 1..300),
+        kind in 0usize..4,
+    ) {
+        let values: Vec<f32> = counts.iter().enumerate().map(|(i, &(zero, c))| {
+            let v = if zero == 0 { 0.0 } else { c as f32 };
+            match kind {
+                1 if i == 0 => 5e6,
+                2 if v != 0.0 => v + 0.25,
+                3 if i % 3 == 0 => -v,
+                _ => v,
+            }
+        }).collect();
+        let reference = |draw: &mut dyn FnMut() -> f64| -> Vec<u8> {
+            let mut sorted: Vec<f64> = values.iter().filter(|&&v| v != 0.0).map(|&v| f64::from(v)).collect();
+            if sorted.is_empty() {
+                return vec![0; values.len()];
+            }
+            sorted.sort_by(f64::total_cmp);
+            let edges = quantile_edges(&sorted, 50);
+            values.iter().map(|&v| {
+                if v == 0.0 {
+                    return 0;
+                }
+                let (l, r) = digitize(f64::from(v), &edges);
+                (draw() * (r as f64 - l as f64) + l as f64).ceil() as u8
+            }).collect()
+        };
+        prop_assert_eq!(bin_cell(&values, 51, &mut TieBreak::Deterministic), reference(&mut || 0.0));
+        let mut pcg = NumpyPcg64::new(42);
+        prop_assert_eq!(bin_cell(&values, 51, &mut TieBreak::HelicalPcg64), reference(&mut || pcg.next_f64()));
     }
 
     #[test]
