@@ -390,7 +390,7 @@ impl<'a> Machine<'a, '_> {
         self.stack.push(Slot::Value(v));
     }
 
-    /// The top value, strings as ranges.
+    /// The top value, strings borrowed from the pickle.
     fn pop_item(&mut self) -> Result<Item<'a>, PickleError> {
         match self.stack.pop() {
             Some(Slot::Value(v)) => {
@@ -453,7 +453,8 @@ impl<'a> Machine<'a, '_> {
         }
     }
 
-    /// The values above the topmost mark, bottom first, strings as ranges; the mark is removed.
+    /// The values above the topmost mark, bottom first, strings borrowed from the pickle; the mark
+    /// is removed.
     fn pop_mark_items(&mut self) -> Result<Vec<Item<'a>>, PickleError> {
         let mark =
             self.stack.iter().rposition(|s| matches!(s, Slot::Mark)).ok_or_else(|| self.err("mark not found"))?;
@@ -480,26 +481,16 @@ impl<'a> Machine<'a, '_> {
     }
 
     fn memo_put(&mut self, key: u32) -> Result<(), PickleError> {
-        let v = match self.stack.last() {
-            Some(Slot::Value(v)) => v,
-            Some(&Slot::Text(s)) => {
-                let entry = if self.fetched.contains(key) { MemoEntry::Str(s) } else { MemoEntry::Unused };
-                self.memo_set(key, entry);
-                return Ok(());
-            }
-            _ => return Err(self.err("nothing to memoize")),
-        };
-        if !self.fetched.contains(key) {
-            self.memo_set(key, MemoEntry::Unused);
-            return Ok(());
-        }
-        // Dicts and lists are filled after they are memoized: they are copied once complete.
-        let entry = match v {
-            PyValue::List(_) | PyValue::Dict(_) => {
+        let entry = match self.stack.last() {
+            None | Some(Slot::Mark) => return Err(self.err("nothing to memoize")),
+            _ if !self.fetched.contains(key) => MemoEntry::Unused,
+            Some(&Slot::Text(s)) => MemoEntry::Str(s),
+            // Dicts and lists are filled after they are memoized: they are copied once complete.
+            Some(Slot::Value(PyValue::List(_) | PyValue::Dict(_))) => {
                 self.open.push((self.stack.len() - 1, key));
                 MemoEntry::Open
             }
-            _ => {
+            Some(Slot::Value(v)) => {
                 let v = v.clone();
                 self.charge(&v)?;
                 MemoEntry::Value(Box::new(v))
@@ -507,6 +498,13 @@ impl<'a> Machine<'a, '_> {
         };
         self.memo_set(key, entry);
         Ok(())
+    }
+
+    /// Streaming: hands `(key, value)` pairs of the top-level dict to the sink; `false` when
+    /// the sink stops the decoding.
+    fn hand_over(&mut self, pairs: impl IntoIterator<Item = (Item<'a>, Item<'a>)>) -> bool {
+        let sink = self.sink.as_mut().expect("streaming has a sink");
+        pairs.into_iter().all(|(k, v)| sink(k, v).is_continue())
     }
 
     fn memo_set(&mut self, key: u32, entry: MemoEntry<'a>) {
@@ -635,10 +633,7 @@ fn numpy_scalar(code: &str, b: &[u8]) -> Option<PyValue> {
 /// # Errors
 /// [`PickleError`] with the byte offset for truncated data, unknown opcodes and refused globals.
 pub fn parse(data: &[u8]) -> Result<PyValue, PickleError> {
-    match run(data, false, None)? {
-        Outcome::Value(v) => Ok(v),
-        Outcome::Dict | Outcome::Stopped => unreachable!("no sink was given"),
-    }
+    run_whole(data, false)
 }
 
 /// A key or a value handed over by [`parse_dict_items`]: a string borrowed from the pickle's
@@ -708,7 +703,12 @@ pub fn parse_dict_items<'a>(
 /// # Errors
 /// [`PickleError`] as [`parse`]; any other global (custom classes, `torch.device`, …) is refused.
 pub fn parse_torch(data: &[u8]) -> Result<PyValue, PickleError> {
-    match run(data, true, None)? {
+    run_whole(data, true)
+}
+
+/// [`run`] without a sink: the whole top-level value.
+fn run_whole(data: &[u8], torch: bool) -> Result<PyValue, PickleError> {
+    match run(data, torch, None)? {
         Outcome::Value(v) => Ok(v),
         Outcome::Dict | Outcome::Stopped => unreachable!("no sink was given"),
     }
@@ -759,7 +759,7 @@ fn run<'a>(data: &'a [u8], torch: bool, sink: Option<Sink<'a, '_>>) -> Result<Ou
             }
             // The result is returned as is: no copy of a memoized top-level container.
             b'.' => {
-                let streamed = m.streaming_root && m.stack.len() == 1;
+                let streamed = m.streams_into_root();
                 return match m.stack.pop() {
                     Some(Slot::Value(_)) if streamed => Ok(Outcome::Dict),
                     Some(Slot::Value(v)) => Ok(Outcome::Value(v)),
@@ -769,7 +769,8 @@ fn run<'a>(data: &'a [u8], torch: bool, sink: Option<Sink<'a, '_>>) -> Result<Ou
             }
             b'}' => {
                 // With a sink, a dict that is the pickle's first value streams its items.
-                m.streaming_root |= m.sink.is_some() && m.stack.is_empty() && m.memo.is_empty();
+                // (Nothing leaves the stack before STOP, so an empty stack means the first value.)
+                m.streaming_root |= m.sink.is_some() && m.stack.is_empty();
                 m.push(PyValue::Dict(vec![]));
             }
             b']' => m.push(PyValue::List(vec![])),
@@ -865,9 +866,7 @@ fn run<'a>(data: &'a [u8], torch: bool, sink: Option<Sink<'a, '_>>) -> Result<Ou
                 let v = m.pop_item()?;
                 let k = m.pop_item()?;
                 if m.streams_into_root() {
-                    if let Some(sink) = m.sink.as_mut()
-                        && sink(k, v).is_break()
-                    {
+                    if !m.hand_over([(k, v)]) {
                         return Ok(Outcome::Stopped);
                     }
                     continue;
@@ -884,17 +883,14 @@ fn run<'a>(data: &'a [u8], torch: bool, sink: Option<Sink<'a, '_>>) -> Result<Ou
                     return Err(m.err("odd number of items for SETITEMS"));
                 }
                 let mut it = items.into_iter();
+                let pairs = std::iter::from_fn(|| Some((it.next()?, it.next()?)));
                 if m.streams_into_root() {
-                    let sink = m.sink.as_mut().expect("streaming has a sink");
-                    while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                        if sink(k, v).is_break() {
-                            return Ok(Outcome::Stopped);
-                        }
+                    if !m.hand_over(pairs) {
+                        return Ok(Outcome::Stopped);
                     }
                     continue;
                 }
-                let pairs: Vec<_> =
-                    std::iter::from_fn(|| Some((it.next()?.into_value(), it.next()?.into_value()))).collect();
+                let pairs: Vec<_> = pairs.map(|(k, v)| (k.into_value(), v.into_value())).collect();
                 match m.top()? {
                     PyValue::Dict(d) => d.extend(pairs),
                     _ => return Err(m.err("SETITEMS on a non-dict")),

@@ -57,7 +57,7 @@ impl<V> StrMap<V> {
         Some((&self.text[*start..*end], v))
     }
 
-    pub(crate) fn index(&self, key: &str) -> Option<usize> {
+    fn index(&self, key: &str) -> Option<usize> {
         let hash = self.hasher.hash_one(key);
         self.table.find(hash, |&i| self.key(i) == key).copied()
     }

@@ -101,15 +101,15 @@ pub fn geneformer_token_dictionary(path: &Path) -> Result<GeneVocab, TokenizeErr
     let mut vocab = GeneVocab::default();
     // A duplicate or too large id stops the reading too; it is reported as such.
     let mut refused = None;
-    let read = read_dict(path, &bytes, EXPECTED, |k, v| match (k.as_str(), v) {
+    let outcome = read_dict(path, &bytes, EXPECTED, |k, v| match (k.as_str(), v) {
         (Some(k), Item::Value(PyValue::Int(i))) if (0..=i64::from(u32::MAX)).contains(&i) => {
             vocab.insert(k, i as u32).map_err(|e| refused = Some(e)).is_ok()
         }
         _ => false,
     });
-    match (read, refused) {
+    match (outcome, refused) {
         (_, Some(source)) => Err(TokenizeError::Vocab { path: path.to_owned(), source }),
-        (read, None) => read.map(|()| vocab),
+        (outcome, None) => outcome.map(|()| vocab),
     }
 }
 
