@@ -1,11 +1,16 @@
 """Cell-embedding throughput of the upstream PyTorch models with random weights, on the same
 shapes and inputs as `cargo run --release -p scfm-models --example embed_forward` (docs/benchmarks.md).
 
-    python scripts/bench/embed_torch.py MODEL BATCH LEN ITERS [--dtype fp32|bf16] [--device cpu|cuda]
+    python scripts/bench/embed_torch.py MODEL BATCH LEN ITERS [--dtype fp32|bf16] [--device cpu|cuda] [--pipeline]
     MODEL: geneformer-v1-10m | geneformer-v2-104m | scgpt-human | scbert | xtrimogene
 
-Geneformer: transformers BertForMaskedLM's encoder with output_hidden_states (what
-EmbExtractor runs), cell embedding = mean of the penultimate layer. scGPT: scgpt 0.2.4
+Geneformer: transformers BertForMaskedLM's encoder with output_hidden_states, cell embedding =
+mean of the penultimate layer (the same work as scfm's embed_forward without --pipeline). With
+--pipeline, the whole BertForMaskedLM, MLM head included, as Geneformer's EmbExtractor runs it
+(perturber_utils.load_model("Pretrained", ..., mode="eval") is
+BertForMaskedLM.from_pretrained(..., output_hidden_states=True), and get_embs calls
+model(input_ids=..., attention_mask=...) and keeps hidden_states[layer_to_quant]). The other
+models' upstream embedding paths are what this script runs either way. scGPT: scgpt 0.2.4
 TransformerModel built as tasks.cell_emb does (no flash-attn: use_fast_transformer=False),
 cell embedding = CLS output. scBERT: the released PerformerLM shape (dim 200, 6 layers, 10
 heads of 64, 266 features) over LEN positions, built from a transcription of the fork's
@@ -30,6 +35,7 @@ p.add_argument("len", type=int)
 p.add_argument("iters", type=int)
 p.add_argument("--dtype", default="fp32")
 p.add_argument("--device", default="cpu")
+p.add_argument("--pipeline", action="store_true")
 a = p.parse_args()
 b, l = a.batch, a.len
 dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[a.dtype]
@@ -52,7 +58,8 @@ if a.model.startswith("geneformer"):
         layer_norm_eps=1e-12,
         pad_token_id=0,
     )
-    model = BertForMaskedLM(cfg).bert.to(dev, dtype).eval()
+    model = BertForMaskedLM(cfg)
+    model = (model if a.pipeline else model.bert).to(dev, dtype).eval()
     ids = torch.randint(4, cfg.vocab_size, (b, l), generator=g).to(dev)
     mask = torch.ones(b, l, dtype=torch.long, device=dev)
 
@@ -195,6 +202,6 @@ with torch.no_grad():
     s = time.perf_counter() - t
 print(json.dumps({
     "side": f"pytorch {torch.__version__} ({a.device}, {a.dtype}, {torch.get_num_threads()} threads)",
-    "model": a.model, "batch": b, "len": l, "iters": a.iters, "warmup_s": warm, "seconds": s,
+    "model": a.model, "pipeline": a.pipeline, "batch": b, "len": l, "iters": a.iters, "warmup_s": warm, "seconds": s,
     "cells_per_s": b * a.iters / s, "checksum": float(first.float().sum()),
 }))

@@ -3,15 +3,16 @@
 //! shapes and inputs in PyTorch).
 //!
 //! ```text
-//! cargo run --release -p scfm-models --example embed_forward -- MODEL BATCH LEN ITERS [BACKEND] [DTYPE]
+//! cargo run --release -p scfm-models --example embed_forward -- MODEL BATCH LEN ITERS [BACKEND] [DTYPE] [--pipeline]
 //! MODEL: geneformer-v1-10m | geneformer-v2-104m | scgpt-human | scbert | xtrimogene
 //! BACKEND: cpu (burn-flex, the default) | cuda (feature `cuda`) | wgpu (feature `wgpu`)
 //! DTYPE: fp32 (the default) | bf16 (GPU backends)
 //! ```
 //!
 //! Every cell has `LEN` tokens (no padding); one pass embeds `BATCH` cells (Geneformer: mean of
-//! the penultimate layer; scGPT: the CLS output; scBERT, released shape with `LEN` positions
-//! (16,907 for the release): mean of the encodings; xTrimoGene, released shape: the encoder over
+//! the penultimate layer, from the whole encoder — the same work as the PyTorch side's encoder
+//! — or, with `--pipeline`, from the layers up to it, as `scfm embed` runs it; scGPT: the CLS
+//! output; scBERT, released shape with `LEN` positions (16,907 for the release): mean of the encodings; xTrimoGene, released shape: the encoder over
 //! `LEN` expressed positions, `all` pooling). Prints one JSON line with cells/s; run it
 //! under `/usr/bin/time -v` for the peak memory.
 
@@ -35,27 +36,29 @@ fn lcg(state: &mut u64) -> u64 {
 fn main() -> Result<()> {
     // As the `scfm` command line does: reuse freed memory instead of faulting in fresh pages.
     scfm_models::cpu::keep_freed_memory();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let pipeline = args.iter().any(|a| a == "--pipeline");
+    args.retain(|a| a != "--pipeline");
     let (model, batch, len, iters, backend, dtype) = match args.as_slice() {
         [m, b, l, i] => (m, b, l, i, "cpu", "fp32"),
         [m, b, l, i, backend] => (m, b, l, i, backend.as_str(), "fp32"),
         [m, b, l, i, backend, dtype] => (m, b, l, i, backend.as_str(), dtype.as_str()),
         _ => bail!(
-            "usage: embed_forward MODEL BATCH LEN ITERS [cpu|cuda|wgpu] [fp32|bf16] (MODEL: geneformer-v1-10m, geneformer-v2-104m, scgpt-human, scbert, xtrimogene)"
+            "usage: embed_forward MODEL BATCH LEN ITERS [cpu|cuda|wgpu] [fp32|bf16] [--pipeline] (MODEL: geneformer-v1-10m, geneformer-v2-104m, scgpt-human, scbert, xtrimogene)"
         ),
     };
     let (b, l, iters): (usize, usize, usize) =
         (batch.parse().context("BATCH")?, len.parse().context("LEN")?, iters.parse().context("ITERS")?);
     let result = match (backend, dtype) {
-        ("cpu", "fp32") => bench::<Cpu>(model, b, l, iters, "scfm (burn-flex, fp32)")?,
+        ("cpu", "fp32") => bench::<Cpu>(model, b, l, iters, pipeline, "scfm (burn-flex, fp32)")?,
         #[cfg(feature = "cuda")]
-        ("cuda", "fp32") => bench::<burn::backend::Cuda<f32>>(model, b, l, iters, "scfm (burn cuda, fp32)")?,
+        ("cuda", "fp32") => bench::<burn::backend::Cuda<f32>>(model, b, l, iters, pipeline, "scfm (burn cuda, fp32)")?,
         #[cfg(feature = "cuda")]
         ("cuda", "bf16") => {
-            bench::<burn::backend::Cuda<burn::tensor::bf16>>(model, b, l, iters, "scfm (burn cuda, bf16)")?
+            bench::<burn::backend::Cuda<burn::tensor::bf16>>(model, b, l, iters, pipeline, "scfm (burn cuda, bf16)")?
         }
         #[cfg(feature = "wgpu")]
-        ("wgpu", "fp32") => bench::<burn::backend::Wgpu<f32>>(model, b, l, iters, "scfm (burn wgpu, fp32)")?,
+        ("wgpu", "fp32") => bench::<burn::backend::Wgpu<f32>>(model, b, l, iters, pipeline, "scfm (burn wgpu, fp32)")?,
         (backend, dtype) => {
             bail!("{backend} {dtype} is not in this build (cpu fp32; cuda fp32|bf16 and wgpu fp32 with those features)")
         }
@@ -66,7 +69,16 @@ fn main() -> Result<()> {
 
 /// Times `iters` forward passes of `model` on backend `B` after one warm-up pass (which also
 /// compiles the GPU kernels); reading the output back to the host waits for the device.
-fn bench<B: Backend>(model: &str, b: usize, l: usize, iters: usize, side: &str) -> Result<serde_json::Value> {
+/// `pipeline`: Geneformer runs only the layers its embedding needs, as `scfm embed` does
+/// (the other models' embedding paths are the encoder either way).
+fn bench<B: Backend>(
+    model: &str,
+    b: usize,
+    l: usize,
+    iters: usize,
+    pipeline: bool,
+    side: &str,
+) -> Result<serde_json::Value> {
     let device = B::Device::default();
     let mut seed = 42u64;
     let padded = Tensor::<B, 2, Bool>::from_data(TensorData::new(vec![false; b * l], [b, l]), &device);
@@ -78,8 +90,12 @@ fn bench<B: Backend>(model: &str, b: usize, l: usize, iters: usize, side: &str) 
             let m = config.init::<B>(&device);
             let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [b, l]), &device);
             Box::new(move || {
-                let enc = m.encode(ids.clone(), padded.clone(), false);
-                let hidden = enc.hidden_states[m.hidden_index(EmbeddingLayer::Penultimate)].clone();
+                let index = m.hidden_index(EmbeddingLayer::Penultimate);
+                let hidden = if pipeline {
+                    m.hidden_state(ids.clone(), padded.clone(), index)
+                } else {
+                    m.encode(ids.clone(), padded.clone(), false).hidden_states[index].clone()
+                };
                 host(Geneformer::pool(hidden, &vec![l; b], CellPooling::Mean { exclude_specials: false }))
             })
         }
@@ -138,7 +154,7 @@ fn bench<B: Backend>(model: &str, b: usize, l: usize, iters: usize, side: &str) 
     }
     let s = start.elapsed().as_secs_f64();
     Ok(serde_json::json!({
-            "side": side, "model": model, "batch": b, "len": l, "iters": iters,
+            "side": side, "model": model, "pipeline": pipeline, "batch": b, "len": l, "iters": iters,
             "warmup_s": warmup_s, "seconds": s, "cells_per_s": (b * iters) as f64 / s,
             "checksum": first.iter().map(|v| f64::from(*v)).sum::<f64>(),
     }))
