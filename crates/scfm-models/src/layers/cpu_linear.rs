@@ -4,8 +4,8 @@
 //! burn-flex gives every op a fresh output: a matrix product zero-fills its result and copies
 //! it once more to realign it, then the bias, the residual and the activation each make one
 //! more pass with one more buffer. Here the output starts as `bias (+ residual)` and the
-//! product accumulates onto it in the same `gemm` call, and the activation runs in place, in
-//! parallel. The numbers differ from burn's only by the order of those additions (float
+//! product accumulates onto it in the same `gemm` call, and the activation runs in place right
+//! after it, block by block in the same parallel task. The numbers differ from burn's only by the order of those additions (float
 //! rounding). Parameters are read where burn-flex keeps them ([`HostValues`]), not copied per
 //! forward pass.
 
@@ -19,11 +19,6 @@ use rayon::prelude::*;
 
 use super::Activation;
 use super::attention::host_f32;
-
-/// Rows per parallel task of the bias (+ residual) pass.
-const ROWS_PER_TASK: usize = 64;
-/// Values per parallel task of the in-place activations.
-const VALUES_PER_TASK: usize = 1 << 16;
 
 /// A tensor's fp32 values on the host, for reading: borrowed from burn-flex's storage when the
 /// tensor is a contiguous fp32 burn-flex tensor (a parameter is shared with its module, so
@@ -106,54 +101,73 @@ impl HostLinear {
     /// - `residual`: `[rows, d_out]`
     /// - output: `[rows, d_out]`
     pub(crate) fn forward(&self, x: &[f32], residual: Option<&[f32]>) -> Vec<f32> {
+        self.forward_then(x, residual, None)
+    }
+
+    /// `activation(x W + b)`, the activation applied to each block of rows right after its
+    /// product, in the same parallel task.
+    ///
+    /// # Shapes
+    /// - `x`: `[rows, d_in]`
+    /// - output: `[rows, d_out]`
+    pub(crate) fn forward_activated(&self, x: &[f32], activation: Activation) -> Vec<f32> {
+        self.forward_then(x, None, Some(activation))
+    }
+
+    /// One parallel pass over blocks of rows: each task writes its block's bias (+ residual)
+    /// straight into fresh memory (no zero-fill first), accumulates its product onto it with
+    /// one single-threaded `gemm` call, then applies the activation. One fork and join per
+    /// layer instead of one for the bias and one for the product (and one more for the
+    /// activation): each join leaves a core waiting for the other's last block.
+    fn forward_then(&self, x: &[f32], residual: Option<&[f32]>, activation: Option<Activation>) -> Vec<f32> {
         let (k, n) = (self.d_in, self.d_out);
         assert!(k > 0 && x.len().is_multiple_of(k), "linear input of {} values is not rows of {k}", x.len());
         let m = x.len() / k;
         if m * n == 0 {
             return vec![];
         }
-        // The output starts as bias (+ residual), written straight into fresh memory (no
-        // zero-fill first).
+        if let Some(r) = residual {
+            assert_eq!(r.len(), m * n, "residual does not fit the linear output");
+        }
         let mut out: Vec<f32> = Vec::with_capacity(m * n);
-        let chunk = ROWS_PER_TASK * n;
+        let weight = self.weight.as_slice();
+        // Row blocks, two per thread: on this project's 2-core machine that ran −1 to +9 %
+        // (mostly +2–4 %) against gemm's own threads over the whole product on Geneformer's
+        // shapes (interleaved runs), and a block whose core is slowed down leaves its share
+        // to the other thread.
+        let rows = m.div_ceil(2 * rayon::current_num_threads()).next_multiple_of(16);
         let spare = &mut out.spare_capacity_mut()[..m * n];
-        match residual {
-            Some(r) => {
-                assert_eq!(r.len(), m * n, "residual does not fit the linear output");
-                spare.par_chunks_mut(chunk).zip(r.par_chunks(chunk)).for_each(|(o, r)| {
+        spare.par_chunks_mut(rows * n).enumerate().for_each(|(block, o)| {
+            let first = block * rows;
+            let block_rows = o.len() / n;
+            match residual {
+                Some(r) => {
+                    let r = &r[first * n..(first + block_rows) * n];
                     for (o, r) in o.chunks_exact_mut(n).zip(r.chunks_exact(n)) {
                         for ((o, r), b) in o.iter_mut().zip(r).zip(&self.bias) {
                             o.write(r + b);
                         }
                     }
-                });
-            }
-            None => spare.par_chunks_mut(chunk).for_each(|o| {
-                for o in o.chunks_exact_mut(n) {
-                    for (o, b) in o.iter_mut().zip(&self.bias) {
-                        o.write(*b);
+                }
+                None => {
+                    for o in o.chunks_exact_mut(n) {
+                        for (o, b) in o.iter_mut().zip(&self.bias) {
+                            o.write(*b);
+                        }
                     }
                 }
-            }),
-        }
-        // SAFETY: the chunks cover all m · n elements in whole rows of n (chunk is a multiple
-        // of n, and so is m · n), and every element of every row was written above.
-        unsafe { out.set_len(m * n) };
-        // out += x · W in row blocks, two per thread, each block one single-threaded gemm
-        // call: on this project's 2-core machine that ran −1 to +9 % (mostly +2–4 %) against
-        // gemm's own threads over the whole product on Geneformer's shapes (interleaved runs),
-        // and a block whose core is slowed down leaves its share to the other thread.
-        let weight = self.weight.as_slice();
-        let rows = m.div_ceil(2 * rayon::current_num_threads()).next_multiple_of(16);
-        out.par_chunks_mut(rows * n).zip(x.par_chunks(rows * k)).for_each(|(out, x)| {
-            // SAFETY: x is [x.len() / k, k], weight [k, n] and out [x.len() / k, n], all
-            // row-major and contiguous (whole rows: both chunk sizes hold `rows` rows).
+            }
+            // SAFETY: every element of the block was written just above (whole rows of n).
+            let o: &mut [f32] = unsafe { &mut *(o as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+            let x = &x[first * k..(first + block_rows) * k];
+            // SAFETY: x is [block_rows, k], weight [k, n] and o [block_rows, n], all
+            // row-major and contiguous.
             unsafe {
                 gemm::gemm(
-                    x.len() / k,
+                    block_rows,
                     n,
                     k,
-                    out.as_mut_ptr(),
+                    o.as_mut_ptr(),
                     1,
                     n as isize,
                     true,
@@ -171,22 +185,25 @@ impl HostLinear {
                     gemm::Parallelism::None,
                 );
             }
+            if let Some(activation) = activation {
+                activation.apply_to_slice(o);
+            }
         });
+        // SAFETY: the blocks cover all m · n elements, and every one was written above.
+        unsafe { out.set_len(m * n) };
         out
     }
 }
 
 impl Activation {
-    /// The activation applied in place on the host, in parallel; the same formulas as
+    /// The activation applied in place on the host, one thread; the same formulas as
     /// [`Activation::apply`] on burn-flex (GELU through libm's `erff`), so the same values.
-    pub(crate) fn apply_in_place(self, x: &mut [f32]) {
-        let chunk = VALUES_PER_TASK;
+    pub(crate) fn apply_to_slice(self, x: &mut [f32]) {
         match self {
-            Self::Relu => x.par_chunks_mut(chunk).for_each(|x| x.iter_mut().for_each(|v| *v = v.max(0.0))),
+            Self::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
             Self::Gelu => {
                 let sqrt2 = core::f32::consts::SQRT_2;
-                x.par_chunks_mut(chunk)
-                    .for_each(|x| x.iter_mut().for_each(|v| *v = 0.5 * *v * (1.0 + libm::erff(*v / sqrt2))));
+                x.iter_mut().for_each(|v| *v = 0.5 * *v * (1.0 + libm::erff(*v / sqrt2)));
             }
         }
     }
@@ -223,6 +240,23 @@ mod tests {
     }
 
     #[test]
+    fn activated_layers_match_burns_linear_then_activation() {
+        let device = Default::default();
+        // 70 rows: blocks of 16-row multiples and a short last block.
+        let (rows, d_in, d_out) = (70, 12, 9);
+        let layer = LinearConfig::new(d_in, d_out).init::<B>(&device);
+        let x = Tensor::<B, 2>::random([rows, d_in], Distribution::Normal(0.0, 1.0), &device);
+        for activation in [Activation::Relu, Activation::Gelu] {
+            let want = values(activation.apply(layer.forward(x.clone())));
+            let got = HostLinear::of(&[&layer]).forward_activated(&values(x.clone()), activation);
+            assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0), "{activation:?}: {g} vs {w}");
+            }
+        }
+    }
+
+    #[test]
     fn host_values_read_a_slice_where_burn_flex_keeps_it() {
         let device = Default::default();
         let x = Tensor::<B, 2>::random([6, 4], Distribution::Normal(0.0, 1.0), &device);
@@ -249,7 +283,7 @@ mod tests {
             (Activation::Relu, Activation::Relu.apply(x.clone())),
         ] {
             let mut got = values(x.clone());
-            activation.apply_in_place(&mut got);
+            activation.apply_to_slice(&mut got);
             assert_eq!(got, values(want), "{activation:?}");
         }
     }

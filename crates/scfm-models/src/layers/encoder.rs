@@ -79,8 +79,8 @@ impl<B: Backend> EncoderLayer<B> {
 
     /// [`Self::forward`] on scfm's CPU path (fp32 inference on burn-flex): the attention
     /// kernel and the linear layers on host buffers, each bias and residual added where its
-    /// matrix product writes ([`HostLinear`]), the activation in place; the layer norms are
-    /// burn-flex's own fused, parallel kernel.
+    /// matrix product writes ([`HostLinear`]), the activation in place right after it; the
+    /// layer norms are burn-flex's own fused, parallel kernel.
     ///
     /// # Shapes
     /// - `x`: `[batch, len, d_model]`
@@ -95,8 +95,7 @@ impl<B: Backend> EncoderLayer<B> {
         let h = HostLinear::of(&[&self.attention.output]).forward(&context, Some(x.as_slice()));
         drop((x, context));
         let h = host_f32(self.norm1.forward(tensor(h)));
-        let mut f = HostLinear::of(&[&self.ff1]).forward(&h, None);
-        self.activation.apply_in_place(&mut f);
+        let f = HostLinear::of(&[&self.ff1]).forward_activated(&h, self.activation);
         let y = HostLinear::of(&[&self.ff2]).forward(&f, Some(&h));
         self.norm2.forward(tensor(y))
     }
