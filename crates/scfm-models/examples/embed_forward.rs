@@ -12,9 +12,10 @@
 //! Every cell has `LEN` tokens (no padding); one pass embeds `BATCH` cells (Geneformer: mean of
 //! the penultimate layer, from the whole encoder — the same work as the PyTorch side's encoder
 //! — or, with `--pipeline`, from the layers up to it, as `scfm embed` runs it; scGPT: the CLS
-//! output; scBERT, released shape with `LEN` positions (16,907 for the release): mean of the encodings; xTrimoGene, released shape: the encoder over
-//! `LEN` expressed positions, `all` pooling). Prints one JSON line with cells/s; run it
-//! under `/usr/bin/time -v` for the peak memory.
+//! output; scBERT, released shape with `LEN` positions (16,907 for the release): mean of the
+//! encodings; xTrimoGene, released shape: the encoder over `LEN` expressed positions, `all`
+//! pooling). Prints one JSON line with cells/s; run it under `/usr/bin/time -v` for the peak
+//! memory.
 
 use std::time::Instant;
 

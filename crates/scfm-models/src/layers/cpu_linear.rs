@@ -5,9 +5,9 @@
 //! it once more to realign it, then the bias, the residual and the activation each make one
 //! more pass with one more buffer. Here the output starts as `bias (+ residual)` and the
 //! product accumulates onto it in the same `gemm` call, and the activation runs in place right
-//! after it, block by block in the same parallel task. The numbers differ from burn's only by the order of those additions (float
-//! rounding). Parameters are read where burn-flex keeps them ([`HostValues`]), not copied per
-//! forward pass.
+//! after it, block by block in the same parallel task. The numbers differ from burn's only by
+//! the order of those additions (float rounding). Parameters are read where burn-flex keeps
+//! them ([`HostValues`]), not copied per forward pass.
 
 use std::any::Any;
 
