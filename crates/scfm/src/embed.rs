@@ -428,11 +428,37 @@ impl<B: Backend> Embedder<B> {
 
     /// One forward pass over `batch` (padded to `len`); row-major `[batch, dim]` embeddings.
     fn forward(&self, batch: &[Pending], len: usize) -> Result<Vec<f32>, Error> {
-        let (b, device) = (batch.len(), &self.device);
-        let (vocab, pad_id, pad_value) = match &self.model {
-            Loaded::Geneformer(m, _) => (m.config.vocab_size, m.config.pad_token_id, 0.0),
-            Loaded::ScGpt(m) => (m.config.vocab_size, m.config.pad_token_id, m.config.pad_value),
-            Loaded::ScBert(m) => (m.config.n_tokens, 0, 0.0),
+        let device = &self.device;
+        let emb = match &self.model {
+            Loaded::Geneformer(m, version) => {
+                let DenseBatch { ids, padded, lengths, .. } =
+                    DenseBatch::new(batch, len, m.config.vocab_size, m.config.pad_token_id, 0.0)?;
+                let (ids, padded) = token_tensors::<B>(ids, padded, [batch.len(), len], device);
+                let hidden = m.hidden_state(ids, padded, m.hidden_index(self.opts.geneformer_layer));
+                let pooling = match self.pooling {
+                    Pooling::Cls => CellPooling::Cls,
+                    // `prepare` admits only Mean and Cls here.
+                    _ => CellPooling::Mean { exclude_specials: *version == GeneformerVersion::V2 },
+                };
+                Geneformer::pool(hidden, &lengths, pooling)
+            }
+            Loaded::ScGpt(m) => {
+                let DenseBatch { ids, padded, values, lengths } =
+                    DenseBatch::new(batch, len, m.config.vocab_size, m.config.pad_token_id, m.config.pad_value)?;
+                let (ids, padded) = token_tensors::<B>(ids, padded, [batch.len(), len], device);
+                let values = Tensor::<B, 2>::from_data(TensorData::new(values, [batch.len(), len]), device);
+                let enc = m.encode(ids, values, padded, false);
+                let pooling = match self.pooling {
+                    Pooling::Cls => ScGptPooling::Cls { normalize: false },
+                    _ => ScGptPooling::Mean,
+                };
+                ScGpt::cell_embeddings(enc.output, &lengths, pooling)
+            }
+            Loaded::ScBert(m) => {
+                let DenseBatch { ids, padded, .. } = DenseBatch::new(batch, len, m.config.n_tokens, 0, 0.0)?;
+                let (ids, _) = token_tensors::<B>(ids, padded, [batch.len(), len], device);
+                ScBert::cell_embeddings(m.encode(ids))
+            }
             Loaded::XTrimoGene(m) => {
                 // Sparse encoder input: positions and values, padded inside EncoderInput.
                 let cells: Vec<(&[u32], &[f32])> =
@@ -443,13 +469,35 @@ impl<B: Backend> Embedder<B> {
                     Pooling::Max => xtrimogene::CellPooling::Max,
                     _ => xtrimogene::CellPooling::All,
                 };
-                let emb = XTrimoGene::cell_embeddings(m.encode(values, positions, padded), &input.lengths, pooling);
-                return into_rows(if self.l2_normalize { l2_normalize(emb) } else { emb });
+                XTrimoGene::cell_embeddings(m.encode(values, positions, padded), &input.lengths, pooling)
             }
         };
+        into_rows(if self.l2_normalize { l2_normalize(emb) } else { emb })
+    }
+}
+
+/// A batch of token-input cells padded to one length, as the dense-input models read it.
+struct DenseBatch {
+    /// `[batch, len]` token ids, `pad_id` after each cell's tokens.
+    ids: Vec<i64>,
+    /// `[batch, len]`, true at padding.
+    padded: Vec<bool>,
+    /// `[batch, len]` input values (scGPT), `pad_value` at padding.
+    values: Vec<f32>,
+    /// Tokens per cell.
+    lengths: Vec<usize>,
+}
+
+impl DenseBatch {
+    /// `batch` padded to `len` (at least its longest cell).
+    ///
+    /// # Errors
+    /// A token id outside the checkpoint's vocabulary of `vocab` tokens.
+    fn new(batch: &[Pending], len: usize, vocab: usize, pad_id: usize, pad_value: f32) -> Result<Self, Error> {
+        let b = batch.len();
         let mut ids = vec![pad_id as i64; b * len];
         let mut padded = vec![true; b * len];
-        let mut vals = vec![pad_value; b * len];
+        let mut values = vec![pad_value; b * len];
         for (r, p) in batch.iter().enumerate() {
             for (k, &t) in p.ids.iter().enumerate() {
                 if t as usize >= vocab {
@@ -461,39 +509,26 @@ impl<B: Backend> Embedder<B> {
                 padded[r * len + k] = false;
             }
             if let Some(v) = &p.values {
-                vals[r * len..r * len + v.len()].copy_from_slice(v);
+                values[r * len..r * len + v.len()].copy_from_slice(v);
             }
         }
-        let lengths: Vec<usize> = batch.iter().map(|p| p.ids.len()).collect();
-        let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [b, len]), device);
-        let padded = Tensor::<B, 2, Bool>::from_data(TensorData::new(padded, [b, len]), device);
-        let mut emb = match &self.model {
-            Loaded::Geneformer(m, version) => {
-                let hidden = m.hidden_state(ids, padded, m.hidden_index(self.opts.geneformer_layer));
-                let pooling = match self.pooling {
-                    Pooling::Cls => CellPooling::Cls,
-                    // `prepare` admits only Mean and Cls here.
-                    _ => CellPooling::Mean { exclude_specials: *version == GeneformerVersion::V2 },
-                };
-                Geneformer::pool(hidden, &lengths, pooling)
-            }
-            Loaded::ScGpt(m) => {
-                let values = Tensor::<B, 2>::from_data(TensorData::new(vals, [b, len]), device);
-                let enc = m.encode(ids, values, padded, false);
-                let pooling = match self.pooling {
-                    Pooling::Cls => ScGptPooling::Cls { normalize: false },
-                    _ => ScGptPooling::Mean,
-                };
-                ScGpt::cell_embeddings(enc.output, &lengths, pooling)
-            }
-            Loaded::ScBert(m) => ScBert::cell_embeddings(m.encode(ids)),
-            Loaded::XTrimoGene(_) => unreachable!("xTrimoGene batches return before the dense inputs are built"),
-        };
-        if self.l2_normalize {
-            emb = l2_normalize(emb);
-        }
-        into_rows(emb)
+        let lengths = batch.iter().map(|p| p.ids.len()).collect();
+        Ok(Self { ids, padded, values, lengths })
     }
+}
+
+/// A [`DenseBatch`]'s token ids and padding mask as tensors.
+///
+/// # Shapes
+/// - `ids`, `padded`: `shape` (`[batch, len]`) values, row-major
+/// - output: `[batch, len]` each
+fn token_tensors<B: Backend>(
+    ids: Vec<i64>,
+    padded: Vec<bool>,
+    shape: [usize; 2],
+    device: &B::Device,
+) -> (Tensor<B, 2, Int>, Tensor<B, 2, Bool>) {
+    (Tensor::from_data(TensorData::new(ids, shape), device), Tensor::from_data(TensorData::new(padded, shape), device))
 }
 
 /// Row-major values of `[batch, dim]` embeddings, as f32 whatever the backend's float type.
