@@ -431,33 +431,28 @@ impl<B: Backend> Embedder<B> {
         let device = &self.device;
         let emb = match &self.model {
             Loaded::Geneformer(m, version) => {
-                let DenseBatch { ids, padded, lengths, .. } =
-                    DenseBatch::new(batch, len, m.config.vocab_size, m.config.pad_token_id, 0.0)?;
-                let (ids, padded) = token_tensors::<B>(ids, padded, [batch.len(), len], device);
-                let hidden = m.hidden_state(ids, padded, m.hidden_index(self.opts.geneformer_layer));
+                let dense = DenseBatch::new(batch, len, m.config.vocab_size, m.config.pad_token_id, 0.0, device)?;
+                let hidden = m.hidden_state(dense.ids, dense.padded, m.hidden_index(self.opts.geneformer_layer));
                 let pooling = match self.pooling {
                     Pooling::Cls => CellPooling::Cls,
                     // `prepare` admits only Mean and Cls here.
                     _ => CellPooling::Mean { exclude_specials: *version == GeneformerVersion::V2 },
                 };
-                Geneformer::pool(hidden, &lengths, pooling)
+                Geneformer::pool(hidden, &dense.lengths, pooling)
             }
             Loaded::ScGpt(m) => {
-                let DenseBatch { ids, padded, values, lengths } =
-                    DenseBatch::new(batch, len, m.config.vocab_size, m.config.pad_token_id, m.config.pad_value)?;
-                let (ids, padded) = token_tensors::<B>(ids, padded, [batch.len(), len], device);
-                let values = Tensor::<B, 2>::from_data(TensorData::new(values, [batch.len(), len]), device);
-                let enc = m.encode(ids, values, padded, false);
+                let (vocab, pad_id, pad_value) = (m.config.vocab_size, m.config.pad_token_id, m.config.pad_value);
+                let dense = DenseBatch::new(batch, len, vocab, pad_id, pad_value, device)?;
+                let values = Tensor::<B, 2>::from_data(TensorData::new(dense.values, [batch.len(), len]), device);
+                let enc = m.encode(dense.ids, values, dense.padded, false);
                 let pooling = match self.pooling {
                     Pooling::Cls => ScGptPooling::Cls { normalize: false },
                     _ => ScGptPooling::Mean,
                 };
-                ScGpt::cell_embeddings(enc.output, &lengths, pooling)
+                ScGpt::cell_embeddings(enc.output, &dense.lengths, pooling)
             }
             Loaded::ScBert(m) => {
-                let DenseBatch { ids, padded, .. } = DenseBatch::new(batch, len, m.config.n_tokens, 0, 0.0)?;
-                let (ids, _) = token_tensors::<B>(ids, padded, [batch.len(), len], device);
-                ScBert::cell_embeddings(m.encode(ids))
+                ScBert::cell_embeddings(m.encode(DenseBatch::new(batch, len, m.config.n_tokens, 0, 0.0, device)?.ids))
             }
             Loaded::XTrimoGene(m) => {
                 // Sparse encoder input: positions and values, padded inside EncoderInput.
@@ -477,23 +472,30 @@ impl<B: Backend> Embedder<B> {
 }
 
 /// A batch of token-input cells padded to one length, as the dense-input models read it.
-struct DenseBatch {
+struct DenseBatch<B: Backend> {
     /// `[batch, len]` token ids, `pad_id` after each cell's tokens.
-    ids: Vec<i64>,
+    ids: Tensor<B, 2, Int>,
     /// `[batch, len]`, true at padding.
-    padded: Vec<bool>,
-    /// `[batch, len]` input values (scGPT), `pad_value` at padding.
+    padded: Tensor<B, 2, Bool>,
+    /// `[batch, len]` input values, row-major (scGPT's), `pad_value` at padding.
     values: Vec<f32>,
     /// Tokens per cell.
     lengths: Vec<usize>,
 }
 
-impl DenseBatch {
-    /// `batch` padded to `len` (at least its longest cell).
+impl<B: Backend> DenseBatch<B> {
+    /// `batch` padded to `len` (at least its longest cell), on `device`.
     ///
     /// # Errors
     /// A token id outside the checkpoint's vocabulary of `vocab` tokens.
-    fn new(batch: &[Pending], len: usize, vocab: usize, pad_id: usize, pad_value: f32) -> Result<Self, Error> {
+    fn new(
+        batch: &[Pending],
+        len: usize,
+        vocab: usize,
+        pad_id: usize,
+        pad_value: f32,
+        device: &B::Device,
+    ) -> Result<Self, Error> {
         let b = batch.len();
         let mut ids = vec![pad_id as i64; b * len];
         let mut padded = vec![true; b * len];
@@ -512,23 +514,13 @@ impl DenseBatch {
                 values[r * len..r * len + v.len()].copy_from_slice(v);
             }
         }
-        let lengths = batch.iter().map(|p| p.ids.len()).collect();
-        Ok(Self { ids, padded, values, lengths })
+        Ok(Self {
+            ids: Tensor::from_data(TensorData::new(ids, [b, len]), device),
+            padded: Tensor::from_data(TensorData::new(padded, [b, len]), device),
+            values,
+            lengths: batch.iter().map(|p| p.ids.len()).collect(),
+        })
     }
-}
-
-/// A [`DenseBatch`]'s token ids and padding mask as tensors.
-///
-/// # Shapes
-/// - `ids`, `padded`: `shape` (`[batch, len]`) values, row-major
-/// - output: `[batch, len]` each
-fn token_tensors<B: Backend>(
-    ids: Vec<i64>,
-    padded: Vec<bool>,
-    shape: [usize; 2],
-    device: &B::Device,
-) -> (Tensor<B, 2, Int>, Tensor<B, 2, Bool>) {
-    (Tensor::from_data(TensorData::new(ids, shape), device), Tensor::from_data(TensorData::new(padded, shape), device))
 }
 
 /// Row-major values of `[batch, dim]` embeddings, as f32 whatever the backend's float type.
