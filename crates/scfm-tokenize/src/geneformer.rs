@@ -386,14 +386,16 @@ impl GeneformerTokenizer {
                 keys.resize(nnz, 0);
                 tokens.resize(nnz, 0);
             }
-            let mut len = 0;
+            // Each kept key is made into a radix item and its digits are counted as it goes in.
+            let mut sorter = crate::radix::PushedKeys::new(nnz, scratch);
             let (key_slots, token_slots) = (&mut keys[..nnz], &mut tokens[..nnz]);
             for (&g, &v) in cell.indices.iter().zip(cell.values) {
                 let gene = plan.inputs.get(g as usize).copied().unwrap_or(InputGene::UNMAPPED_GENE);
                 let (k, ranked) = key(gene.inv_median, f64::from(v));
+                let len = sorter.len();
                 key_slots[len] = k;
                 token_slots[len] = gene.tag;
-                len += usize::from(ranked);
+                sorter.push(k, ranked);
             }
             summed.clear();
             if plan.summed_groups > 0 {
@@ -417,13 +419,15 @@ impl GeneformerTokenizer {
                 for &(col, n) in summed.iter() {
                     let c = &plan.columns[col as usize];
                     let (k, ranked) = key(c.inv_median, n);
-                    keys[len] = k;
-                    tokens[len] = c.token;
-                    len += usize::from(ranked);
+                    let len = sorter.len();
+                    key_slots[len] = k;
+                    token_slots[len] = c.token;
+                    sorter.push(k, ranked);
                 }
             }
+            let len = sorter.len();
             let (keys, tokens) = (&keys[..len], &tokens[..len]);
-            let sorted = crate::radix::argsort_stable(keys, scratch);
+            let sorted = sorter.sort(keys);
             f(Ranking { sorted, keys, tokens })
         })
     }
