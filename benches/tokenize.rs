@@ -1,7 +1,9 @@
 //! Per-cell tokenization cost on one thread, without I/O: cells with 1,000 expressed genes out
 //! of the first 20,000 genes of each model's vocabulary (the MODELS.md §9 benchmark shape).
 //!
-//! Also the fixed cost of a Geneformer run: reading each of its three dictionaries.
+//! Also the per-cell work on one and on two threads at once (each thread its own 1,000 cells),
+//! which shows what two cores give without any I/O, and the fixed cost of a Geneformer run:
+//! reading each of its three dictionaries.
 //!
 //! `cargo bench --bench tokenize`
 
@@ -89,6 +91,45 @@ fn tokenize(c: &mut Criterion) {
     g.finish();
 }
 
+/// Geneformer V2 on one thread (1,000 cells) and on two threads at once (1,000 cells each): the
+/// per-cell kernel's own speed-up from a second core, with no reading or writing. Throughput is
+/// cells per second over all threads.
+fn two_threads(c: &mut Criterion) {
+    let v = data("vocab/geneformer");
+    let dicts = GeneformerDictionaries::load(
+        &v.join("token_dictionary_gc104M.pkl"),
+        &v.join("gene_median_dictionary_gc104M.pkl"),
+        &v.join("ensembl_mapping_dict_gc104M.pkl"),
+    )
+    .expect("shared data present");
+    let genes: Vec<String> =
+        dicts.tokens.iter().filter(|(t, _)| !t.starts_with('<')).take(20_000).map(|(t, _)| t.to_owned()).collect();
+    let gf = GeneformerTokenizer::new(GeneformerVersion::V2, dicts);
+    let plan = gf.plan(&genes);
+    let chunks = [cells(1000), cells(1000)];
+    let run = |chunk: &CellChunk| {
+        chunk
+            .cells()
+            .filter_map(|cell| gf.tokenize(&plan, cell, cell.total()))
+            .map(|t| t.input_ids.len())
+            .sum::<usize>()
+    };
+    let mut g = c.benchmark_group("geneformer_v2_threads");
+    g.sample_size(20);
+    for threads in [1, 2] {
+        g.throughput(Throughput::Elements(1000 * threads as u64));
+        g.bench_function(format!("{threads}"), |b| {
+            b.iter(|| {
+                std::thread::scope(|s| {
+                    let handles: Vec<_> = chunks[..threads].iter().map(|chunk| s.spawn(|| run(chunk))).collect();
+                    handles.into_iter().map(|h| h.join().expect("no panic")).sum::<usize>()
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
 /// Reading Geneformer V2's dictionaries, one file at a time (a run reads the three at once).
 fn dictionaries(c: &mut Criterion) {
     let v = data("vocab/geneformer");
@@ -103,5 +144,5 @@ fn dictionaries(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, tokenize, dictionaries);
+criterion_group!(benches, tokenize, two_threads, dictionaries);
 criterion_main!(benches);
