@@ -68,7 +68,8 @@ pub fn digitize(x: f64, edges: &[f64]) -> (usize, usize) {
 pub fn bin_cell(values: &[f32], n_bins: usize, tie: &mut TieBreak) -> Vec<u8> {
     assert!((3..=256).contains(&n_bins));
     /// Per-thread buffers: non-zero values as ordered keys, sort scratch, sorted values,
-    /// digitize bounds by rank (general path) or by value (counts path), value histogram.
+    /// digitize bounds by rank (general path) or by value (counts path), value histogram, and
+    /// helical's draws.
     #[derive(Default)]
     struct Buffers {
         keys: Vec<u64>,
@@ -76,18 +77,19 @@ pub fn bin_cell(values: &[f32], n_bins: usize, tie: &mut TieBreak) -> Vec<u8> {
         sorted: Vec<f64>,
         bounds: Vec<(u8, u8)>,
         histogram: Vec<u32>,
+        helical: HelicalDraws,
     }
     thread_local! {
         static BUFFERS: std::cell::RefCell<Buffers> = Default::default();
     }
     let mut out = vec![0u8; values.len()];
-    BUFFERS.with_borrow_mut(|Buffers { keys, scratch, sorted, bounds, histogram }| {
+    BUFFERS.with_borrow_mut(|Buffers { keys, scratch, sorted, bounds, histogram, helical }| {
         // Raw counts (positive integers, the largest not far above the number of values) are
         // ordered by a histogram instead of a sort, and digitized once per distinct value.
-        let (n, max, counts) =
-            values.iter().filter(|&&v| v != 0.0).fold((0usize, 0f32, true), |(n, max, counts), &v| {
-                (n + 1, max.max(v), counts & (v > 0.0) & (v.fract() == 0.0))
-            });
+        let (n, max, counts) = values
+            .iter()
+            .filter(|&&v| v != 0.0)
+            .fold((0usize, 0f32, true), |(n, max, counts), &v| (n + 1, max.max(v), counts & (v > 0.0) & is_whole(v)));
         if n == 0 {
             return;
         }
@@ -139,10 +141,11 @@ pub fn bin_cell(values: &[f32], n_bins: usize, tie: &mut TieBreak) -> Vec<u8> {
                 }
             }
         }
-        // helical seeds default_rng(42) afresh for every cell: clone the seeded state.
-        static HELICAL: std::sync::OnceLock<NumpyPcg64> = std::sync::OnceLock::new();
-        let mut helical =
-            matches!(tie, TieBreak::HelicalPcg64).then(|| HELICAL.get_or_init(|| NumpyPcg64::new(42)).clone());
+        // helical seeds default_rng(42) afresh for every cell: every cell takes the same draws.
+        let helical = match tie {
+            TieBreak::HelicalPcg64 => helical.first(n),
+            _ => &[],
+        };
         // Draws are consumed in column order, one per non-zero value.
         let slots = out.iter_mut().zip(values).filter(|(_, v)| **v != 0.0);
         for (rank, (slot, &v)) in slots.enumerate() {
@@ -150,13 +153,42 @@ pub fn bin_cell(values: &[f32], n_bins: usize, tie: &mut TieBreak) -> Vec<u8> {
             let u = match tie {
                 TieBreak::Deterministic => 0.0,
                 TieBreak::NumpyLegacy(g) => g.next_f64(),
-                TieBreak::HelicalPcg64 => helical.as_mut().expect("set above").next_f64(),
+                TieBreak::HelicalPcg64 => helical[rank],
             };
             let (l, r) = (f64::from(left), f64::from(right));
             *slot = ceil_non_negative(u * (r - l) + l);
         }
     });
     out
+}
+
+/// The first draws of `np.random.default_rng(42)`, which helical's binning takes afresh for
+/// every cell: drawn once per thread, as far as the longest cell so far needs.
+#[derive(Default)]
+struct HelicalDraws {
+    draws: Vec<f64>,
+    /// The generator after the last draw kept.
+    rng: Option<NumpyPcg64>,
+}
+
+impl HelicalDraws {
+    /// Draws `0..n` of the stream.
+    fn first(&mut self, n: usize) -> &[f64] {
+        if self.draws.len() < n {
+            let rng = self.rng.get_or_insert_with(|| NumpyPcg64::new(42));
+            let more = n - self.draws.len();
+            self.draws.extend(std::iter::repeat_with(|| rng.next_f64()).take(more));
+        }
+        &self.draws[..n]
+    }
+}
+
+/// Whether `v` is a whole number (finite, no fraction), without a libm call (`f32::fract` calls
+/// `truncf` on baseline x86-64): below 2^23 the cast truncates exactly; above, every `f32` is
+/// whole.
+fn is_whole(v: f32) -> bool {
+    const EVERY_F32_WHOLE: f32 = 8_388_608.0;
+    v.is_finite() && (v.abs() >= EVERY_F32_WHOLE || (v as i32) as f32 == v)
 }
 
 /// The bits of `v` as an integer that orders like `v` (total order; negatives below positives).
@@ -263,5 +295,32 @@ impl ScGptSequence {
             out_values.push(values[1 + i]);
         }
         (out_ids, out_values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn is_whole_agrees_with_fract() {
+        let mut rng = NumpyPcg64::new(1);
+        let edges = [0.0, -0.0, 0.5, 1.0, -1.0, 2.5, 8_388_607.5, 8_388_608.0, 16_777_217.0, 3e38, f32::MAX];
+        let specials = [f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MIN_POSITIVE, 1e-45];
+        let random = (0..200_000).map(|_| f32::from_bits(rng.next_u64() as u32));
+        let near_whole = (0..20_000).map(|i| i as f32 + [0.0, 0.25, 0.5][i % 3]);
+        for v in edges.into_iter().chain(specials).chain(random).chain(near_whole) {
+            assert_eq!(is_whole(v), v.is_finite() && v.fract() == 0.0, "{v:e} ({:#x})", v.to_bits());
+        }
+    }
+
+    #[test]
+    fn helical_draws_are_the_fresh_stream_however_they_grow() {
+        let mut fresh = NumpyPcg64::new(42);
+        let expected: Vec<f64> = (0..1000).map(|_| fresh.next_f64()).collect();
+        let mut draws = HelicalDraws::default();
+        for n in [3, 10, 5, 0, 1000, 640] {
+            assert_eq!(draws.first(n), &expected[..n]);
+        }
     }
 }
