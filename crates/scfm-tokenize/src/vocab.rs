@@ -183,15 +183,14 @@ fn read_string_map(path: &Path, keep: impl Fn(&str) -> bool, presize: bool) -> R
 /// duplicate ids, and read errors.
 pub fn scgpt_vocab(path: &Path, append_specials: bool) -> Result<GeneVocab, TokenizeError> {
     let json_err = |reason: String| TokenizeError::Json { path: path.to_owned(), reason };
-    let value: serde_json::Value = serde_json::from_slice(&read(path)?).map_err(|e| json_err(e.to_string()))?;
-    let obj = value.as_object().ok_or_else(|| json_err("expected an object {gene: id}".into()))?;
-    let mut pairs = Vec::with_capacity(obj.len());
-    for (k, v) in obj {
+    let entries = json_object_entries(&read(path)?).map_err(|e| json_err(e.to_string()))?;
+    let mut pairs = Vec::with_capacity(entries.len());
+    for (k, v) in entries.iter() {
         let id = v
             .as_u64()
             .and_then(|i| u32::try_from(i).ok())
             .ok_or_else(|| json_err(format!("id of {k:?} is {v}, not a non-negative integer")))?;
-        pairs.push((k.as_str(), id));
+        pairs.push((k, id));
     }
     let mut vocab =
         GeneVocab::from_pairs(pairs).map_err(|source| TokenizeError::Vocab { path: path.to_owned(), source })?;
@@ -204,6 +203,55 @@ pub fn scgpt_vocab(path: &Path, append_specials: bool) -> Result<GeneVocab, Toke
         }
     }
     Ok(vocab)
+}
+
+/// The entries of a JSON object of numbers, read straight into one map: keys are borrowed from
+/// the text where they hold no escapes (as a `serde_json::Value` the 60,697 entries of scGPT's
+/// vocabulary were a `String` and a tree node each, most of a scGPT run's fixed cost). A key
+/// given twice keeps its first place and takes the last number, as Python's `json.load`.
+fn json_object_entries(bytes: &[u8]) -> Result<StrMap<serde_json::Number>, serde_json::Error> {
+    use serde::Deserializer as _;
+    use serde::de::{Deserialize, MapAccess, Visitor};
+    use std::borrow::Cow;
+    use std::fmt;
+
+    struct Key<'a>(Cow<'a, str>);
+    impl<'de> Deserialize<'de> for Key<'de> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct KeyVisitor;
+            impl<'de> Visitor<'de> for KeyVisitor {
+                type Value = Key<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a gene name")
+                }
+                fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                    Ok(Key(Cow::Borrowed(v)))
+                }
+                fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                    Ok(Key(Cow::Owned(v.to_owned())))
+                }
+            }
+            d.deserialize_str(KeyVisitor)
+        }
+    }
+    struct Entries;
+    impl<'de> Visitor<'de> for Entries {
+        type Value = StrMap<serde_json::Number>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object {gene: id}")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut entries = StrMap::with_capacity(map.size_hint().unwrap_or(0), 0);
+            while let Some(Key(key)) = map.next_key()? {
+                entries.insert(&key, map.next_value()?);
+            }
+            Ok(entries)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let entries = de.deserialize_map(Entries)?;
+    de.end()?;
+    Ok(entries)
 }
 
 /// An ordered gene list: a pickled `list[str]` (scBERT's `vocab_gene2vec_16906.pkl`) or a text

@@ -73,6 +73,32 @@ fn scgpt_vocab_with_specials_is_the_checkpoint_vocabulary() {
 }
 
 #[test]
+fn scgpt_vocab_json_as_python_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    // Escaped keys (read into owned strings), and a key given twice: Python's `json.load` keeps
+    // the last id.
+    let v = scgpt_vocab(&write("ok.json", r#"{"A\u00e9\"B": 3, "X": 1, "GAPDH": 7, "X": 2}"#), false).unwrap();
+    assert_eq!((v.len(), v.id("A\u{e9}\"B"), v.id("X"), v.id("GAPDH")), (3, Some(3), Some(2), Some(7)));
+    for (text, says) in [
+        (r#"{"A": 1.5}"#, "not a non-negative integer"),
+        (r#"{"A": -1}"#, "not a non-negative integer"),
+        (r#"{"A": 4294967296}"#, "not a non-negative integer"),
+        (r#"{"A": "1"}"#, "invalid type"),
+        (r#"["A", "B"]"#, "expected an object {gene: id}"),
+        (r#"{"A": 1} {"B": 2}"#, "trailing characters"),
+        (r#"{"A": 1"#, "EOF"),
+    ] {
+        let err = scgpt_vocab(&write("bad.json", text), false).unwrap_err();
+        assert!(matches!(err, TokenizeError::Json { .. }) && err.to_string().contains(says), "{text}: {err}");
+    }
+}
+
+#[test]
 fn scbert_and_scfoundation_gene_lists() {
     let pkl = gene_list(&data("vocab/scbert/vocab_gene2vec_16906.pkl")).unwrap();
     let txt = gene_list(&data("vocab/scbert/scbert_panglao_genes_16906.txt")).unwrap();
