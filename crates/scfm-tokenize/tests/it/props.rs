@@ -133,17 +133,18 @@ proptest! {
 
     /// Binning equals a plain transcription of upstream's steps (sort, `np.quantile` edges,
     /// `np.digitize` both ways, one draw per non-zero value in column order), for raw counts
-    /// (binned through a histogram) and for values that take the sorting path: a far outlier,
-    /// fractions, negatives.
+    /// (binned through a histogram, also with wide gaps between the values) and for values that
+    /// take the sorting path: a far outlier, fractions, negatives.
     #[test]
     fn scgpt_bins_equal_upstream_steps(
         counts in proptest::collection::vec((0u32..4, 1u32..40), 1..300),
-        kind in 0usize..4,
+        kind in 0usize..5,
     ) {
         let values: Vec<f32> = counts.iter().enumerate().map(|(i, &(zero, c))| {
             let v = if zero == 0 { 0.0 } else { c as f32 };
             match kind {
                 1 if i == 0 => 5e6,
+                4 => v * 97.0,
                 2 if v != 0.0 => v + 0.25,
                 3 if i % 3 == 0 => -v,
                 _ => v,
