@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use scfm::core::{CellChunk, GeneTable};
-use scfm::tokenize::geneformer::{GeneformerDictionaries, GeneformerTokenizer, GeneformerVersion};
+use scfm::tokenize::geneformer::{GenePlan, GeneformerDictionaries, GeneformerTokenizer, GeneformerVersion};
 use scfm::tokenize::rng::NumpyPcg64;
 use scfm::tokenize::scgpt::{ScGptSequence, TieBreak};
 use scfm::tokenize::vocab::{geneformer_gene_medians, geneformer_token_dictionary, scgpt_vocab, string_map};
@@ -34,12 +34,8 @@ fn cells(n: usize) -> CellChunk {
     CellChunk::from_csr((0..n).map(|i| format!("c{i}")).collect(), indptr, idx, val, 20_000).unwrap()
 }
 
-fn tokenize(c: &mut Criterion) {
-    let chunk = cells(1000);
-    let mut g = c.benchmark_group("tokenize_1000_cells");
-    g.throughput(Throughput::Elements(chunk.n_cells() as u64));
-    g.sample_size(20);
-
+/// Geneformer V2's tokenizer and its plan for the first 20,000 genes of its vocabulary.
+fn geneformer_v2() -> (GeneformerTokenizer, GenePlan) {
     let v = data("vocab/geneformer");
     let dicts = GeneformerDictionaries::load(
         &v.join("token_dictionary_gc104M.pkl"),
@@ -51,6 +47,16 @@ fn tokenize(c: &mut Criterion) {
         dicts.tokens.iter().filter(|(t, _)| !t.starts_with('<')).take(20_000).map(|(t, _)| t.to_owned()).collect();
     let gf = GeneformerTokenizer::new(GeneformerVersion::V2, dicts);
     let plan = gf.plan(&genes);
+    (gf, plan)
+}
+
+fn tokenize(c: &mut Criterion) {
+    let chunk = cells(1000);
+    let mut g = c.benchmark_group("tokenize_1000_cells");
+    g.throughput(Throughput::Elements(chunk.n_cells() as u64));
+    g.sample_size(20);
+
+    let (gf, plan) = geneformer_v2();
     g.bench_function("geneformer_v2", |b| {
         b.iter(|| {
             chunk
@@ -95,17 +101,7 @@ fn tokenize(c: &mut Criterion) {
 /// per-cell kernel's own speed-up from a second core, with no reading or writing. Throughput is
 /// cells per second over all threads.
 fn two_threads(c: &mut Criterion) {
-    let v = data("vocab/geneformer");
-    let dicts = GeneformerDictionaries::load(
-        &v.join("token_dictionary_gc104M.pkl"),
-        &v.join("gene_median_dictionary_gc104M.pkl"),
-        &v.join("ensembl_mapping_dict_gc104M.pkl"),
-    )
-    .expect("shared data present");
-    let genes: Vec<String> =
-        dicts.tokens.iter().filter(|(t, _)| !t.starts_with('<')).take(20_000).map(|(t, _)| t.to_owned()).collect();
-    let gf = GeneformerTokenizer::new(GeneformerVersion::V2, dicts);
-    let plan = gf.plan(&genes);
+    let (gf, plan) = geneformer_v2();
     let chunks = [cells(1000), cells(1000)];
     let run = |chunk: &CellChunk| {
         chunk
