@@ -61,6 +61,21 @@ pub fn digitize(x: f64, edges: &[f64]) -> (usize, usize) {
     (edges.partition_point(|&e| e <= x), edges.partition_point(|&e| e < x))
 }
 
+/// [`digitize`] of ascending `xs` in one merge walk over them and the ascending `edges`:
+/// `(left, right)` for each, as `u8` (at most 256 edges).
+fn digitize_ascending(edges: &[f64], xs: impl Iterator<Item = f64>) -> impl Iterator<Item = (u8, u8)> {
+    let (mut left, mut right) = (0, 0);
+    xs.map(move |x| {
+        while left < edges.len() && edges[left] <= x {
+            left += 1;
+        }
+        while right < edges.len() && edges[right] < x {
+            right += 1;
+        }
+        (left as u8, right as u8)
+    })
+}
+
 /// Bins one cell's values (zeros stay 0, non-zeros get 1 ..= n_bins − 1).
 ///
 /// # Panics
@@ -94,51 +109,35 @@ pub fn bin_cell(values: &[f32], n_bins: usize, tie: &mut TieBreak) -> Vec<u8> {
             return;
         }
         let by_value = counts && (max as usize) <= (4 * n).max(4096);
-        // The non-zero values in ascending order, and for each its digitize bounds: by rank
-        // (general path) or by value (counts path).
-        let mut rank_order = None;
+        // The non-zero values in ascending order, their quantile edges, and the digitize bounds:
+        // by value (counts path) or by rank among the non-zeros (general path).
         sorted.clear();
+        bounds.clear();
         if by_value {
             histogram.clear();
             histogram.resize(max as usize + 1, 0);
             for &v in values.iter().filter(|&&v| v != 0.0) {
                 histogram[v as usize] += 1;
             }
-            for (v, &c) in histogram.iter().enumerate().filter(|&(_, &c)| c > 0) {
+            let present = || histogram.iter().enumerate().filter(|&(_, &c)| c > 0);
+            for (v, &c) in present() {
                 sorted.extend(std::iter::repeat_n(v as f64, c as usize));
             }
+            let edges = quantile_edges(sorted, n_bins - 1);
+            bounds.resize(histogram.len(), (0, 0));
+            for ((v, _), b) in present().zip(digitize_ascending(&edges, present().map(|(v, _)| v as f64))) {
+                bounds[v] = b;
+            }
         } else {
-            // Non-zero values as order-preserving integers, by rank among the non-zeros.
+            // Non-zero values as order-preserving integers.
             keys.clear();
             keys.extend(values.iter().filter(|&&v| v != 0.0).map(|&v| u64::from(ordered_bits(v))));
             let order = crate::radix::argsort_stable(keys, scratch);
             sorted.extend(order.positions().map(|k| f64::from(from_ordered_bits(keys[k] as u32))));
-            rank_order = Some(order);
-        }
-        let edges = quantile_edges(sorted, n_bins - 1);
-        // `digitize` in one merge walk over the ascending values and the edges.
-        bounds.clear();
-        bounds.resize(if by_value { histogram.len() } else { n }, (0, 0));
-        let (mut left, mut right) = (0, 0);
-        let mut walk = |x: f64| {
-            while left < edges.len() && edges[left] <= x {
-                left += 1;
-            }
-            while right < edges.len() && edges[right] < x {
-                right += 1;
-            }
-            (left as u8, right as u8)
-        };
-        match &rank_order {
-            Some(order) => {
-                for (k, &x) in order.positions().zip(sorted.iter()) {
-                    bounds[k] = walk(x);
-                }
-            }
-            None => {
-                for (v, _) in histogram.iter().enumerate().filter(|&(_, &c)| c > 0) {
-                    bounds[v] = walk(v as f64);
-                }
+            let edges = quantile_edges(sorted, n_bins - 1);
+            bounds.resize(n, (0, 0));
+            for (k, b) in order.positions().zip(digitize_ascending(&edges, sorted.iter().copied())) {
+                bounds[k] = b;
             }
         }
         // helical seeds default_rng(42) afresh for every cell: every cell takes the same draws.
