@@ -25,7 +25,7 @@ const SMALL: usize = 64;
 const DIGIT: u32 = 10;
 const BUCKETS: usize = 1 << DIGIT;
 
-/// Reusable buffers of [`argsort_stable`].
+/// Reusable buffers of [`argsort_stable`] and [`PushedKeys`].
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
     items: Vec<u64>,
@@ -332,6 +332,7 @@ mod tests {
             }
         }
     }
+
     #[test]
     fn pushed_keys_equal_a_stable_sort_of_the_kept_keys() {
         let mut rng = NumpyPcg64::new(11);
