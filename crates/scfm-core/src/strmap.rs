@@ -104,6 +104,20 @@ impl<V> StrMap<V> {
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &V)> + '_ {
         self.entries.iter().map(|(Span { start, end }, v)| (&self.text[*start..*end], v))
     }
+
+    /// The same keys, in the same order, with `f(key, value)` as values: the key text and the
+    /// hash table are kept, nothing is hashed again. The first error in insertion order stops it.
+    ///
+    /// # Errors
+    /// The first error `f` returns.
+    pub fn try_map_values<W, E>(self, mut f: impl FnMut(&str, V) -> Result<W, E>) -> Result<StrMap<W>, E> {
+        let Self { text, entries, table, hasher } = self;
+        let entries = entries
+            .into_iter()
+            .map(|(span, v)| Ok((span, f(&text[span.start..span.end], v)?)))
+            .collect::<Result<_, E>>()?;
+        Ok(StrMap { text, entries, table, hasher })
+    }
 }
 
 impl<K: AsRef<str>, V> FromIterator<(K, V)> for StrMap<V> {
@@ -223,5 +237,15 @@ mod tests {
         assert_eq!(map.len(), 20_000);
         assert!((0..20_000u32).all(|i| map.get(&format!("gene{i}")) == Some(&if i == 7 { 70 } else { i })));
         assert_eq!(map.iter().nth(19_999), Some(("gene19999", &19_999)));
+    }
+
+    #[test]
+    fn mapped_values_keep_the_keys_and_the_first_error_stops() {
+        let map: StrMap<i64> = [("a", 1), ("b", -2), ("c", 3), ("d", -4)].into_iter().collect();
+        let doubled = map.clone().try_map_values(|_, v| Ok::<_, ()>(2 * v)).unwrap();
+        assert_eq!(doubled.iter().collect::<Vec<_>>(), [("a", &2), ("b", &-4), ("c", &6), ("d", &-8)]);
+        assert_eq!((doubled.get("c"), doubled.get("e")), (Some(&6), None));
+        let negative = |k: &str, v: i64| if v < 0 { Err(k.to_owned()) } else { Ok(v as u32) };
+        assert_eq!(map.try_map_values(negative).unwrap_err(), "b");
     }
 }

@@ -51,6 +51,20 @@ impl GeneVocab {
         Ok(v)
     }
 
+    /// Builds a vocabulary from a token → id map (its tokens are distinct already), keeping the
+    /// map as it is: no token is hashed or copied again.
+    ///
+    /// # Errors
+    /// [`CoreError::DuplicateToken`] when an id appears twice, [`CoreError::IdTooLarge`] for an
+    /// id above [`GeneVocab::MAX_ID`]; the first in the map's order.
+    pub fn from_ids(ids: StrMap<u32>) -> Result<Self, CoreError> {
+        let mut by_id = vec![];
+        for (entry, (token, &id)) in ids.iter().enumerate() {
+            Self::claim(&mut by_id, &ids, token, id, entry)?;
+        }
+        Ok(Self { ids, by_id })
+    }
+
     /// Adds one token.
     ///
     /// # Errors
@@ -63,15 +77,25 @@ impl GeneVocab {
         if let Some(&other) = self.ids.get(token) {
             return Err(CoreError::DuplicateToken { token: token.to_owned(), first: other, second: id });
         }
-        let slot = id as usize;
-        if self.by_id.len() <= slot {
-            self.by_id.resize(slot + 1, Self::NO_TOKEN);
+        Self::claim(&mut self.by_id, &self.ids, token, id, self.ids.len())?;
+        self.ids.insert(token, id);
+        Ok(())
+    }
+
+    /// Points `id` at entry `entry` of `ids` (the one holding `token`) in `by_id`, unless the id
+    /// is too large or already taken.
+    fn claim(by_id: &mut Vec<u32>, ids: &StrMap<u32>, token: &str, id: u32, entry: usize) -> Result<(), CoreError> {
+        if id > Self::MAX_ID {
+            return Err(CoreError::IdTooLarge { token: token.to_owned(), id, max: Self::MAX_ID });
         }
-        if let Some(existing) = self.token(id) {
+        let slot = id as usize;
+        if by_id.len() <= slot {
+            by_id.resize(slot + 1, Self::NO_TOKEN);
+        }
+        if let Some((existing, _)) = ids.entry(by_id[slot] as usize) {
             return Err(CoreError::DuplicateToken { token: format!("{existing} / {token}"), first: id, second: id });
         }
-        self.by_id[slot] = self.ids.len() as u32;
-        self.ids.insert(token, id);
+        by_id[slot] = entry as u32;
         Ok(())
     }
 
@@ -129,5 +153,21 @@ mod tests {
         v.insert("last", GeneVocab::MAX_ID).unwrap();
         assert_eq!((v.id_bound(), v.token(GeneVocab::MAX_ID)), (1 << 24, Some("last")));
         assert!(matches!(v.insert("over", GeneVocab::MAX_ID + 1), Err(CoreError::IdTooLarge { .. })));
+    }
+
+    #[test]
+    fn a_token_map_becomes_the_vocabulary_its_pairs_make() {
+        let pairs = [("b", 3), ("<pad>", 0), ("a", 7)];
+        let v = GeneVocab::from_ids(pairs.into_iter().collect()).unwrap();
+        assert_eq!(v, GeneVocab::from_pairs(pairs).unwrap());
+        assert_eq!((v.id("a"), v.token(3), v.token(4), v.id_bound()), (Some(7), Some("b"), None, 8));
+        // More tokens after it, as scGPT's specials are appended.
+        let mut v = v;
+        v.insert("<cls>", 8).unwrap();
+        assert_eq!((v.token(8), v.id("<cls>"), v.token(7)), (Some("<cls>"), Some(8), Some("a")));
+        let e = GeneVocab::from_ids([("a", 1), ("b", 1)].into_iter().collect()).unwrap_err();
+        assert!(matches!(&e, CoreError::DuplicateToken { token, .. } if token == "a / b"), "{e}");
+        let e = GeneVocab::from_ids([("a", 1), ("b", GeneVocab::MAX_ID + 1)].into_iter().collect()).unwrap_err();
+        assert!(matches!(e, CoreError::IdTooLarge { id, .. } if id == GeneVocab::MAX_ID + 1), "{e}");
     }
 }

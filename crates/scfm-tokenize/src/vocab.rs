@@ -184,16 +184,13 @@ fn read_string_map(path: &Path, keep: impl Fn(&str) -> bool, presize: bool) -> R
 pub fn scgpt_vocab(path: &Path, append_specials: bool) -> Result<GeneVocab, TokenizeError> {
     let json_err = |reason: String| TokenizeError::Json { path: path.to_owned(), reason };
     let entries = json_object_entries(&read(path)?).map_err(|e| json_err(e.to_string()))?;
-    let mut pairs = Vec::with_capacity(entries.len());
-    for (k, v) in entries.iter() {
-        let id = v
-            .as_u64()
+    let ids = entries.try_map_values(|k, v| {
+        v.as_u64()
             .and_then(|i| u32::try_from(i).ok())
-            .ok_or_else(|| json_err(format!("id of {k:?} is {v}, not a non-negative integer")))?;
-        pairs.push((k, id));
-    }
+            .ok_or_else(|| json_err(format!("id of {k:?} is {v}, not a non-negative integer")))
+    })?;
     let mut vocab =
-        GeneVocab::from_pairs(pairs).map_err(|source| TokenizeError::Vocab { path: path.to_owned(), source })?;
+        GeneVocab::from_ids(ids).map_err(|source| TokenizeError::Vocab { path: path.to_owned(), source })?;
     if append_specials {
         for s in SCGPT_SPECIALS {
             if vocab.id(s).is_none() {
