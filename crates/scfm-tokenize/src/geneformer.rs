@@ -386,7 +386,9 @@ impl GeneformerTokenizer {
                 keys.resize(nnz, 0);
                 tokens.resize(nnz, 0);
             }
-            // Each kept key is made into a radix item and its digits are counted as it goes in.
+            // Each key and token go in at the next position; the sorter makes the key its radix
+            // item there and keeps the range of the ranked keys. (A closure for these four lines,
+            // shared with the summed columns below, ran slower in the criterion benchmark.)
             let mut sorter = crate::radix::PushedKeys::new(nnz, scratch);
             let (key_slots, token_slots) = (&mut keys[..nnz], &mut tokens[..nnz]);
             for (&g, &v) in cell.indices.iter().zip(cell.values) {
