@@ -81,9 +81,10 @@ pub(crate) fn argsort_stable<'s>(keys: &[u64], scratch: &'s mut Scratch) -> Sort
 /// Items are the keys with their low `pos_bits` bits replaced by the position, so ties in the
 /// remaining bits are finished by the full keys.
 pub(crate) struct PushedKeys<'s> {
-    items: &'s mut Vec<u64>,
-    spare: &'s mut Vec<u64>,
-    counts: &'s mut Vec<u32>,
+    /// Taken out of the scratch while keys go in: owned, its pointer and length stay in
+    /// registers in the caller's loop (a `&mut Vec` there is reloaded after every store).
+    items: Vec<u64>,
+    scratch: &'s mut Scratch,
     pos_bits: u32,
     len: usize,
     lo: u64,
@@ -93,12 +94,12 @@ pub(crate) struct PushedKeys<'s> {
 impl<'s> PushedKeys<'s> {
     /// Room for at most `capacity` keys.
     pub(crate) fn new(capacity: usize, scratch: &'s mut Scratch) -> Self {
-        let Scratch { items, spare, counts } = scratch;
+        let mut items = std::mem::take(&mut scratch.items);
         if items.len() < capacity {
             items.resize(capacity, 0);
         }
         let pos_bits = 64 - (capacity.max(2) as u64 - 1).leading_zeros();
-        Self { items, spare, counts, pos_bits, len: 0, lo: u64::MAX, hi: 0 }
+        Self { items, scratch, pos_bits, len: 0, lo: u64::MAX, hi: 0 }
     }
 
     /// Writes `key` at the next position; it is kept only when `keep` (no branch: a key not kept
@@ -118,9 +119,11 @@ impl<'s> PushedKeys<'s> {
 
     /// The positions in ascending key order, stably; `keys` are the kept keys by position.
     pub(crate) fn sort(self, keys: &[u64]) -> Sorted<'s> {
-        let Self { items, spare, counts, pos_bits, len: n, lo, hi } = self;
+        let Self { mut items, scratch, pos_bits, len: n, lo, hi } = self;
         debug_assert_eq!(keys.len(), n);
         items.truncate(n);
+        scratch.items = items;
+        let Scratch { items, spare, counts } = scratch;
         let mask = (1u64 << pos_bits) - 1;
         if n < SMALL {
             items.clear();
