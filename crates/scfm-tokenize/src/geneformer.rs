@@ -373,7 +373,8 @@ impl GeneformerTokenizer {
         let inv_n = 1.0 / n_counts;
         // Zero and non-finite keys (unmapped and summed inputs, an n_counts of 0) are not ranked:
         // `x > 0.0 && x < ∞` is `0 < bits < bits(∞)`, one comparison of `bits − 1` (negative
-        // values have the sign bit set and NaNs lie above ∞).
+        // values have the sign bit set and NaNs lie above ∞). `move`: the key loop reads
+        // 1/n_counts from a register, not through a reference to it.
         let key = move |inv_median: f64, count: f64| -> (u64, bool) {
             let bits = (((count * inv_n) * 10_000.0) * inv_median).to_bits();
             (!bits, bits.wrapping_sub(1) < f64::INFINITY.to_bits() - 1)

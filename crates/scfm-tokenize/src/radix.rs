@@ -83,6 +83,8 @@ pub(crate) fn argsort_stable<'s>(keys: &[u64], scratch: &'s mut Scratch) -> Sort
 pub(crate) struct PushedKeys<'s> {
     /// Taken out of the scratch while keys go in: owned, its pointer and length stay in
     /// registers in the caller's loop (a `&mut Vec` there is reloaded after every store).
+    /// [`Self::sort`] puts it back; a sorter dropped unsorted leaves the scratch to allocate
+    /// anew.
     items: Vec<u64>,
     scratch: &'s mut Scratch,
     pos_bits: u32,
