@@ -38,12 +38,10 @@ pub(crate) struct Scratch {
 pub(crate) fn argsort_stable<'s>(keys: &[u64], scratch: &'s mut Scratch) -> Sorted<'s> {
     let n = keys.len();
     let Scratch { items, spare, counts } = scratch;
-    items.clear();
     if !(SMALL..=1 << 24).contains(&n) {
-        items.extend(0..n as u64);
-        items.sort_by_key(|&i| keys[i as usize]);
-        return Sorted { items, mask: u64::MAX };
+        return comparison_argsort(keys, items);
     }
+    items.clear();
     let pos_bits = 64 - (n as u64 - 1).leading_zeros();
     let mask = (1u64 << pos_bits) - 1;
     let k0 = keys[0];
@@ -128,10 +126,7 @@ impl<'s> PushedKeys<'s> {
         let Scratch { items, spare, counts } = scratch;
         let mask = (1u64 << pos_bits) - 1;
         if n < SMALL {
-            items.clear();
-            items.extend(0..n as u64);
-            items.sort_by_key(|&i| keys[i as usize]);
-            return Sorted { items, mask: u64::MAX };
+            return comparison_argsort(keys, items);
         }
         // Items less the smallest (positions untouched) vary below bit `top`; the passes sort
         // the top 20 of those bits, down to bit `low`.
@@ -145,6 +140,15 @@ impl<'s> PushedKeys<'s> {
         finish_runs(items, low, pos_bits, keys, true);
         Sorted { items, mask }
     }
+}
+
+/// The positions of `keys` in ascending key order by a stable comparison sort (few keys, or too
+/// many positions to pack beside the key bits), in `items`.
+fn comparison_argsort<'s>(keys: &[u64], items: &'s mut Vec<u64>) -> Sorted<'s> {
+    items.clear();
+    items.extend(0..keys.len() as u64);
+    items.sort_by_key(|&i| keys[i as usize]);
+    Sorted { items, mask: u64::MAX }
 }
 
 /// Sorts `items` stably by their bits `[low, low + sorted_bits)` (at most two digits), after
