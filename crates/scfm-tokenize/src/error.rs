@@ -78,4 +78,12 @@ pub enum TokenizeError {
         #[source]
         source: scfm_core::CoreError,
     },
+    /// A special token the tokenizer needs is not in the vocabulary.
+    #[error("the {vocabulary} has no {token} token")]
+    MissingToken {
+        /// The token (`<cls>`, `<eos>`, …).
+        token: String,
+        /// Which vocabulary.
+        vocabulary: &'static str,
+    },
 }

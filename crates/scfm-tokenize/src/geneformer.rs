@@ -216,8 +216,12 @@ impl Ranking<'_> {
 pub struct GeneformerTokenizer {
     version: GeneformerVersion,
     dicts: GeneformerDictionaries,
-    cls: u32,
-    eos: u32,
+    /// `<cls>` and `<eos>` ids when the ranking is framed by them (upstream `special_token`).
+    specials: Option<(u32, u32)>,
+    /// Tokens per cell, specials included (upstream `model_input_size`).
+    input_size: usize,
+    /// Counts are scaled to this total before the medians divide them (upstream `target_sum`).
+    target_sum: f64,
 }
 
 /// One tokenized cell.
@@ -234,17 +238,64 @@ impl GeneformerTokenizer {
     /// When a V2 token dictionary lacks `<cls>` or `<eos>` (a programming error: V1 dictionaries
     /// were given for V2).
     pub fn new(version: GeneformerVersion, dicts: GeneformerDictionaries) -> Self {
-        let special = |t: &str| match version {
-            GeneformerVersion::V2 => dicts.tokens.id(t).unwrap_or_else(|| panic!("V2 token dictionary has no {t}")),
-            GeneformerVersion::V1 => 0,
+        let specials = version.special_tokens().then(|| {
+            let id = |t: &str| dicts.tokens.id(t).unwrap_or_else(|| panic!("V2 token dictionary has no {t}"));
+            (id("<cls>"), id("<eos>"))
+        });
+        Self { version, dicts, specials, input_size: version.model_input_size(), target_sum: 10_000.0 }
+    }
+
+    /// The same tokenizer with `input_size` tokens per cell, specials included (upstream's
+    /// `model_input_size`; the version's own size by default). With specials, the ranking is
+    /// cut to `input_size − 2` genes, as upstream slices it.
+    #[must_use]
+    pub fn with_input_size(mut self, input_size: usize) -> Self {
+        self.input_size = input_size;
+        self
+    }
+
+    /// The same tokenizer with the ranking framed by `<cls>` and `<eos>` or not (upstream's
+    /// `special_token`; on for V2, off for V1 by default).
+    ///
+    /// # Errors
+    /// [`TokenizeError::MissingToken`] when specials are asked for and the token dictionary
+    /// has no `<cls>` or `<eos>` (the V1 dictionaries).
+    pub fn with_special_tokens(mut self, on: bool) -> Result<Self, TokenizeError> {
+        self.specials = if on {
+            let id = |t: &str| {
+                self.dicts.tokens.id(t).ok_or_else(|| TokenizeError::MissingToken {
+                    token: t.to_owned(),
+                    vocabulary: "Geneformer token dictionary",
+                })
+            };
+            Some((id("<cls>")?, id("<eos>")?))
+        } else {
+            None
         };
-        let (cls, eos) = (special("<cls>"), special("<eos>"));
-        Self { version, dicts, cls, eos }
+        Ok(self)
+    }
+
+    /// The same tokenizer scaling every cell to `target_sum` counts (upstream's `target_sum`,
+    /// 10,000 by default).
+    #[must_use]
+    pub fn with_target_sum(mut self, target_sum: f64) -> Self {
+        self.target_sum = target_sum;
+        self
     }
 
     /// The version this tokenizer encodes for.
     pub fn version(&self) -> GeneformerVersion {
         self.version
+    }
+
+    /// Tokens per cell, specials included.
+    pub fn input_size(&self) -> usize {
+        self.input_size
+    }
+
+    /// Whether `<cls>` and `<eos>` frame the ranking.
+    pub fn special_tokens(&self) -> bool {
+        self.specials.is_some()
     }
 
     /// Maps a dataset's gene ids (Ensembl ids or symbols) onto the vocabulary, as upstream's
@@ -371,12 +422,13 @@ impl GeneformerTokenizer {
             static BUFFERS: std::cell::RefCell<Buffers> = Default::default();
         }
         let inv_n = 1.0 / n_counts;
+        let target_sum = self.target_sum;
         // Zero and non-finite keys (unmapped and summed inputs, an n_counts of 0) are not ranked:
         // `x > 0.0 && x < ∞` is `0 < bits < bits(∞)`, one comparison of `bits − 1` (negative
         // values have the sign bit set and NaNs lie above ∞). `move`: the key loop reads
         // 1/n_counts from a register, not through a reference to it.
         let key = move |inv_median: f64, count: f64| -> (u64, bool) {
-            let bits = (((count * inv_n) * 10_000.0) * inv_median).to_bits();
+            let bits = (((count * inv_n) * target_sum) * inv_median).to_bits();
             (!bits, bits.wrapping_sub(1) < f64::INFINITY.to_bits() - 1)
         };
         BUFFERS.with_borrow_mut(|Buffers { keys, tokens, scratch, summed }| {
@@ -441,12 +493,12 @@ impl GeneformerTokenizer {
             if ranked.is_empty() {
                 return None;
             }
-            let size = self.version.model_input_size();
-            let input_ids = if self.version.special_tokens() {
+            let size = self.input_size;
+            let input_ids = if let Some((cls, eos)) = self.specials {
                 let mut ids = Vec::with_capacity(size.min(ranked.len() + 2));
-                ids.push(self.cls);
-                ids.extend(ranked.tokens().take(size - 2));
-                ids.push(self.eos);
+                ids.push(cls);
+                ids.extend(ranked.tokens().take(size.saturating_sub(2)));
+                ids.push(eos);
                 ids
             } else {
                 ranked.tokens().take(size).collect()

@@ -18,6 +18,8 @@ pub struct ScBertTokenizer {
     pub min_genes: usize,
     /// Highest expression token (upstream: 5); token `bin_num + 1` is `[MASK]`.
     pub bin_num: u8,
+    /// Each cell's aligned counts are scaled to this total (upstream: 1e4).
+    pub target_sum: f32,
 }
 
 /// How a dataset's columns map onto scBERT's positions.
@@ -46,7 +48,7 @@ impl ScBertTokenizer {
     /// A tokenizer over scBERT's gene list (e.g. [`crate::vocab::gene_list`] of
     /// `vocab_gene2vec_16906.pkl`), with upstream's settings.
     pub fn new(genes: Vec<String>) -> Self {
-        Self { genes, min_genes: 200, bin_num: 5 }
+        Self { genes, min_genes: 200, bin_num: 5, target_sum: 1e4 }
     }
 
     /// Number of model positions: the genes plus the trailing slot.
@@ -84,7 +86,7 @@ impl ScBertTokenizer {
         }
         aligned.sort_unstable_by_key(|&(p, _)| p);
         let total: f32 = aligned.iter().map(|&(_, v)| v).sum();
-        let d = total / 10_000.0f32;
+        let d = total / self.target_sum;
         let values = aligned
             .into_iter()
             .map(|(p, x)| {

@@ -6,7 +6,7 @@ use scfm_models::ImportError;
 use scfm_models::checkpoint::{TensorFile, int_tensor};
 use scfm_models::scbert::{ScBert, ScBertConfig};
 
-use crate::{B, assert_close, model_fixtures};
+use crate::{B, assert_close, model_fixtures, public_fixture};
 
 /// The scBERT `.pth` of a fixture folder.
 pub fn checkpoint(dir: &Path) -> PathBuf {
@@ -24,7 +24,7 @@ fn flat<const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
 /// Every output of every fixture: `*_b1` rows run one cell per forward (as `predict.py`),
 /// `*_b2` and `*_masked` as the stored batch.
 #[test]
-fn scbert_matches_upstream_on_every_fixture() {
+fn scbert_forward_parity_on_every_fixture() {
     let device = Default::default();
     for dir in model_fixtures("scbert") {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
@@ -77,9 +77,7 @@ fn scbert_matches_upstream_on_every_fixture() {
 
 #[test]
 fn scbert_configs_come_from_the_checkpoint() {
-    let dirs = model_fixtures("scbert");
-    let pre = dirs.iter().find(|d| d.ends_with("pretrain_tiny")).expect("pretrain_tiny fixture");
-    let fine = dirs.iter().find(|d| d.ends_with("finetune_tiny")).expect("finetune_tiny fixture");
+    let (pre, fine) = (&public_fixture("scbert", "pretrain_tiny"), &public_fixture("scbert", "finetune_tiny"));
     let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(pre.join("meta.json")).unwrap()).unwrap();
     let arch = &meta["architecture"];
     let model = ScBert::<B>::from_file(&checkpoint(pre), &Default::default()).unwrap();
@@ -107,7 +105,7 @@ fn scbert_configs_come_from_the_checkpoint() {
 
 #[test]
 fn a_file_that_is_not_an_scbert_checkpoint_is_a_config_error() {
-    let dir = model_fixtures("scgpt").into_iter().find(|d| d.join("best_model.pt").is_file()).unwrap();
+    let dir = public_fixture("scgpt", "pretrained_tiny");
     let e = ScBert::<B>::from_file(&dir.join("best_model.pt"), &Default::default()).unwrap_err();
     assert!(matches!(e, ImportError::Config { .. }), "{e}");
     assert!(e.to_string().contains("token_emb.weight"), "{e}");

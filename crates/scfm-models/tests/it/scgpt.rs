@@ -5,7 +5,7 @@ use scfm_models::checkpoint::{TensorFile, int_tensor};
 use scfm_models::scgpt::{ScGpt, ScGptConfig, ScGptPooling};
 use scfm_models::{ImportError, TensorProblem};
 
-use crate::{B, assert_close, model_fixtures, write_safetensors};
+use crate::{B, assert_close, model_fixtures, public_fixture, write_safetensors};
 
 /// `got` and `want` `[batch, len, …]` restricted to the real positions (padded = 1 in `mask`).
 fn real_positions(got: &[f32], want: &[f32], mask: &[i64]) -> (Vec<f32>, Vec<f32>) {
@@ -87,7 +87,7 @@ fn check_outputs(name: &str, dir: &Path, model: &ScGpt<B>) {
 }
 
 #[test]
-fn scgpt_matches_the_upstream_transformer_model_on_every_fixture() {
+fn scgpt_forward_parity_on_every_fixture() {
     let device = Default::default();
     for dir in model_fixtures("scgpt") {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
@@ -117,7 +117,7 @@ fn rewritten(dir: &Path, out: &Path, rename: impl Fn(&str) -> Option<String>, ex
 #[test]
 fn pytorch_in_proj_names_load_the_same_model_as_the_released_wqkv_layout() {
     let device = Default::default();
-    let dir = model_fixtures("scgpt").into_iter().find(|d| d.ends_with("pretrained_tiny")).unwrap();
+    let dir = public_fixture("scgpt", "pretrained_tiny");
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("renamed.safetensors");
     rewritten(
@@ -142,9 +142,7 @@ fn pytorch_in_proj_names_load_the_same_model_as_the_released_wqkv_layout() {
 #[test]
 fn scgpt_checkpoints_that_do_not_fit_are_import_errors_naming_the_tensors() {
     let device = Default::default();
-    let fixtures = model_fixtures("scgpt");
-    let tiny = fixtures.iter().find(|d| d.ends_with("pretrained_tiny")).unwrap();
-    let medium = fixtures.iter().find(|d| d.ends_with("medium_d512")).unwrap();
+    let (tiny, medium) = (&public_fixture("scgpt", "pretrained_tiny"), &public_fixture("scgpt", "medium_d512"));
 
     // The tiny checkpoint under the medium folder's args and vocabulary: every tensor misshaped.
     let vocab = scfm_tokenize::vocab::scgpt_vocab(&medium.join("vocab.json"), true).unwrap();
@@ -201,7 +199,7 @@ fn scgpt_checkpoints_that_do_not_fit_are_import_errors_naming_the_tensors() {
 #[test]
 fn a_fresh_scgpt_has_the_configured_heads_and_pools_only_real_tokens() {
     let device = Default::default();
-    let dir = model_fixtures("scgpt").into_iter().find(|d| d.ends_with("pretrained_tiny")).unwrap();
+    let dir = public_fixture("scgpt", "pretrained_tiny");
     let vocab = scfm_tokenize::vocab::scgpt_vocab(&dir.join("vocab.json"), true).unwrap();
     let mut config = ScGptConfig::from_args_json(&dir.join("args.json"), &vocab).unwrap();
     config.n_cls = Some(7);

@@ -5,7 +5,7 @@ use scfm_models::ImportError;
 use scfm_models::checkpoint::TensorFile;
 use scfm_models::xtrimogene::{CellPooling, EncoderInput, Weights, XTrimoGene};
 
-use crate::{B, assert_close, model_fixtures};
+use crate::{B, assert_close, model_fixtures, public_fixture};
 
 fn flat<const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
     t.into_data().into_vec().unwrap()
@@ -24,7 +24,7 @@ fn first_positions(x: &[f32], len: usize, keep: usize, d: usize) -> Vec<f32> {
 }
 
 #[test]
-fn encoder_input_selection_matches_gather_data() {
+fn xtrimogene_encoder_input_parity_selection_matches_gather_data() {
     for dir in model_fixtures("scfoundation") {
         let inputs = TensorFile::read_safetensors(&dir.join("inputs.safetensors")).unwrap();
         let (cells, n) = cells(&inputs);
@@ -76,7 +76,7 @@ fn check_cell_weights(dir: &Path, weights: Weights, cells: &[Vec<f32>], n: usize
 }
 
 #[test]
-fn xtrimogene_matches_upstream_on_every_fixture() {
+fn xtrimogene_forward_parity_on_every_fixture() {
     let device = Default::default();
     for dir in model_fixtures("scfoundation") {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
@@ -119,12 +119,12 @@ fn xtrimogene_matches_upstream_on_every_fixture() {
 fn xtrimogene_import_errors_name_the_problem() {
     let device = Default::default();
     // A scBERT container has none of the entries.
-    let scbert = model_fixtures("scbert").into_iter().next().unwrap();
+    let scbert = public_fixture("scbert", "pretrain_tiny");
     let pth = crate::scbert::checkpoint(&scbert);
     let e = XTrimoGene::<B>::from_checkpoint(&pth, Weights::Cell, &device).unwrap_err();
     assert!(matches!(e, ImportError::Config { .. }) && e.to_string().contains("'cell'"), "{e}");
     // Tensors of the right file under the wrong config: mis-shaped tensors, listed.
-    let dir = model_fixtures("scfoundation").into_iter().next().unwrap();
+    let dir = public_fixture("scfoundation", "mae_autobin_tiny");
     let model = XTrimoGene::<B>::from_checkpoint(&dir.join("models.ckpt"), Weights::Cell, &device).unwrap();
     let archive = scfm_models::checkpoint::TorchArchive::open(&dir.join("models.ckpt")).unwrap();
     let state = archive.object().get("cell").and_then(|c| c.get("state_dict")).unwrap();

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use scfm_core::{CellChunk, CellSource};
-use scfm_io::H5adSource;
+use scfm_io::AnySource;
 use scfm_tokenize::geneformer::{GeneformerDictionaries, GeneformerTokenizer, GeneformerVersion};
 use scfm_tokenize::vocab::string_map;
 
@@ -16,7 +16,7 @@ fn slice<T: Copy>(v: &[T], offsets: &[i64], i: usize) -> Vec<T> {
 }
 
 #[test]
-fn geneformer_matches_upstream_on_every_fixture() {
+fn geneformer_tokenizer_parity_on_every_fixture() {
     let (dir, fixtures) = crate::tokenizer_fixtures("geneformer_");
     let mut dict_cache: HashMap<String, GeneformerDictionaries> = HashMap::new();
     let (mut cells_checked, mut cells_expected) = (0, 0);
@@ -29,7 +29,13 @@ fn geneformer_matches_upstream_on_every_fixture() {
             "V2" => GeneformerVersion::V2,
             v => panic!("{name}: unknown version {v}"),
         };
-        assert_eq!(meta["parameters"]["model_input_size"].as_u64().unwrap() as usize, version.model_input_size());
+        // Every parameter the fixture records: upstream allows any input size, and the
+        // specials and target sum are options of their own.
+        let params = &meta["parameters"];
+        let input_size = params["model_input_size"].as_u64().map_or(version.model_input_size(), |n| n as usize);
+        let specials = params["special_token"].as_bool().unwrap_or(version.special_tokens());
+        let target_sum = params["target_sum"].as_f64().unwrap_or(10_000.0);
+        assert_ne!(params["collapse_gene_ids"], false, "{name}: collapse_gene_ids=False is not implemented");
         let dicts = meta["dictionaries"].as_object().unwrap();
         let file = |key: &str| data(dicts[key]["file"].as_str().unwrap());
         let dict_key = dicts["token_dictionary"]["file"].as_str().unwrap().to_owned();
@@ -44,10 +50,14 @@ fn geneformer_matches_upstream_on_every_fixture() {
                 .unwrap()
             })
             .clone();
-        let tokenizer = GeneformerTokenizer::new(version, gf_dicts);
+        let tokenizer = GeneformerTokenizer::new(version, gf_dicts)
+            .with_special_tokens(specials)
+            .unwrap()
+            .with_input_size(input_size)
+            .with_target_sum(target_sum);
 
         // Input as the fixture prepared it.
-        let src = H5adSource::open(data(meta["input"]["file"].as_str().unwrap())).unwrap();
+        let src = AnySource::open(data(meta["input"]["file"].as_str().unwrap()), &Default::default()).unwrap();
         let mut genes = src.genes().ids().to_vec();
         if let Some((_, d)) = dicts.iter().find(|(k, _)| k.starts_with("gene_name_id_dict")) {
             // The fixture's documented V1 step: symbol → Ensembl id by exact-case lookup.
@@ -65,7 +75,7 @@ fn geneformer_matches_upstream_on_every_fixture() {
         .unwrap();
         assert!(scoped.ensembl_mapping.len() <= 2 * genes.len(), "{name}: the mapping is restricted");
         // (Not assert_eq: the plans' debug output is megabytes.)
-        let restricted = GeneformerTokenizer::new(version, scoped).plan(&genes);
+        let restricted = GeneformerTokenizer::new(version, scoped).with_input_size(input_size).plan(&genes);
         assert!(restricted == plan, "{name}: the plan with the restricted mapping differs");
 
         let t = Tensors::open(&dir.join(format!("{name}.safetensors")));
@@ -84,7 +94,7 @@ fn geneformer_matches_upstream_on_every_fixture() {
             let ranked = tokenizer.rank(&plan, cell, n_counts[i] as f64);
             let keys: Vec<f64> = ranked.iter().map(|r| r.1).collect();
             assert_eq!(keys, slice(&ranked_values, &ranked_offsets, i), "{name} cell {row}: sort keys");
-            let body = if version == GeneformerVersion::V2 { &want[1..want.len() - 1] } else { &want[..] };
+            let body = if specials { &want[1..want.len() - 1] } else { &want[..] };
             let mut full: Vec<u32> = body.to_vec();
             full.extend(slice(&tail, &tail_offsets, i).into_iter().map(|x| x as u32));
             assert_eq!(ranked.iter().map(|r| r.0).collect::<Vec<_>>(), full, "{name} cell {row}: ranking");
@@ -92,4 +102,54 @@ fn geneformer_matches_upstream_on_every_fixture() {
         }
     }
     assert_eq!(cells_checked, cells_expected, "every kept cell of every fixture was compared");
+}
+
+/// Any `model_input_size` cuts the ranking as upstream slices it (the fixtures' README): V2
+/// `[<cls>] + ranking[:size-2] + [<eos>]`, without specials `ranking[:size]`; a V1 token
+/// dictionary has no `<cls>` to frame with.
+#[test]
+fn input_size_and_specials_cut_the_ranking_as_upstream_slices_it() {
+    let dir = data("vocab/geneformer");
+    let dicts = GeneformerDictionaries::load(
+        &dir.join("token_dictionary_gc104M.pkl"),
+        &dir.join("gene_median_dictionary_gc104M.pkl"),
+        &dir.join("ensembl_mapping_dict_gc104M.pkl"),
+    )
+    .unwrap();
+    let src = AnySource::open(data("h5ad/pbmc_sorted_train_490.h5ad"), &Default::default()).unwrap();
+    let chunk = src.read_rows(0..20).unwrap();
+    let base = GeneformerTokenizer::new(GeneformerVersion::V2, dicts);
+    let (cls, eos) = (2, 3);
+    let plan = base.plan(src.genes().ids());
+    for size in [2, 3, 17, 512, 100_000] {
+        for specials in [true, false] {
+            let tok = base.clone().with_special_tokens(specials).unwrap().with_input_size(size);
+            assert_eq!((tok.input_size(), tok.special_tokens()), (size, specials));
+            for cell in chunk.cells() {
+                let n = cell.total();
+                let ranking: Vec<u32> = tok.rank(&plan, cell, n).into_iter().map(|r| r.0).collect();
+                let want: Vec<u32> = if specials {
+                    [cls].into_iter().chain(ranking.iter().copied().take(size - 2)).chain([eos]).collect()
+                } else {
+                    ranking.iter().copied().take(size).collect()
+                };
+                assert_eq!(tok.tokenize(&plan, cell, n).unwrap().input_ids, want, "size {size}, specials {specials}");
+            }
+        }
+    }
+    // A target sum scales every key alike: the order stays, the keys scale.
+    let doubled = base.clone().with_target_sum(20_000.0);
+    let cell = chunk.cell(0);
+    let (a, b) = (base.rank(&plan, cell, cell.total()), doubled.rank(&plan, cell, cell.total()));
+    assert_eq!(a.iter().map(|r| r.0).collect::<Vec<_>>(), b.iter().map(|r| r.0).collect::<Vec<_>>());
+    assert!(a.iter().zip(&b).all(|(x, y)| (y.1 / x.1 - 2.0).abs() < 1e-12));
+    let v1 = data("vocab/geneformer/v1_gc30M");
+    let v1 = GeneformerDictionaries::load(
+        &v1.join("token_dictionary_gc30M.pkl"),
+        &v1.join("gene_median_dictionary_gc30M.pkl"),
+        &v1.join("ensembl_mapping_dict_gc30M.pkl"),
+    )
+    .unwrap();
+    let err = GeneformerTokenizer::new(GeneformerVersion::V1, v1).with_special_tokens(true).unwrap_err();
+    assert!(err.to_string().contains("<cls>"), "{err}");
 }

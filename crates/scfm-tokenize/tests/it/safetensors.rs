@@ -46,3 +46,10 @@ impl Tensors {
         self.raw(name, "I32", 4).chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect()
     }
 }
+
+impl Tensors {
+    /// The float32 tensor `name`, or `None` when the fixture does not hold it.
+    pub fn try_f32(&self, name: &str) -> Option<Vec<f32>> {
+        self.header.contains_key(name).then(|| self.f32(name))
+    }
+}

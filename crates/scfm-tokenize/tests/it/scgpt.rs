@@ -2,7 +2,7 @@
 //! every `scgpt_binning_*` fixture under `$SCFM_PARITY_DIR/tokenizers`.
 
 use scfm_core::CellSource;
-use scfm_io::H5adSource;
+use scfm_io::AnySource;
 use scfm_tokenize::rng::{NumpyLegacy, NumpyPcg64};
 use scfm_tokenize::scgpt::{TieBreak, bin_cell, digitize, quantile_edges};
 
@@ -10,7 +10,7 @@ use crate::data;
 use crate::safetensors::Tensors;
 
 #[test]
-fn scgpt_binning_matches_upstream_on_every_fixture() {
+fn scgpt_binning_parity_on_every_fixture() {
     let (dir, fixtures) = crate::tokenizer_fixtures("scgpt_binning_");
     // The whole-human vocabulary as the checkpoint sees it (genes by exact symbol).
     let vocab = scfm_tokenize::vocab::scgpt_vocab(&data("vocab/scgpt/default_census_vocab.json"), true).unwrap();
@@ -19,6 +19,12 @@ fn scgpt_binning_matches_upstream_on_every_fixture() {
         let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
         let n_bins = meta["parameters"]["n_bins"].as_u64().unwrap() as usize;
         let seed = meta["parameters"]["seed"].as_u64().unwrap() as u32;
+        // The fixture's special tokens are the vocabulary's.
+        for (key, token) in [("cls_token_id", "<cls>"), ("pad_token_id", "<pad>")] {
+            if let Some(id) = meta["parameters"][key].as_u64() {
+                assert_eq!(vocab.id(token).map(u64::from), Some(id), "{name}: {token}");
+            }
+        }
         let t = Tensors::open(&dir.join(format!("{name}.safetensors")));
         let (cells, offsets, gene_ids, expr) =
             (t.i64("cell_index"), t.i64("offsets"), t.i64("gene_ids"), t.f32("expr_values"));
@@ -32,7 +38,7 @@ fn scgpt_binning_matches_upstream_on_every_fixture() {
         let mut pcg = NumpyPcg64::new(42);
         assert!(pcg_u.iter().all(|&u| pcg.next_f64() == u), "{name}: PCG64(42) draws");
 
-        let src = H5adSource::open(data(meta["input"]["file"].as_str().unwrap())).unwrap();
+        let src = AnySource::open(data(meta["input"]["file"].as_str().unwrap()), &Default::default()).unwrap();
         let cols: Vec<Option<u32>> = src.genes().ids().iter().map(|g| vocab.id(g)).collect();
         let all = src.read_rows(0..src.n_cells()).unwrap();
         let mut legacy = TieBreak::numpy_legacy(seed);

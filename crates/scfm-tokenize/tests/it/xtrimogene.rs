@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use scfm_core::{CellChunk, CellSource, GeneTable};
-use scfm_io::H5adSource;
+use scfm_io::AnySource;
 use scfm_tokenize::vocab::scfoundation_genes;
 use scfm_tokenize::xtrimogene::{DepthTarget, XTrimoGeneTokenizer};
 
@@ -47,7 +47,7 @@ fn read_npy_f32(path: &Path) -> (usize, usize, Vec<f32>) {
 }
 
 #[test]
-fn xtrimogene_matches_upstream_on_every_fixture() {
+fn xtrimogene_tokenizer_parity_on_every_fixture() {
     let (dir, fixtures) = crate::tokenizer_fixtures("scfoundation_");
     let genes = scfoundation_genes(&data("vocab/scfoundation/OS_scRNA_gene_index.19264.tsv")).unwrap();
     let (mut checked, mut expected) = (0, 0);
@@ -55,6 +55,9 @@ fn xtrimogene_matches_upstream_on_every_fixture() {
         let name = json.file_stem().unwrap().to_string_lossy().into_owned();
         let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
         let params = &meta["parameters"];
+        if let Some(n) = params["seq_len"].as_u64() {
+            assert_eq!(n as usize, genes.len() + 2, "{name}: the fixture's sequence (genes, T, S)");
+        }
         let variants: Vec<DepthTarget> = params["variants_tgthighres"]
             .as_array()
             .unwrap()
@@ -102,7 +105,7 @@ fn xtrimogene_matches_upstream_on_every_fixture() {
                 let (table, chunk) = if input.extension().is_some_and(|e| e == "csv") {
                     read_csv(&input)
                 } else {
-                    let src = H5adSource::open(&input).unwrap();
+                    let src = AnySource::open(&input, &Default::default()).unwrap();
                     (src.genes().clone(), src.read_rows(0..src.n_cells()).unwrap())
                 };
                 let plan = tok.plan(&table);
@@ -121,9 +124,8 @@ fn xtrimogene_matches_upstream_on_every_fixture() {
                     want_vals[k] = tv[vi * n + i];
                     assert_eq!(got.values, want_vals, "{name} cell {row}: values ({variant:?})");
                     assert_eq!(*got.values.last().unwrap(), s[i], "{name} cell {row}: S");
-                    if vi == 0 && name.contains("baron") {
+                    if let (0, Some(dense)) = (vi, t.try_f32("input_f32")) {
                         // The dense float32 model input (first variant), rounded once.
-                        let dense = t.f32("input_f32");
                         let seq = tok.seq_len();
                         let mut x = vec![0f32; seq];
                         for (&p, &v) in got.positions.iter().zip(&got.values) {
