@@ -36,7 +36,7 @@ mod vocab;
 pub use chunk::{CellChunk, CellView};
 pub use error::CoreError;
 pub use genes::{GeneIdKind, GeneTable};
-pub use rng::SplitMix64;
+pub use rng::{NumpyPcg64, SplitMix64};
 pub use source::{CellSource, Chunks};
 pub use strmap::{StrMap, StringMap};
 pub use vocab::GeneVocab;

@@ -7,7 +7,7 @@ use burn::nn::{LayerNorm, Linear};
 use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-use scfm_tokenize::rng::NumpyPcg64;
+use scfm_core::NumpyPcg64;
 
 use super::attention::{cpu_kernel_applies, host_tensor};
 use super::cpu_attention::{self, Dims};
