@@ -30,7 +30,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use scfm::annotate::{AnnotateOptions, Family, Stage, annotate};
+use scfm::annotate::{AnnotateOptions, Family, FamilyKind, Stage, annotate};
 use scfm::backend::CpuTrain;
 
 fn main() -> Result<()> {
@@ -67,9 +67,10 @@ fn main() -> Result<()> {
             other => bail!("unknown option {other}"),
         }
     }
+    let kind: FamilyKind = family.parse()?;
     opts.family = match vocab {
-        Some(file) => Family::new(&family, file)?,
-        None => Family::in_data_dir(&family, &data)?,
+        Some(file) => Family::new(kind, file),
+        None => Family::in_data_dir(kind, &data),
     };
     println!("input {}  →  {}  ({family})", input.display(), opts.out.display());
     let started = std::time::Instant::now();

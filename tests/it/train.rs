@@ -146,7 +146,7 @@ fn fine_tuning_beats_chance_on_held_out_cells() {
 
 #[test]
 fn fine_tuning_streams_from_a_tokenized_dataset_as_from_memory() {
-    use scfm::family::Family;
+    use scfm::family::{Family, FamilyKind};
     use scfm::pipeline::{GeneformerFiles, Scheme, TokenizeOptions, tokenize};
     use scfm::pretrain::DatasetTokens;
     use scfm::tokenize::geneformer::GeneformerVersion;
@@ -159,7 +159,8 @@ fn fine_tuning_streams_from_a_tokenized_dataset_as_from_memory() {
     let opts = TokenizeOptions { obs_columns: vec!["trueLabel".into()], ..Default::default() };
     let input = crate::data("h5ad/pbmc_sorted_train_490.h5ad");
     tokenize(&input, dir.path(), &scheme, &opts, &mut |_, _| {}).unwrap();
-    let dataset = DatasetTokens::open_model_input(dir.path(), &Family::Geneformer { dictionaries }, 64).unwrap();
+    let dataset =
+        DatasetTokens::open_model_input(dir.path(), &Family::new(FamilyKind::Geneformer, dictionaries), 64).unwrap();
     let streamed_labels: Vec<String> = dataset.labels("trueLabel").unwrap().into_iter().map(Option::unwrap).collect();
 
     let c = cells();

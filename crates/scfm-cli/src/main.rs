@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use scfm::embed::{EmbedModel, EmbedOptions, Embedder, OutputFormat, Pooling, write_outputs};
+use scfm::family::FamilyKind;
 use scfm::io::corpus::{ConvertOptions, ShardFormat, convert};
 use scfm::io::inspect::inspect;
 use scfm::io::{MatrixSelector, ObsFilter, ObsSelection};
@@ -56,27 +57,47 @@ impl SizeArgs {
     }
 }
 
+/// A burn backend (`cuda` and `wgpu` only in builds with those features).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    /// burn's CPU backend (burn-flex).
+    Cpu,
+    /// NVIDIA GPUs (feature `cuda`).
+    Cuda,
+    /// GPUs through wgpu (feature `wgpu`).
+    Wgpu,
+}
+
+/// Floating-point precision of the model's passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Precision {
+    /// 32-bit floats.
+    Fp32,
+    /// bfloat16.
+    Bf16,
+}
+
 /// Where `finetune` and `pretrain` train.
 #[derive(clap::Args)]
 struct TrainOn {
     /// cpu, cuda (feature `cuda`) or wgpu (feature `wgpu`): where the model trains.
-    #[arg(long, default_value = "cpu")]
-    backend: String,
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+    backend: Backend,
     /// GPUs to train on, data parallel (e.g. 0,1): every batch is split over them and the
     /// gradients summed on the first, which holds the model.
     #[arg(long, value_delimiter = ',', default_value = "0")]
     devices: Vec<usize>,
     /// fp32, or bf16: mixed precision (forward and backward passes in bf16; weights,
     /// gradients and the optimiser in fp32). For GPUs; a CPU emulates bf16 slowly.
-    #[arg(long, default_value = "fp32", value_parser = ["fp32", "bf16"])]
-    precision: String,
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    precision: Precision,
 }
 
 impl TrainOn {
     fn precision(&self) -> scfm::train::Precision {
-        match self.precision.as_str() {
-            "bf16" => scfm::train::Precision::Bf16,
-            _ => scfm::train::Precision::Fp32,
+        match self.precision {
+            Precision::Bf16 => scfm::train::Precision::Bf16,
+            Precision::Fp32 => scfm::train::Precision::Fp32,
         }
     }
 }
@@ -93,9 +114,9 @@ enum Command {
         /// Output folder.
         #[arg(short, long)]
         out: PathBuf,
-        /// geneformer, scgpt, scbert or xtrimogene.
-        #[arg(long, default_value = "geneformer")]
-        family: String,
+        /// The model family.
+        #[arg(long, value_enum, default_value_t)]
+        family: FamilyKind,
         /// The tokenizer's files: the Geneformer V2 dictionaries folder, a scGPT vocab.json
         /// (a released model's own), scBERT's gene list or scFoundation's gene index TSV.
         #[arg(long, alias = "dictionaries")]
@@ -271,14 +292,14 @@ enum Command {
         seed: u32,
         /// scGPT binning ties: helical (per-cell PCG64(42)), numpy-legacy (upstream's stream, cells
         /// in file order) or deterministic (highest bin).
-        #[arg(long, default_value = "helical")]
-        ties: String,
+        #[arg(long, value_enum, default_value_t = TieMode::Helical)]
+        ties: TieMode,
         /// xTrimoGene target depth: t<v>, f<r> or a<d>.
         #[arg(long, default_value = "t4")]
         target: String,
         /// Unknown genes: skip (count and leave out) or error.
-        #[arg(long, default_value = "skip")]
-        unknown_genes: String,
+        #[arg(long, value_enum, default_value_t = UnknownGenePolicy::Skip)]
+        unknown_genes: UnknownGenePolicy,
         /// GENCODE gene table (Ensembl id → symbol, e.g. gencode_v48_genes_homo_sapiens.csv.gz)
         /// for scGPT/scBERT/xTrimoGene on inputs that have Ensembl ids only.
         #[arg(long)]
@@ -295,34 +316,33 @@ enum Command {
         /// Output folder.
         #[arg(short, long)]
         output: PathBuf,
-        /// geneformer, scgpt, scbert or xtrimogene (scfoundation).
-        #[arg(long)]
-        model: String,
+        /// The model's family.
+        #[arg(long, value_enum)]
+        model: FamilyKind,
         /// The checkpoint (Geneformer: folder with config.json + model.safetensors or
         /// pytorch_model.bin; scGPT: folder with args.json + vocab.json + best_model.pt; scBERT:
         /// the .pth or a .safetensors state dict; xTrimoGene: models.ckpt).
         #[arg(long)]
         checkpoint: PathBuf,
-        /// scBERT: its gene list (vocab_gene2vec_16906.pkl or a text list); xTrimoGene:
-        /// OS_scRNA_gene_index.19264.tsv. A folder holding the file also works.
-        #[arg(long)]
-        genes: Option<PathBuf>,
+        /// The tokenizer's files the checkpoint does not hold: Geneformer's dictionaries'
+        /// folder (token_dictionary_gc*.pkl, …); scBERT's gene list (vocab_gene2vec_16906.pkl
+        /// or a text list); xTrimoGene's OS_scRNA_gene_index.19264.tsv (a folder holding the
+        /// file also works). scGPT reads its checkpoint folder's vocab.json.
+        #[arg(long, visible_aliases = ["genes", "dictionaries"])]
+        vocab: Option<PathBuf>,
         /// xTrimoGene: the weight set of models.ckpt, cell (default) or rde.
         #[arg(long, default_value = "cell")]
-        weights: String,
+        weights: Weights,
         /// xTrimoGene: the target read depth T: t<v> (fixed), f<r> or a<d> (default t4).
         #[arg(long, default_value = "t4")]
         target: String,
-        /// Geneformer: the folder of its dictionaries (token_dictionary_gc*.pkl, …).
-        #[arg(long)]
-        dictionaries: Option<PathBuf>,
         /// Geneformer: v1 or v2 (default: v1 for checkpoints with 2,048 positions, else v2).
         #[arg(long)]
         version: Option<String>,
         /// mean or cls (default: Geneformer and scBERT mean, scGPT cls); xTrimoGene: all
         /// (S, T, max, mean; default) or max.
-        #[arg(long)]
-        pooling: Option<String>,
+        #[arg(long, value_enum)]
+        pooling: Option<Pooling>,
         /// L2-normalise embeddings: true or false (default: scGPT true, the others false).
         #[arg(long)]
         l2_normalize: Option<bool>,
@@ -346,12 +366,12 @@ enum Command {
         #[arg(long, default_value = "arrow")]
         format: String,
         /// cpu, cuda (feature `cuda`) or wgpu (feature `wgpu`).
-        #[arg(long, default_value = "cpu")]
-        backend: String,
+        #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+        backend: Backend,
         /// fp32, or bf16 weights and activations (cuda only; faster, embeddings differ from
         /// fp32 at the 1e-2 relative level).
-        #[arg(long, default_value = "fp32")]
-        precision: String,
+        #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+        precision: Precision,
     },
     /// Describe a file: shape, matrices, obs columns and types, count-likeness, gene ids.
     Inspect {
@@ -368,8 +388,8 @@ enum Command {
 macro_rules! on_train_backend {
     ($on:expr, |$b:ident, $devices:ident| $body:expr) => {{
         let TrainOn { backend, devices: indices, .. } = $on;
-        match backend.as_str() {
-            "cpu" => {
+        match backend {
+            Backend::Cpu => {
                 type $b = scfm::backend::CpuTrain;
                 if indices.iter().any(|&i| i != 0) {
                     anyhow::bail!("--backend cpu has one device: --devices 0");
@@ -378,18 +398,19 @@ macro_rules! on_train_backend {
                 $body
             }
             #[cfg(feature = "cuda")]
-            "cuda" => {
+            Backend::Cuda => {
                 type $b = scfm::backend::CudaTrain;
                 let $devices: Vec<_> = indices.iter().map(|&i| scfm::burn::backend::cuda::CudaDevice::new(i)).collect();
                 $body
             }
             #[cfg(feature = "wgpu")]
-            "wgpu" => {
+            Backend::Wgpu => {
                 type $b = scfm::backend::WgpuTrain;
                 let $devices: Vec<_> =
                     indices.iter().map(|&i| scfm::burn::backend::wgpu::WgpuDevice::DiscreteGpu(i)).collect();
                 $body
             }
+            #[allow(unreachable_patterns)]
             other => anyhow::bail!("--backend {other:?} is not in this build: cpu, or cuda/wgpu with those features"),
         }
     }};
@@ -488,12 +509,6 @@ fn run(cli: Cli) -> Result<()> {
                     files: GeneformerFiles::find(&vocab, GeneformerVersion::V1)?,
                 },
                 "scgpt" => {
-                    let ties = match ties.as_str() {
-                        "helical" => TieMode::Helical,
-                        "numpy-legacy" => TieMode::NumpyLegacy,
-                        "deterministic" => TieMode::Deterministic,
-                        other => anyhow::bail!("unknown --ties {other:?}: use helical, numpy-legacy or deterministic"),
-                    };
                     let mut sequence = ScGptSequence::zero_shot(0);
                     sequence.max_len = max_len;
                     sequence.seed = seed;
@@ -511,11 +526,6 @@ fn run(cli: Cli) -> Result<()> {
                 other => anyhow::bail!(
                     "unknown scheme {other:?}: use geneformer-v2, geneformer-v1, scgpt, scbert or xtrimogene"
                 ),
-            };
-            let unknown_genes = match unknown_genes.as_str() {
-                "skip" => UnknownGenePolicy::Skip,
-                "error" => UnknownGenePolicy::Error,
-                other => anyhow::bail!("unknown --unknown-genes {other:?}: use skip or error"),
             };
             let opts = TokenizeOptions {
                 matrix,
@@ -550,10 +560,9 @@ fn run(cli: Cli) -> Result<()> {
             output,
             model,
             checkpoint,
-            genes,
+            vocab,
             weights,
             target,
-            dictionaries,
             version,
             pooling,
             l2_normalize,
@@ -566,49 +575,26 @@ fn run(cli: Cli) -> Result<()> {
             backend,
             precision,
         } => {
-            let model = match model.as_str() {
-                "geneformer" => EmbedModel::Geneformer {
-                    checkpoint,
-                    dictionaries: dictionaries.context("--model geneformer needs --dictionaries DIR")?,
-                    version: match version.as_deref() {
-                        None => None,
-                        Some("v1") => Some(GeneformerVersion::V1),
-                        Some("v2") => Some(GeneformerVersion::V2),
-                        Some(other) => anyhow::bail!("unknown --version {other:?}: use v1 or v2"),
-                    },
+            if weights == Weights::Gene {
+                anyhow::bail!("--weights gene is models.ckpt's decoder path, not cell embeddings: use cell or rde");
+            }
+            let model = EmbedModel {
+                vocab,
+                version: match version.as_deref() {
+                    None => None,
+                    Some("v1") => Some(GeneformerVersion::V1),
+                    Some("v2") => Some(GeneformerVersion::V2),
+                    Some(other) => anyhow::bail!("unknown --version {other:?}: use v1 or v2"),
                 },
-                "scgpt" => EmbedModel::ScGpt { checkpoint },
-                "scbert" => EmbedModel::ScBert {
-                    checkpoint,
-                    genes: file_in(
-                        &genes_arg(genes)?,
-                        &["vocab_gene2vec_16906.pkl", "scbert_panglao_genes_16906.txt"],
-                    )?,
-                },
-                "xtrimogene" | "scfoundation" => EmbedModel::XTrimoGene {
-                    checkpoint,
-                    genes: file_in(&genes_arg(genes)?, &["OS_scRNA_gene_index.19264.tsv"])?,
-                    weights: match weights.as_str() {
-                        "cell" | "ce" => Weights::Cell,
-                        "rde" => Weights::Rde,
-                        other => anyhow::bail!("unknown --weights {other:?}: use cell or rde"),
-                    },
-                    target: target.parse().map_err(|e: String| anyhow::anyhow!(e))?,
-                },
-                other => anyhow::bail!("unknown --model {other:?}: use geneformer, scgpt, scbert or xtrimogene"),
+                weights,
+                depth_target: target.parse().map_err(|e: String| anyhow::anyhow!(e))?,
+                ..EmbedModel::new(model, checkpoint)
             };
             let opts = EmbedOptions {
                 matrix,
                 gene_table,
                 max_batch_tokens,
-                pooling: match pooling.as_deref() {
-                    None => None,
-                    Some("mean") => Some(Pooling::Mean),
-                    Some("cls") => Some(Pooling::Cls),
-                    Some("all") => Some(Pooling::All),
-                    Some("max") => Some(Pooling::Max),
-                    Some(other) => anyhow::bail!("unknown --pooling {other:?}: use mean, cls, all or max"),
-                },
+                pooling,
                 l2_normalize,
                 geneformer_layer: match layer {
                     -1 => EmbeddingLayer::Penultimate,
@@ -625,24 +611,24 @@ fn run(cli: Cli) -> Result<()> {
                 "parquet" => OutputFormat::Parquet,
                 other => anyhow::bail!("unknown --format {other:?}: use arrow or parquet (feature `parquet`)"),
             };
-            match (backend.as_str(), precision.as_str()) {
-                ("cpu", "fp32") => {
+            match (backend, precision) {
+                (Backend::Cpu, Precision::Fp32) => {
                     embed_with::<scfm::backend::Cpu>(&model, opts, &input, &output, format, Default::default())?
                 }
                 #[cfg(feature = "cuda")]
-                ("cuda", "fp32") => {
+                (Backend::Cuda, Precision::Fp32) => {
                     embed_with::<scfm::backend::Cuda>(&model, opts, &input, &output, format, Default::default())?
                 }
                 #[cfg(feature = "cuda")]
-                ("cuda", "bf16") => {
+                (Backend::Cuda, Precision::Bf16) => {
                     embed_with::<scfm::backend::CudaBf16>(&model, opts, &input, &output, format, Default::default())?
                 }
                 #[cfg(feature = "wgpu")]
-                ("wgpu", "fp32") => {
+                (Backend::Wgpu, Precision::Fp32) => {
                     embed_with::<scfm::backend::Wgpu>(&model, opts, &input, &output, format, Default::default())?
                 }
                 (backend, precision) => anyhow::bail!(
-                    "--backend {backend} --precision {precision} is not in this build: cpu fp32, or cuda fp32|bf16 and wgpu fp32 with those features"
+                    "--backend {backend:?} --precision {precision:?} is not in this build: cpu fp32, or cuda fp32|bf16 and wgpu fp32 with those features"
                 ),
             }
         }
@@ -669,7 +655,7 @@ fn run(cli: Cli) -> Result<()> {
             use scfm::annotate::{AnnotateOptions, Stage, annotate_data_parallel};
             use scfm::models::geneformer::ClassifierPooling;
             let mut opts = AnnotateOptions::with_data_dir(std::path::Path::new("."), &out);
-            opts.family = scfm::family::Family::new(&family, vocab)?;
+            opts.family = scfm::family::Family::new(family, vocab);
             opts.label = label;
             opts.test = test;
             opts.validation_fraction = validation_fraction;
@@ -724,8 +710,9 @@ fn run(cli: Cli) -> Result<()> {
             train_on,
         } => {
             use scfm::pretrain::{PretrainOptions, pretrain_data_parallel};
-            let masked = family == "scgpt-masked";
-            let family = scfm::family::Family::new(if masked { "scgpt" } else { &family }, vocab)?;
+            // `<family>-masked`: the masked-value objective of a family that has two (scGPT).
+            let (name, masked) = family.strip_suffix("-masked").map_or((family.as_str(), false), |f| (f, true));
+            let family = scfm::family::Family::named(name, vocab)?;
             let mut opts = PretrainOptions::new(family, &out);
             opts.scgpt_generative = !masked;
             opts.model = size.size();
@@ -863,11 +850,6 @@ fn file_in(path: &std::path::Path, names: &[&str]) -> Result<PathBuf> {
         .map(|n| path.join(n))
         .find(|p| p.exists())
         .with_context(|| format!("{} holds none of {names:?}", path.display()))
-}
-
-/// `--genes`, required by scBERT and xTrimoGene.
-fn genes_arg(genes: Option<PathBuf>) -> Result<PathBuf> {
-    genes.context("this model needs --genes (its gene list, or the folder holding it)")
 }
 
 /// `scfm embed` on one backend.

@@ -18,8 +18,7 @@ use scfm_eval::{
 };
 use scfm_io::writeback::{Annotation, annotate_copy};
 use scfm_io::{AnySource, IoError, MatrixSelector, ObsSelection, SourceOptions};
-use scfm_models::geneformer::{ClassifierPooling, GeneformerClassifier};
-use scfm_models::xtrimogene::XTrimoGeneClassifier;
+use scfm_models::geneformer::ClassifierPooling;
 use scfm_tokenize::geneformer::GeneformerVersion;
 use scfm_train::batch::truncate_rank_value;
 use scfm_train::{
@@ -28,8 +27,8 @@ use scfm_train::{
 use serde::Serialize;
 
 use crate::Error;
-use crate::family::{Backbone, PretrainRun};
-pub use crate::family::{Family, ModelSize};
+use crate::family::{Backbone, ModelFamily, PretrainRun, with_value};
+pub use crate::family::{Family, FamilyKind, ModelSize};
 use crate::pipeline::{GeneformerFiles, Prepared, Row, Scheme, prepare_scheme};
 
 /// Options of [`annotate`].
@@ -87,7 +86,7 @@ impl AnnotateOptions {
             label: "trueLabel".into(),
             validation_fraction: 0.2,
             seed: 42,
-            family: Family::Geneformer { dictionaries: data.join("vocab/geneformer") },
+            family: Family::in_data_dir(FamilyKind::default(), data),
             model: ModelSize::default(),
             pooling: ClassifierPooling::Mean,
             pretrain_epochs: 1,
@@ -368,7 +367,7 @@ impl CellInputs {
 }
 
 fn eval_err(e: scfm_eval::EvalError) -> Error {
-    Error::Incompatible { reason: e.to_string() }
+    Error::Eval(e)
 }
 
 /// Runs the annotation pipeline on `input` (see the module docs) and writes into
@@ -394,7 +393,7 @@ pub fn annotate<B: AutodiffBackend>(
 /// split over all of them. One device is [`annotate`] exactly.
 ///
 /// # Errors
-/// As [`annotate`]; an empty `devices` is [`Error::Incompatible`].
+/// As [`annotate`]; an empty `devices` is [`Error::NoDevice`].
 pub fn annotate_data_parallel<B: AutodiffBackend>(
     input: &Path,
     options: &AnnotateOptions,
@@ -524,6 +523,7 @@ pub fn annotate_data_parallel<B: AutodiffBackend>(
         train: stage("finetune", options.finetune_epochs, options.finetune_lr),
         meta: meta("", &classes.names, backbone.config_json()),
         freeze_layers: options.freeze_layers,
+        head_pooling: options.pooling,
         all: cells.cells(),
         test: test.as_ref().map(|(t, _)| t.cells()),
         devices,
@@ -531,20 +531,7 @@ pub fn annotate_data_parallel<B: AutodiffBackend>(
     let (k, head_seed) = (classes.n_classes(), scfm_train::derive_seed(options.seed, 3, 0));
     let mut step = |s: &StepReport| progress(Stage::Step("finetune", s));
     // Each head is drawn under its own seed (the backbone's parameters exist already).
-    let finetuned = match backbone {
-        Backbone::Geneformer(m) => {
-            let model = scfm_train::seeded(device, head_seed, || GeneformerClassifier::new(m, k, device));
-            finetune.run(model.with_pooling(options.pooling), &mut step)?
-        }
-        Backbone::ScGpt(m) => {
-            finetune.run(scfm_train::seeded(device, head_seed, || m.with_classifier(k, device)), &mut step)?
-        }
-        Backbone::ScBert(m) => {
-            finetune.run(scfm_train::seeded(device, head_seed, || m.with_classifier(k, device)), &mut step)?
-        }
-        Backbone::XTrimoGene(m) => finetune
-            .run(scfm_train::seeded(device, head_seed, || XTrimoGeneClassifier::new(m, k, device)), &mut step)?,
-    };
+    let finetuned = with_value!(Backbone, backbone, m, F => F::finetune(&finetune, m, k, head_seed, &mut step)?);
     // `run` trains, then predicts: split its time.
     lap("finetune", &mut seconds);
     if let Some((_, total)) = seconds.pop() {
@@ -569,12 +556,7 @@ pub fn annotate_data_parallel<B: AutodiffBackend>(
 
     progress(Stage::Start("write"));
     let mut written = vec![];
-    let title = match family {
-        Family::Geneformer { .. } => "Geneformer",
-        Family::ScGpt { .. } => "scGPT",
-        Family::ScBert { .. } => "scBERT",
-        Family::XTrimoGene { .. } => "xTrimoGene",
-    };
+    let title = family.kind().title();
     let path = out.join("confusion_model.png");
     confusion_png(&path, &model_valid.confusion, &format!("{title} (validation)")).map_err(eval_err)?;
     written.push(path);
@@ -600,14 +582,14 @@ pub fn annotate_data_parallel<B: AutodiffBackend>(
             split[cells.rows[i]] = "validation".into();
         }
         let path = out.join("predictions.h5ad");
-        let key = format!("X_scfm_{}", family.name());
+        let key = family.kind().obsm_key();
         annotate_copy(
             input,
             &path,
             &[
                 Annotation::ObsLabels { column: "scfm_prediction", labels: &names },
                 Annotation::ObsLabels { column: "scfm_split", labels: &split },
-                Annotation::Obsm { key: &key, values: &embeddings, dim: d },
+                Annotation::Obsm { key, values: &embeddings, dim: d },
             ],
         )?;
         written.push(path);
@@ -647,22 +629,24 @@ fn tail_mean(losses: &[f64]) -> f64 {
 const PREDICT_BATCH: (usize, usize) = (64, 1 << 16);
 
 /// The fine-tuning stage, the same for every family's classifier.
-struct Finetune<'a, B: AutodiffBackend> {
+pub(crate) struct Finetune<'a, B: AutodiffBackend> {
     cells: Cells<'a>,
     classes: &'a [usize],
     train: TrainOptions,
     /// Checkpoint meta; its family is the classifier's.
     meta: CheckpointMeta,
     freeze_layers: usize,
+    /// What a head that pools reads ([`AnnotateOptions::pooling`]).
+    pub(crate) head_pooling: ClassifierPooling,
     /// Cells to predict after training: all input cells, and the test file's.
     all: Cells<'a>,
     test: Option<Cells<'a>>,
     /// The first holds the model; more train data parallel.
-    devices: &'a [B::Device],
+    pub(crate) devices: &'a [B::Device],
 }
 
 /// What [`Finetune::run`] produced.
-struct Finetuned {
+pub(crate) struct Finetuned {
     parameters: usize,
     losses: Vec<f64>,
     /// Seconds of training (the rest of the call predicted).
@@ -673,7 +657,7 @@ struct Finetuned {
 
 impl<B: AutodiffBackend> Finetune<'_, B> {
     /// Freezes, trains and predicts with `model`.
-    fn run<M>(&self, model: M, progress: &mut dyn FnMut(&StepReport)) -> Result<Finetuned, Error>
+    pub(crate) fn run<M>(&self, model: M, progress: &mut dyn FnMut(&StepReport)) -> Result<Finetuned, Error>
     where
         M: CellClassifier<B> + AutodiffModule<B>,
         M::InnerModule: CellClassifier<B::InnerBackend>,

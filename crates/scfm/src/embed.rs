@@ -6,8 +6,9 @@
 //!
 //! ```no_run
 //! use scfm::embed::{EmbedModel, EmbedOptions, Embedder, OutputFormat, write_outputs};
+//! use scfm::family::FamilyKind;
 //!
-//! let model = EmbedModel::ScGpt { checkpoint: "scGPT_human".into() };
+//! let model = EmbedModel::new(FamilyKind::ScGpt, "scGPT_human");
 //! let embedder = Embedder::<scfm::backend::Cpu>::prepare(&model, EmbedOptions::default(), &Default::default())?;
 //! let cells = embedder.embed("pbmc.h5ad".as_ref(), &mut |_, _| {})?;
 //! write_outputs(&cells, "pbmc.h5ad".as_ref(), "out".as_ref(), OutputFormat::Arrow)?;
@@ -26,18 +27,16 @@ use scfm_core::arrow_schema::{DataType, Field, Schema};
 use scfm_io::corpus::{ShardFormat, write_table};
 use scfm_io::writeback::{Annotation, annotate_copy};
 use scfm_io::{AnySource, IoError, MatrixSelector, ObsSelection, SourceOptions};
-use scfm_models::geneformer::{CellPooling, EmbeddingLayer, Geneformer};
+use scfm_models::geneformer::EmbeddingLayer;
 use scfm_models::layers::l2_normalize;
-use scfm_models::scbert::ScBert;
-use scfm_models::scgpt::{ScGpt, ScGptPooling};
-use scfm_models::xtrimogene::{self, EncoderInput, Weights, XTrimoGene};
+use scfm_models::xtrimogene::Weights;
 use scfm_tokenize::geneformer::GeneformerVersion;
-use scfm_tokenize::scgpt::ScGptSequence;
 use scfm_tokenize::xtrimogene::DepthTarget;
 use serde::Serialize;
 
 use crate::Error;
-use crate::pipeline::{GeneformerFiles, Prepared, Scheme, TieMode, par_map, prepare_scheme};
+use crate::family::{EmbedderModel, FamilyKind, ModelFamily, Registered, with_kind, with_value};
+use crate::pipeline::{Prepared, Scheme, par_map, prepare_scheme};
 
 /// Upper bound on `cells × len²` per forward pass (the padding bias has that many floats: 64 MB),
 /// so that long cells (4,096 tokens) run one at a time whatever the token budget.
@@ -45,49 +44,70 @@ const MAX_BIAS_ELEMENTS: usize = 16 << 20;
 
 /// The model to embed with and where its files are.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum EmbedModel {
-    /// A Geneformer Hugging Face folder (`config.json` + weights) and the folder of the
-    /// dictionaries it was trained with (`token_dictionary_gc*.pkl`, …).
-    Geneformer {
-        /// The checkpoint folder.
-        checkpoint: PathBuf,
-        /// The dictionaries' folder.
-        dictionaries: PathBuf,
-        /// V1 (gc30M dictionaries, 2,048 tokens) or V2 (gc104M, 4,096, `<cls>`/`<eos>`);
-        /// `None`: V1 when the checkpoint has 2,048 positions, else V2.
-        version: Option<GeneformerVersion>,
-    },
-    /// A released scGPT folder (`args.json` + `vocab.json` + `best_model.pt`).
-    ScGpt {
-        /// The checkpoint folder.
-        checkpoint: PathBuf,
-    },
-    /// A scBERT checkpoint (`panglao_pretrain.pth`, a fine-tuned `.pth`, or a `.safetensors`
-    /// state dict) and its ordered gene list (`gene2vec_16906` order: the pickled
-    /// `vocab_gene2vec_16906.pkl` or a text list).
-    ScBert {
-        /// The checkpoint file.
-        checkpoint: PathBuf,
-        /// The gene list.
-        genes: PathBuf,
-    },
-    /// scFoundation's `models.ckpt`, one of its weight sets, and its gene list
-    /// (`OS_scRNA_gene_index.19264.tsv`).
-    XTrimoGene {
-        /// The checkpoint file.
-        checkpoint: PathBuf,
-        /// The gene list.
-        genes: PathBuf,
-        /// `cell` (upstream's default `--version ce`) or `rde`.
-        weights: Weights,
-        /// The target read depth T (`--tgthighres`; upstream's default `t4`).
-        target: DepthTarget,
-    },
+pub struct EmbedModel {
+    /// The model's family.
+    pub family: FamilyKind,
+    /// The checkpoint: a Geneformer Hugging Face folder (`config.json` + weights), a released
+    /// scGPT folder (`args.json` + `vocab.json` + `best_model.pt`), a scBERT `.pth` (or a
+    /// `.safetensors` state dict), scFoundation's `models.ckpt`.
+    pub checkpoint: PathBuf,
+    /// The tokenizer's files where the checkpoint does not hold them: Geneformer's
+    /// dictionaries' folder (`token_dictionary_gc*.pkl`, …), scBERT's ordered gene list
+    /// (`vocab_gene2vec_16906.pkl` or a text list), scFoundation's
+    /// `OS_scRNA_gene_index.19264.tsv`. scGPT reads its folder's `vocab.json`.
+    pub vocab: Option<PathBuf>,
+    /// Geneformer: V1 (gc30M dictionaries, 2,048 tokens) or V2 (gc104M, 4,096,
+    /// `<cls>`/`<eos>`); `None`: V1 when the checkpoint has 2,048 positions, else V2.
+    pub version: Option<GeneformerVersion>,
+    /// xTrimoGene: `cell` (upstream's default `--version ce`) or `rde`.
+    pub weights: Weights,
+    /// xTrimoGene: the target read depth T (`--tgthighres`; upstream's default `t4`).
+    pub depth_target: DepthTarget,
+}
+
+impl EmbedModel {
+    /// The `family` model at `checkpoint`, with the family's defaults.
+    pub fn new(family: FamilyKind, checkpoint: impl Into<PathBuf>) -> Self {
+        Self {
+            family,
+            checkpoint: checkpoint.into(),
+            vocab: None,
+            version: None,
+            weights: Weights::Cell,
+            depth_target: DepthTarget::Fixed(4.0),
+        }
+    }
+
+    /// The same model with its tokenizer's files at `vocab`.
+    #[must_use]
+    pub fn with_vocab(mut self, vocab: impl Into<PathBuf>) -> Self {
+        self.vocab = Some(vocab.into());
+        self
+    }
+
+    /// The tokenizer's file, which `family` (as papers write it) needs: `what` it is. When
+    /// [`Self::vocab`] is a folder and `names` are given, the first of `names` in it.
+    pub(crate) fn vocab_file(&self, family: &str, what: &str, names: &[&str]) -> Result<PathBuf, Error> {
+        let vocab = self.vocab.as_deref().ok_or_else(|| Error::Incompatible {
+            reason: format!("{}: {family} embeddings need {what} (--vocab)", self.checkpoint.display()),
+        })?;
+        if names.is_empty() || !vocab.is_dir() {
+            return Ok(vocab.to_owned());
+        }
+        names.iter().map(|n| vocab.join(n)).find(|p| p.exists()).ok_or_else(|| {
+            IoError::MissingElement {
+                path: vocab.to_owned(),
+                element: names.join(" or "),
+                hint: format!("; pass {what} or the folder holding it"),
+            }
+            .into()
+        })
+    }
 }
 
 /// How cells are pooled into one vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum Pooling {
     /// Mean over the cell's real tokens (Geneformer's `emb_mode="cell"`, excluding
@@ -143,16 +163,9 @@ impl Default for EmbedOptions {
     }
 }
 
-enum Loaded<B: Backend> {
-    Geneformer(Box<Geneformer<B>>, GeneformerVersion),
-    ScGpt(Box<ScGpt<B>>),
-    ScBert(Box<ScBert<B>>),
-    XTrimoGene(Box<XTrimoGene<B>>),
-}
-
 /// A loaded model with its tokenizer, ready to embed inputs ([`Embedder::embed`]).
 pub struct Embedder<B: Backend> {
-    model: Loaded<B>,
+    model: EmbedderModel<B>,
     scheme: Scheme,
     checkpoint: PathBuf,
     opts: EmbedOptions,
@@ -164,6 +177,9 @@ pub struct Embedder<B: Backend> {
 /// What an embedding run did; saved as `scfm_embed.json` by [`write_outputs`].
 #[derive(Debug, Clone, Serialize)]
 pub struct EmbedReport {
+    /// The model's family.
+    #[serde(skip)]
+    pub family: FamilyKind,
     /// `geneformer-v1`, `geneformer-v2`, `scgpt`, `scbert` or `xtrimogene`.
     pub model: &'static str,
     /// The checkpoint folder.
@@ -210,10 +226,13 @@ pub struct CellEmbeddings {
 }
 
 /// One tokenized cell waiting for the model: its index in the input and its tokens.
-struct Pending {
-    cell: usize,
-    ids: Vec<u32>,
-    values: Option<Vec<f32>>,
+pub(crate) struct Pending {
+    /// The cell's index in the input.
+    pub(crate) cell: usize,
+    /// Token ids (xTrimoGene: encoder positions).
+    pub(crate) ids: Vec<u32>,
+    /// One value per id, where the scheme has values.
+    pub(crate) values: Option<Vec<f32>>,
 }
 
 impl<B: Backend> Embedder<B> {
@@ -224,86 +243,27 @@ impl<B: Backend> Embedder<B> {
     /// tokenizer's vocabulary or input length does not fit the checkpoint, and the tokenizer's
     /// file errors.
     pub fn prepare(model: &EmbedModel, opts: EmbedOptions, device: &B::Device) -> Result<Self, Error> {
-        let (loaded, scheme, checkpoint) = match model {
-            EmbedModel::Geneformer { checkpoint, dictionaries, version } => {
-                let m = Geneformer::<B>::from_hf_dir(checkpoint, device)?;
-                let version = version.unwrap_or(if m.config.max_len == 2048 {
-                    GeneformerVersion::V1
-                } else {
-                    GeneformerVersion::V2
-                });
-                if version.model_input_size() > m.config.max_len {
-                    return Err(Error::Incompatible {
-                        reason: format!(
-                            "{}: {} position embeddings, but the {version:?} tokenizer writes up to {} tokens",
-                            checkpoint.display(),
-                            m.config.max_len,
-                            version.model_input_size()
-                        ),
-                    });
-                }
-                let files = GeneformerFiles::find(dictionaries, version)?;
-                let tokens = scfm_tokenize::vocab::geneformer_token_dictionary(&files.token_dictionary)?;
-                if tokens.id_bound() > m.config.vocab_size {
-                    return Err(Error::Incompatible {
-                        reason: format!(
-                            "{} has {} token ids, the checkpoint {} only {}: dictionaries of another version?",
-                            files.token_dictionary.display(),
-                            tokens.id_bound(),
-                            checkpoint.display(),
-                            m.config.vocab_size
-                        ),
-                    });
-                }
-                (Loaded::Geneformer(Box::new(m), version), Scheme::Geneformer { version, files }, checkpoint)
-            }
-            EmbedModel::ScGpt { checkpoint } => {
-                let m = ScGpt::<B>::from_dir(checkpoint, device)?;
-                let mut sequence = ScGptSequence::zero_shot(m.config.cls_token_id as u32);
-                sequence.max_len = m.config.max_seq_len;
-                sequence.cls_value = m.config.pad_value;
-                sequence.n_bins = m.config.n_bins;
-                sequence.seed = opts.seed;
-                let scheme = Scheme::ScGpt { vocab: checkpoint.join("vocab.json"), sequence, ties: TieMode::Helical };
-                (Loaded::ScGpt(Box::new(m)), scheme, checkpoint)
-            }
-            EmbedModel::ScBert { checkpoint, genes } => {
-                let m = ScBert::<B>::from_file(checkpoint, device)?;
-                let panel = scfm_tokenize::vocab::gene_list(genes)?.len();
-                require_positions(checkpoint, m.config.seq_len, genes, panel + 1)?;
-                (Loaded::ScBert(Box::new(m)), Scheme::ScBert { genes: genes.clone() }, checkpoint)
-            }
-            EmbedModel::XTrimoGene { checkpoint, genes, weights, target } => {
-                let m = XTrimoGene::<B>::from_checkpoint(checkpoint, *weights, device)?;
-                let panel = scfm_tokenize::vocab::scfoundation_genes(genes)?.len();
-                require_positions(checkpoint, m.config.seq_len, genes, panel + 2)?;
-                let scheme = Scheme::XTrimoGene { genes: genes.clone(), target: *target };
-                (Loaded::XTrimoGene(Box::new(m)), scheme, checkpoint)
-            }
-        };
-        let is_scgpt = matches!(loaded, Loaded::ScGpt(_));
-        let pooling = opts.pooling.unwrap_or(match loaded {
-            Loaded::ScGpt(_) => Pooling::Cls,
-            Loaded::XTrimoGene(_) => Pooling::All,
-            _ => Pooling::Mean,
-        });
-        let allowed: &[Pooling] = match loaded {
-            Loaded::Geneformer(_, GeneformerVersion::V1) => &[Pooling::Mean],
-            Loaded::Geneformer(..) | Loaded::ScGpt(_) => &[Pooling::Mean, Pooling::Cls],
-            Loaded::ScBert(_) => &[Pooling::Mean],
-            Loaded::XTrimoGene(_) => &[Pooling::All, Pooling::Max],
-        };
+        with_kind!(model.family, F => Self::prepare_family::<F>(model, opts, device))
+    }
+
+    fn prepare_family<F: Registered>(
+        model: &EmbedModel,
+        opts: EmbedOptions,
+        device: &B::Device,
+    ) -> Result<Self, Error> {
+        let (loaded, scheme) = F::load_embedder::<B>(model, &opts, device)?;
+        let (allowed, why) = F::poolings::<B>(&loaded);
+        let pooling = opts.pooling.unwrap_or(allowed[0]);
         if !allowed.contains(&pooling) {
-            let why = if matches!(loaded, Loaded::Geneformer(..)) { " (V1 has no <cls> token)" } else { "" };
             return Err(Error::Incompatible {
                 reason: format!("{pooling:?} pooling does not apply to {}{why}: use one of {allowed:?}", scheme.name()),
             });
         }
-        let l2_normalize = opts.l2_normalize.unwrap_or(is_scgpt);
+        let l2_normalize = opts.l2_normalize.unwrap_or(F::L2_NORMALIZE);
         Ok(Self {
-            model: loaded,
+            model: F::embedder(loaded),
             scheme,
-            checkpoint: checkpoint.clone(),
+            checkpoint: model.checkpoint.clone(),
             opts,
             pooling,
             l2_normalize,
@@ -313,13 +273,12 @@ impl<B: Backend> Embedder<B> {
 
     /// The embedding size.
     pub fn dim(&self) -> usize {
-        match &self.model {
-            Loaded::Geneformer(m, _) => m.config.d_model,
-            Loaded::ScGpt(m) => m.config.d_model,
-            Loaded::ScBert(m) => m.config.performer.dim,
-            Loaded::XTrimoGene(m) if self.pooling == Pooling::All => 4 * m.config.encoder_dim,
-            Loaded::XTrimoGene(m) => m.config.encoder_dim,
-        }
+        with_value!(EmbedderModel, &self.model, m, F => F::embedding_dim(m, self.pooling))
+    }
+
+    /// The model's family.
+    pub fn family(&self) -> FamilyKind {
+        with_value!(EmbedderModel, &self.model, _m, F => F::KIND)
     }
 
     /// The model's short name (`geneformer-v2`, `scgpt`, …).
@@ -330,7 +289,7 @@ impl<B: Backend> Embedder<B> {
     /// The obsm key the embeddings are written under: `X_scfm_geneformer`, `X_scfm_scgpt`,
     /// `X_scfm_scbert` or `X_scfm_xtrimogene`.
     pub fn obsm_key(&self) -> &'static str {
-        obsm_key(self.model_name())
+        self.family().obsm_key()
     }
 
     /// Embeds every cell of `input` (h5ad, 10x, corpus); `progress(done, total)` after each
@@ -353,6 +312,7 @@ impl<B: Backend> Embedder<B> {
         let mut values = vec![f32::NAN; n * dim];
         let mut cell_ids = Vec::with_capacity(n);
         let mut report = EmbedReport {
+            family: self.family(),
             model: self.scheme.name(),
             checkpoint: self.checkpoint.clone(),
             input: input.to_owned(),
@@ -375,17 +335,8 @@ impl<B: Backend> Embedder<B> {
             let rows =
                 par_map(chunk.n_cells(), threads.max(1), |i| cell_fn((base + i) as u64, chunk.cell(i), n_counts[i]));
             cell_ids.extend_from_slice(chunk.cell_ids());
-            // xTrimoGene: a cell with no expressed model gene has no embedding, nor has one with
-            // fewer than 3 encoder positions under `all` pooling (upstream's max over an empty
-            // gene set fails).
-            let usable = |p: &Pending| match &self.model {
-                Loaded::XTrimoGene(m) => {
-                    let min_positions = if self.pooling == Pooling::All { 3 } else { 1 };
-                    // Positions ascend: the first one is a gene unless only T and S are left.
-                    p.ids.len() >= min_positions && (p.ids[0] as usize) < m.config.n_genes()
-                }
-                _ => true,
-            };
+            // Cells the model cannot embed keep their NaN row.
+            let usable = |p: &Pending| with_value!(EmbedderModel, &self.model, m, F => F::embeds(m, self.pooling, p));
             let mut pending: Vec<Pending> = rows
                 .into_iter()
                 .enumerate()
@@ -398,18 +349,15 @@ impl<B: Backend> Embedder<B> {
             let mut start = 0;
             while start < pending.len() {
                 let longest = pending[start].ids.len().max(1);
-                // Cells per pass: the token budget, and at most MAX_BIAS_ELEMENTS in the
-                // [cells, len, len] key-padding bias the attention reads. scBERT runs one cell
-                // per pass, as `predict.py` does: FAVOR+'s global key maximum makes a cell's
-                // output depend on its batch-mates.
-                let take = if matches!(self.model, Loaded::ScBert(_)) {
-                    1
-                } else {
-                    (self.opts.max_batch_tokens / longest)
-                        .min(MAX_BIAS_ELEMENTS / (longest * longest))
-                        .max(1)
-                        .min(pending.len() - start)
-                };
+                // Cells per pass: the token budget, at most MAX_BIAS_ELEMENTS in the
+                // [cells, len, len] key-padding bias the attention reads, and the family's own
+                // limit (scBERT: one cell, as `predict.py`).
+                let limit = with_value!(EmbedderModel, &self.model, _m, F => F::MAX_CELLS_PER_PASS);
+                let take = (self.opts.max_batch_tokens / longest)
+                    .min(MAX_BIAS_ELEMENTS / (longest * longest))
+                    .min(limit.unwrap_or(usize::MAX))
+                    .max(1)
+                    .min(pending.len() - start);
                 let batch = &pending[start..start + take];
                 let emb = self.forward(batch, longest)?;
                 for (p, row) in batch.iter().zip(emb.chunks(dim)) {
@@ -428,59 +376,23 @@ impl<B: Backend> Embedder<B> {
 
     /// One forward pass over `batch` (padded to `len`); row-major `[batch, dim]` embeddings.
     fn forward(&self, batch: &[Pending], len: usize) -> Result<Vec<f32>, Error> {
-        let device = &self.device;
-        let emb = match &self.model {
-            Loaded::Geneformer(m, version) => {
-                let dense = DenseBatch::new(batch, len, m.config.vocab_size, m.config.pad_token_id, 0.0, device)?;
-                let hidden = m.hidden_state(dense.ids, dense.padded, m.hidden_index(self.opts.geneformer_layer));
-                let pooling = match self.pooling {
-                    Pooling::Cls => CellPooling::Cls,
-                    // `prepare` admits only Mean and Cls here.
-                    _ => CellPooling::Mean { exclude_specials: *version == GeneformerVersion::V2 },
-                };
-                Geneformer::pool(hidden, &dense.lengths, pooling)
-            }
-            Loaded::ScGpt(m) => {
-                let (vocab, pad_id, pad_value) = (m.config.vocab_size, m.config.pad_token_id, m.config.pad_value);
-                let dense = DenseBatch::new(batch, len, vocab, pad_id, pad_value, device)?;
-                let values = Tensor::<B, 2>::from_data(TensorData::new(dense.values, [batch.len(), len]), device);
-                let enc = m.encode(dense.ids, values, dense.padded, false);
-                let pooling = match self.pooling {
-                    Pooling::Cls => ScGptPooling::Cls { normalize: false },
-                    _ => ScGptPooling::Mean,
-                };
-                ScGpt::cell_embeddings(enc.output, &dense.lengths, pooling)
-            }
-            Loaded::ScBert(m) => {
-                ScBert::cell_embeddings(m.encode(DenseBatch::new(batch, len, m.config.n_tokens, 0, 0.0, device)?.ids))
-            }
-            Loaded::XTrimoGene(m) => {
-                // Sparse encoder input: positions and values, padded inside EncoderInput.
-                let cells: Vec<(&[u32], &[f32])> =
-                    batch.iter().map(|p| (p.ids.as_slice(), p.values.as_deref().unwrap_or_default())).collect();
-                let input = EncoderInput::from_selected(&cells, m.config.seq_len, m.config.pad_token_id as f32);
-                let (values, positions, padded) = input.tensors::<B>(device);
-                let pooling = match self.pooling {
-                    Pooling::Max => xtrimogene::CellPooling::Max,
-                    _ => xtrimogene::CellPooling::All,
-                };
-                XTrimoGene::cell_embeddings(m.encode(values, positions, padded), &input.lengths, pooling)
-            }
-        };
+        let emb = with_value!(EmbedderModel, &self.model, m, F => {
+            F::embed_batch(m, batch, len, self.pooling, &self.opts, &self.device)?
+        });
         into_rows(if self.l2_normalize { l2_normalize(emb) } else { emb })
     }
 }
 
 /// A batch of token-input cells padded to one length, as the dense-input models read it.
-struct DenseBatch<B: Backend> {
+pub(crate) struct DenseBatch<B: Backend> {
     /// `[batch, len]` token ids, `pad_id` after each cell's tokens.
-    ids: Tensor<B, 2, Int>,
+    pub(crate) ids: Tensor<B, 2, Int>,
     /// `[batch, len]`, true at padding.
-    padded: Tensor<B, 2, Bool>,
+    pub(crate) padded: Tensor<B, 2, Bool>,
     /// `[batch, len]` input values, row-major (scGPT's), `pad_value` at padding.
-    values: Vec<f32>,
+    pub(crate) values: Vec<f32>,
     /// Tokens per cell.
-    lengths: Vec<usize>,
+    pub(crate) lengths: Vec<usize>,
 }
 
 impl<B: Backend> DenseBatch<B> {
@@ -488,7 +400,7 @@ impl<B: Backend> DenseBatch<B> {
     ///
     /// # Errors
     /// A token id outside the checkpoint's vocabulary of `vocab` tokens.
-    fn new(
+    pub(crate) fn new(
         batch: &[Pending],
         len: usize,
         vocab: usize,
@@ -526,20 +438,6 @@ impl<B: Backend> DenseBatch<B> {
 /// Row-major values of `[batch, dim]` embeddings, as f32 whatever the backend's float type.
 fn into_rows<B: Backend>(emb: Tensor<B, 2>) -> Result<Vec<f32>, Error> {
     emb.into_data().convert::<f32>().into_vec::<f32>().map_err(|e| Error::Incompatible { reason: format!("{e:?}") })
-}
-
-/// A model with `positions` positions needs a gene list that fills them (`expected`).
-fn require_positions(checkpoint: &Path, positions: usize, genes: &Path, expected: usize) -> Result<(), Error> {
-    if positions == expected {
-        return Ok(());
-    }
-    Err(Error::Incompatible {
-        reason: format!(
-            "{} has {positions} positions, but the gene list {} gives {expected}: another gene panel?",
-            checkpoint.display(),
-            genes.display()
-        ),
-    })
 }
 
 /// Where [`write_outputs`] put things.
@@ -591,23 +489,13 @@ pub fn write_outputs(
                 reason: format!("{}: the output would overwrite the input", dst.display()),
             });
         }
-        let key = obsm_key(cells.report.model);
+        let key = cells.report.family.obsm_key();
         annotate_copy(input, dst, &[Annotation::Obsm { key, values: &cells.values, dim: cells.dim }])?;
     }
     let report = out_dir.join("scfm_embed.json");
     std::fs::write(&report, serde_json::to_vec_pretty(&cells.report).expect("serializable"))
         .map_err(|source| IoError::Io { path: report.clone(), source })?;
     Ok(EmbedOutputs { table, h5ad, report })
-}
-
-/// The obsm key of a model's embeddings (`model` as [`Embedder::model_name`] gives it).
-fn obsm_key(model: &str) -> &'static str {
-    match model {
-        "scgpt" => "X_scfm_scgpt",
-        "scbert" => "X_scfm_scbert",
-        "xtrimogene" => "X_scfm_xtrimogene",
-        _ => "X_scfm_geneformer",
-    }
 }
 
 /// `cell_id` (utf8) and `embedding` (fixed-size list of `dim` float32).

@@ -115,6 +115,76 @@ pub enum Error {
     #[cfg(feature = "models")]
     #[error(transparent)]
     Model(#[from] scfm_models::ImportError),
+    /// Metrics, baselines and plots.
+    #[error(transparent)]
+    Eval(#[from] scfm_eval::EvalError),
+    /// A name that is not one of the known ones (a model family, a scheme, …).
+    #[error("unknown {what} {name:?}: use one of {expected}")]
+    Unknown {
+        /// What was named.
+        what: &'static str,
+        /// The name given.
+        name: String,
+        /// The names known.
+        expected: String,
+    },
+    /// A model of one family where another family's is needed.
+    #[cfg(feature = "models")]
+    #[error("{what}: a {found} model, where a {expected} one is needed")]
+    FamilyMismatch {
+        /// Where the model came from (a checkpoint, a backbone).
+        what: String,
+        /// Its family.
+        found: family::FamilyKind,
+        /// The family asked for.
+        expected: family::FamilyKind,
+    },
+    /// A checkpoint's recorded configuration is not one of its family's.
+    #[cfg(feature = "models")]
+    #[error("{}: not a {family} configuration: {reason}", path.display())]
+    BadConfig {
+        /// The checkpoint.
+        path: std::path::PathBuf,
+        /// The family it should be.
+        family: family::FamilyKind,
+        /// What the parser said.
+        reason: String,
+    },
+    /// A model and a tokenizer file with different vocabularies, gene panels or lengths.
+    #[error("{} {model_has}; {} {tokenizer_has}", model.display(), tokenizer.display())]
+    VocabularyMismatch {
+        /// The model's file.
+        model: std::path::PathBuf,
+        /// What the model reads (`has a vocabulary of 60697 tokens`, …).
+        model_has: String,
+        /// The tokenizer's file.
+        tokenizer: std::path::PathBuf,
+        /// What the tokenizer writes.
+        tokenizer_has: String,
+    },
+    /// A tokenized dataset of another scheme than the one asked for.
+    #[error("{}: tokenized with the {found} scheme; {reader} reads {expected} tokens", dataset.display())]
+    SchemeMismatch {
+        /// The dataset.
+        dataset: std::path::PathBuf,
+        /// The scheme it was tokenized with.
+        found: String,
+        /// The scheme needed.
+        expected: &'static str,
+        /// Who reads it (`geneformer-mlm pretraining`).
+        reader: String,
+    },
+    /// A vocabulary file without a token the model needs.
+    #[error("{}: the vocabulary has no {token}", file.display())]
+    MissingToken {
+        /// The vocabulary.
+        file: std::path::PathBuf,
+        /// The token.
+        token: &'static str,
+    },
+    /// A training run given no device.
+    #[error("no device to train on (devices is empty)")]
+    NoDevice,
     /// Files that do not fit together (a tokenizer vocabulary and a checkpoint, a model and
     /// an option).
     #[error("{reason}")]

@@ -71,6 +71,7 @@ impl GeneformerFiles {
 
 /// How scGPT breaks ties between equal quantile edges (see [`TieBreak`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum TieMode {
     /// Upstream's NumPy legacy stream after `np.random.seed(seed)`, cells in file order.
@@ -130,6 +131,7 @@ impl Scheme {
 
 /// What to do with input genes the model does not know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum UnknownGenePolicy {
     /// Leave them out and report how many were mapped (upstream behaviour).

@@ -18,9 +18,9 @@
 //! memory, and training is bit-identical to the in-memory run on the same tokens.
 //!
 //! ```no_run
-//! use scfm::family::Family;
+//! use scfm::family::{Family, FamilyKind};
 //! use scfm::pretrain::{PretrainOptions, pretrain};
-//! let family = Family::Geneformer { dictionaries: "vocab/geneformer".into() };
+//! let family = Family::new(FamilyKind::Geneformer, "vocab/geneformer");
 //! let options = PretrainOptions::new(family, "out/pretrain");
 //! let device = Default::default();
 //! let report = pretrain::<scfm::backend::CpuTrain>("cells.h5ad".as_ref(), &options, &device, &mut |_| {})?;
@@ -36,7 +36,6 @@ use std::borrow::Cow;
 use burn::tensor::backend::AutodiffBackend;
 use scfm_io::IoError;
 use scfm_io::hf::HfDataset;
-use scfm_tokenize::geneformer::GeneformerVersion;
 use scfm_train::batch::truncate_rank_value;
 use scfm_train::{Cells, Checkpoint, CheckpointMeta, StepReport, TokenSource, TrainError, TrainOptions};
 use serde::Serialize;
@@ -44,7 +43,6 @@ use serde::Serialize;
 use crate::Error;
 use crate::annotate::{LabelledCells, ModelSize, read_cells};
 use crate::family::{Backbone, Family, PretrainRun};
-use crate::pipeline::{COUNT_POSITIONS, COUNTS, GeneformerFiles};
 
 /// Settings of [`pretrain`].
 #[derive(Debug, Clone)]
@@ -126,7 +124,7 @@ pub fn pretrain<B: AutodiffBackend>(
 /// [`pretrain`] exactly.
 ///
 /// # Errors
-/// As [`pretrain`]; an empty `devices` is [`Error::Incompatible`].
+/// As [`pretrain`]; an empty `devices` is [`Error::NoDevice`].
 pub fn pretrain_data_parallel<B: AutodiffBackend>(
     input: &Path,
     options: &PretrainOptions,
@@ -260,18 +258,9 @@ impl DatasetTokens {
     }
 
     fn open_for(dir: &Path, family: &Family, max_len: usize, pretraining: bool) -> Result<Self, Error> {
-        let (expected, vocab, ids, values, truncate) = match family {
-            Family::Geneformer { dictionaries } => {
-                let token_dictionary = GeneformerFiles::find(dictionaries, GeneformerVersion::V2)?.token_dictionary;
-                ("geneformer-v2", token_dictionary, "input_ids", None, Some(max_len))
-            }
-            Family::ScGpt { vocab } => ("scgpt", vocab.clone(), "input_ids", Some("values"), None),
-            Family::ScBert { genes } => ("scbert", genes.clone(), "input_ids", None, None),
-            Family::XTrimoGene { genes } if pretraining => {
-                ("xtrimogene", genes.clone(), COUNT_POSITIONS, Some(COUNTS), None)
-            }
-            Family::XTrimoGene { genes } => ("xtrimogene", genes.clone(), "input_ids", Some("values"), None),
-        };
+        let columns = family.dataset_columns(pretraining, max_len)?;
+        let (expected, vocab, ids, values, truncate) =
+            (columns.scheme, columns.vocab, columns.ids, columns.values, columns.truncate);
         let incompatible = |reason: String| Error::Incompatible { reason: format!("{}: {reason}", dir.display()) };
         let (mut cells_in, mut genes_mapped, mut settings) = (None, None, serde_json::Value::Null);
         let spec = dir.join("scfm_tokenizer.json");
@@ -280,11 +269,12 @@ impl DatasetTokens {
             let report: serde_json::Value = serde_json::from_slice(&bytes)
                 .map_err(|e| Error::Incompatible { reason: format!("{}: {e}", spec.display()) })?;
             if report["scheme"] != expected {
-                return Err(incompatible(format!(
-                    "tokenized with the {} scheme; {} pretraining reads {expected} tokens",
-                    report["scheme"],
-                    family.pretrained_checkpoint()
-                )));
+                return Err(Error::SchemeMismatch {
+                    dataset: dir.to_owned(),
+                    found: report["scheme"].to_string(),
+                    expected,
+                    reader: format!("{} pretraining", family.pretrained_checkpoint()),
+                });
             }
             let recorded_settings = &report["settings"];
             let recorded = [
@@ -306,9 +296,10 @@ impl DatasetTokens {
             cells_in = report["cells_in"].as_u64().map(|n| n as usize);
             genes_mapped = report["genes_mapped"].as_u64().map(|n| n as usize);
             settings = report["settings"].clone();
-        } else if expected != "geneformer-v2" {
+        } else if !columns.accepts_unknown_scheme {
             return Err(incompatible(format!(
-                "no scfm_tokenizer.json: only Geneformer pretrains from a dataset of unknown scheme; tokenize with `scfm tokenize --scheme {expected}`"
+                "no scfm_tokenizer.json: {} reads only datasets of a known scheme; tokenize with `scfm tokenize --scheme {expected}`",
+                family.kind().title()
             )));
         }
         let data = HfDataset::open(dir)?;

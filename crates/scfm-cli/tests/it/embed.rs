@@ -3,6 +3,7 @@
 
 use scfm::backend::Cpu;
 use scfm::embed::{EmbedModel, EmbedOptions, Embedder, OutputFormat, Pooling, write_outputs};
+use scfm::family::FamilyKind;
 use scfm::io::H5adSource;
 use scfm::prelude::CellSource;
 
@@ -21,7 +22,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 fn scgpt_embeddings_keep_cell_order_and_do_not_depend_on_batching() {
     let device = Default::default();
     let input = data("h5ad/pbmc_sorted_train_490.h5ad");
-    let model = EmbedModel::ScGpt { checkpoint: data("parity/models/scgpt/pretrained_tiny") };
+    let model = EmbedModel::new(FamilyKind::ScGpt, data("parity/models/scgpt/pretrained_tiny"));
     // One cell per forward pass (the budget is below every cell's length) and chunks of 7 cells…
     let alone = EmbedOptions { max_batch_tokens: 1, chunk_cells: 7, ..Default::default() };
     let alone = Embedder::<Cpu>::prepare(&model, alone, &device).unwrap().embed(&input, &mut |_, _| {}).unwrap();
@@ -83,8 +84,7 @@ fn geneformer_embeddings_on_ensembl_counts_match_a_direct_forward_pass() {
     let input = data("h5ad/cxg_heart_320_ensembl.h5ad");
     let checkpoint = data("parity/models/geneformer/v1_10m_shape");
     let dictionaries = data("vocab/geneformer/v1_gc30M");
-    let model =
-        EmbedModel::Geneformer { checkpoint: checkpoint.clone(), dictionaries: dictionaries.clone(), version: None };
+    let model = EmbedModel::new(FamilyKind::Geneformer, checkpoint.clone()).with_vocab(dictionaries.clone());
     let embedder = Embedder::<Cpu>::prepare(&model, EmbedOptions::default(), &device).unwrap();
     assert_eq!(embedder.model_name(), "geneformer-v1");
     let cells = embedder.embed(&input, &mut |_, _| {}).unwrap();
@@ -127,13 +127,12 @@ fn geneformer_embeddings_on_ensembl_counts_match_a_direct_forward_pass() {
     let cls = EmbedOptions { pooling: Some(Pooling::Cls), ..Default::default() };
     let err = Embedder::<Cpu>::prepare(&model, cls, &device).err().unwrap();
     assert!(err.to_string().contains("<cls>"), "{err}");
-    let tiny = EmbedModel::Geneformer {
-        checkpoint: data("parity/models/geneformer/v1_tiny"),
-        dictionaries,
+    let tiny = EmbedModel {
         version: Some(scfm::tokenize::geneformer::GeneformerVersion::V1),
+        ..EmbedModel::new(FamilyKind::Geneformer, data("parity/models/geneformer/v1_tiny")).with_vocab(dictionaries)
     };
     let err = Embedder::<Cpu>::prepare(&tiny, EmbedOptions::default(), &device).err().unwrap();
-    assert!(matches!(err, scfm::Error::Incompatible { .. }), "{err}");
+    assert!(matches!(err, scfm::Error::VocabularyMismatch { .. }), "{err}");
 }
 
 /// The `input_ids` of a Geneformer V1 dataset (int16 lists), in order.
@@ -167,7 +166,11 @@ fn xtrimogene_embeddings_match_the_dense_upstream_input_path() {
     // The tiny fixture's 60 genes are the first 60 of the real index.
     let genes = scfoundation_panel(60, tmp.path());
     let target = "t4".parse().unwrap();
-    let model = EmbedModel::XTrimoGene { checkpoint: checkpoint.clone(), genes, weights: Weights::Cell, target };
+    let model = EmbedModel {
+        weights: Weights::Cell,
+        depth_target: target,
+        ..EmbedModel::new(FamilyKind::XTrimoGene, checkpoint.clone()).with_vocab(genes)
+    };
     let batched = EmbedOptions { chunk_cells: 100, ..Default::default() };
     let cells = Embedder::<Cpu>::prepare(&model, batched, &device).unwrap().embed(&input, &mut |_, _| {}).unwrap();
     let alone = EmbedOptions { max_batch_tokens: 1, chunk_cells: 490, ..Default::default() };
@@ -257,7 +260,7 @@ fn scbert_embeddings_run_one_cell_per_pass_over_the_full_panel() {
 
     let input = data("h5ad/pbmc_sorted_train_490.h5ad");
     let genes = data("vocab/scbert/scbert_panglao_genes_16906.txt");
-    let model = EmbedModel::ScBert { checkpoint: checkpoint.clone(), genes: genes.clone() };
+    let model = EmbedModel::new(FamilyKind::ScBert, checkpoint.clone()).with_vocab(genes.clone());
     // A big token budget still runs one cell per pass (FAVOR+ couples batch-mates).
     let opts = EmbedOptions { max_batch_tokens: 1 << 20, chunk_cells: 200, ..Default::default() };
     let cells = Embedder::<Cpu>::prepare(&model, opts, &device).unwrap().embed(&input, &mut |_, _| {}).unwrap();
@@ -283,7 +286,7 @@ fn scbert_embeddings_run_one_cell_per_pass_over_the_full_panel() {
     // A gene list of another panel size does not fit the checkpoint's positions.
     let short = tmp.path().join("short.txt");
     std::fs::write(&short, "CD3E\nCD4\n").unwrap();
-    let wrong = EmbedModel::ScBert { checkpoint, genes: short };
+    let wrong = EmbedModel::new(FamilyKind::ScBert, checkpoint).with_vocab(short);
     let e = Embedder::<Cpu>::prepare(&wrong, EmbedOptions::default(), &device).err().expect("refused");
     assert!(e.to_string().contains("16907 positions"), "{e}");
 }

@@ -23,6 +23,20 @@ pub enum Weights {
     Gene,
 }
 
+/// `cell` (or upstream's `ce`), `rde` or `gene`.
+impl std::str::FromStr for Weights {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cell" | "ce" => Ok(Self::Cell),
+            "rde" => Ok(Self::Rde),
+            "gene" => Ok(Self::Gene),
+            other => Err(format!("unknown weight set {other:?}: use cell (ce), rde or gene")),
+        }
+    }
+}
+
 impl Weights {
     /// The entry's key in `models.ckpt`.
     pub fn key(self) -> &'static str {

@@ -1,6 +1,8 @@
-//! The four model families as [`annotate`](crate::annotate) and [`pretrain`](crate::pretrain)
-//! build, load and pretrain them: which tokenizer each reads, the model of a [`ModelSize`], the
-//! checkpoints a run may start from, and each family's self-supervised objective.
+//! The model families behind one shape: a [`ModelFamily`] implementation per family, in its own
+//! file of this folder, and one registry ([`registry!`]) that makes the runtime enums
+//! ([`FamilyKind`], the crate's `Backbone` and the embedder's loaded model) and their dispatch.
+//! Nothing outside a family's own file names the family, so a new family is a new file here
+//! plus one registry line.
 //!
 //! | family | tokens | pretraining | fine-tuning head |
 //! |---|---|---|---|
@@ -8,171 +10,402 @@
 //! | scGPT | gene ids + binned values | GEP + GEPC | `cls_decoder` on `<cls>` |
 //! | scBERT | bins over 16,906 genes | masked LM over bins | conv → fc1/fc2/fc3 |
 //! | xTrimoGene | log-normalised values of 19,264 genes | read-depth-aware masked regression | max-pool → BatchNorm → 2 linear |
+//!
+//! [`annotate`](crate::annotate), [`pretrain`](crate::pretrain) and [`embed`](crate::embed) are
+//! written once over the trait: which tokenizer each family reads, the model of a
+//! [`ModelSize`], the checkpoints a run may start from, each family's self-supervised
+//! objective and classification head, and how it embeds cells.
 
 use std::path::{Path, PathBuf};
 
-use burn::module::{AutodiffModule, Module};
+use burn::module::Module;
+use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use scfm_models::geneformer::{Geneformer, GeneformerConfig};
-use scfm_models::layers::{Activation, PerformerShape};
-use scfm_models::scbert::{ScBert, ScBertConfig};
-use scfm_models::scgpt::{ScGpt, ScGptConfig};
-use scfm_models::xtrimogene::{Weights, XTrimoGene, XTrimoGeneConfig};
-use scfm_tokenize::geneformer::GeneformerVersion;
-use scfm_tokenize::mask::{GeneformerMlm, ScBertMask, ScGptValueMask, XTrimoGeneMask};
-use scfm_tokenize::scgpt::ScGptSequence;
-use scfm_tokenize::xtrimogene::DepthTarget;
-use scfm_train::{
-    Cells, Checkpoint, CheckpointMeta, DownSampling, MaskedLm, Objective, ScBertMaskedLm, ScGptPretraining, ScGptTask,
-    StepReport, TrainOptions, XTrimoGenePretraining,
-};
-use serde::Serialize;
+use scfm_train::{Cells, Checkpoint, CheckpointMeta, Objective, StepReport, TrainOptions};
+use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::pipeline::{GeneformerFiles, Scheme, TieMode};
+use crate::annotate::{Finetune, Finetuned};
+use crate::embed::{EmbedModel, EmbedOptions, Pending, Pooling};
+use crate::pipeline::Scheme;
+
+pub(crate) mod geneformer;
+pub(crate) mod scbert;
+pub(crate) mod scgpt;
+pub(crate) mod xtrimogene;
+
+/// The registry: every family, once. `$callback! { (args) Variant => module::Type, "name" |
+/// "alias"…; … }` is called with the list; the macros below make the runtime enums and their
+/// dispatch from it. `#[default]` marks the default family.
+macro_rules! registry {
+    ($callback:ident ! ($($args:tt)*)) => {
+        $callback! { ($($args)*)
+            #[default]
+            Geneformer => geneformer::Geneformer, "geneformer";
+            ScGpt => scgpt::ScGpt, "scgpt";
+            ScBert => scbert::ScBert, "scbert";
+            XTrimoGene => xtrimogene::XTrimoGene, "xtrimogene" | "scfoundation";
+        }
+    };
+}
+
+/// Defines [`FamilyKind`], `Backbone`, `EmbedderModel` and the [`Registered`] impls.
+macro_rules! define_families {
+    (() $($(#[$attr:meta])* $variant:ident => $module:ident :: $ty:ident, $name:literal $(| $alias:literal)*;)*) => {
+        /// A model family: what the command line's `--family` and `--model` take and what
+        /// reports and checkpoints record.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+        #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+        #[serde(rename_all = "lowercase")]
+        #[non_exhaustive]
+        pub enum FamilyKind {
+            $(
+                #[doc = concat!("`", $name, "`.")]
+                #[cfg_attr(feature = "clap", value(name = $name $(, alias = $alias)*))]
+                $(#[$attr])*
+                $variant,
+            )*
+        }
+
+        impl FamilyKind {
+            /// Every family, in registry order.
+            pub const ALL: &[FamilyKind] = &[$(Self::$variant),*];
+
+            /// The other names the family is known by (`scfoundation` for xTrimoGene).
+            pub fn aliases(self) -> &'static [&'static str] {
+                match self {
+                    $(Self::$variant => &[$($alias),*],)*
+                }
+            }
+
+            /// The family's name (`geneformer`, `scgpt`, …).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)*
+                }
+            }
+
+            /// The family's name as papers write it (`Geneformer`, `scGPT`, …).
+            pub fn title(self) -> &'static str {
+                match self {
+                    $(Self::$variant => <$module::$ty as ModelFamily>::TITLE,)*
+                }
+            }
+
+            /// The obsm key cell embeddings are written under (`X_scfm_<name>`).
+            pub fn obsm_key(self) -> &'static str {
+                match self {
+                    $(Self::$variant => concat!("X_scfm_", $name),)*
+                }
+            }
+        }
+
+        /// A family's pretrained (or fresh) model, before a classification head is put on it.
+        // One value per run, moved a handful of times: boxing would only add indirection.
+        #[allow(clippy::large_enum_variant)]
+        #[derive(Debug)]
+        pub(crate) enum Backbone<B: Backend> {
+            $($variant(<$module::$ty as ModelFamily>::Model<B>),)*
+        }
+
+        /// A family's model loaded for embedding, with what the family needs to embed.
+        pub(crate) enum EmbedderModel<B: Backend> {
+            $($variant(<$module::$ty as ModelFamily>::Embedder<B>),)*
+        }
+
+        $(
+            impl Registered for $module::$ty {
+                const KIND: FamilyKind = FamilyKind::$variant;
+
+                fn backbone<B: Backend>(model: Self::Model<B>) -> Backbone<B> {
+                    Backbone::$variant(model)
+                }
+
+                fn embedder<B: Backend>(model: Self::Embedder<B>) -> EmbedderModel<B> {
+                    EmbedderModel::$variant(model)
+                }
+            }
+        )*
+    };
+}
+
+registry!(define_families!());
+
+/// Defines the dispatch macros over the registry (`$d` is `$`, for the inner macros' own
+/// metavariables):
+/// - `with_kind!(kind, F => expr)`: `expr` for the family `kind`, with `F` its
+///   [`ModelFamily`] type;
+/// - `with_value!(Enum, value, m, F => expr)`: `match` over a registry enum (`Backbone`,
+///   `EmbedderModel`), `expr` with `m` the family's value in `value` and `F` its type.
+macro_rules! define_dispatch {
+    (($d:tt) $($(#[$attr:meta])* $variant:ident => $module:ident :: $ty:ident, $name:literal $(| $alias:literal)*;)*) => {
+        macro_rules! with_kind {
+            ($d kind:expr, $d F:ident => $d body:expr) => {
+                match $d kind {
+                    $($crate::family::FamilyKind::$variant => {
+                        type $d F = $crate::family::$module::$ty;
+                        $d body
+                    })*
+                }
+            };
+        }
+
+        macro_rules! with_value {
+            ($d enum:ident, $d value:expr, $d m:ident, $d F:ident => $d body:expr) => {
+                match $d value {
+                    $($crate::family::$d enum::$variant($d m) => {
+                        type $d F = $crate::family::$module::$ty;
+                        $d body
+                    })*
+                }
+            };
+        }
+    };
+}
+
+registry!(define_dispatch!($));
+
+pub(crate) use {with_kind, with_value};
+
+impl std::fmt::Display for FamilyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for FamilyKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Self::ALL.iter().copied().find(|k| k.name() == s || k.aliases().contains(&s)).ok_or_else(|| Error::Unknown {
+            what: "model family",
+            name: s.to_owned(),
+            expected: Self::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(", "),
+        })
+    }
+}
+
+/// What the registry adds to each [`ModelFamily`]: its [`FamilyKind`] and the runtime enums'
+/// variants.
+pub(crate) trait Registered: ModelFamily {
+    /// The family's entry in the registry.
+    const KIND: FamilyKind;
+    /// `model` as a `Backbone`.
+    fn backbone<B: Backend>(model: Self::Model<B>) -> Backbone<B>;
+    /// `model` as an `EmbedderModel`.
+    fn embedder<B: Backend>(model: Self::Embedder<B>) -> EmbedderModel<B>;
+}
+
+/// Where a family's training cells come from in a tokenized dataset (`scfm tokenize` output).
+#[derive(Debug, Clone)]
+pub(crate) struct DatasetColumns {
+    /// The scheme the dataset must have been tokenized with.
+    pub scheme: &'static str,
+    /// The vocabulary file the dataset's tokenizer must have read.
+    pub vocab: PathBuf,
+    /// The list column of token ids.
+    pub ids: &'static str,
+    /// The list column of one value per id, if the family reads values.
+    pub values: Option<&'static str>,
+    /// Cut cells to this many tokens (the family's own cut; Geneformer).
+    pub truncate: Option<usize>,
+    /// A dataset without `scfm_tokenizer.json` is taken for this family's (Geneformer's own
+    /// `.dataset` folders).
+    pub accepts_unknown_scheme: bool,
+}
+
+impl DatasetColumns {
+    /// Cells of `scheme` (tokenized from `vocab`) in the list columns `ids` and `values`,
+    /// read as they are.
+    pub(crate) fn new(scheme: &'static str, vocab: PathBuf, ids: &'static str, values: Option<&'static str>) -> Self {
+        Self { scheme, vocab, ids, values, truncate: None, accepts_unknown_scheme: false }
+    }
+}
+
+/// One model family: its tokenizer files, models, objectives, head and embeddings. Every
+/// family implements it in its own file of this folder; the registry dispatches to it.
+pub(crate) trait ModelFamily {
+    /// The model before a classification head (encoder and pretraining heads).
+    type Model<B: Backend>: Module<B> + std::fmt::Debug;
+    /// A model loaded for embedding, with what the family needs to embed (Geneformer: its
+    /// tokenizer version).
+    type Embedder<B: Backend>;
+
+    /// The name as papers write it (`Geneformer`).
+    const TITLE: &'static str;
+    /// What the tokenizer's file is called in reports (`dictionaries`, `vocab`, `genes`).
+    const FILE_FIELD: &'static str;
+    /// The tokenizer's file in the shared data folder.
+    const DEFAULT_FILE: &'static str;
+    /// The family recorded in checkpoints of its pretrained models (`geneformer-mlm`).
+    const PRETRAINED_CHECKPOINT: &'static str;
+
+    /// The tokenizer for `model` over the family's `file`, `max_len` tokens per cell.
+    fn scheme<B: Backend>(file: &Path, model: &Self::Model<B>, max_len: usize, seed: u64) -> Result<Scheme, Error>;
+
+    /// What checkpoints record of the tokenizer.
+    fn tokenizer_json(file: &Path, max_len: usize) -> serde_json::Value;
+
+    /// A fresh model of `size` for the family's `file`, every parameter drawn under `seed`.
+    fn fresh<B: Backend>(file: &Path, size: &ModelSize, seed: u64, device: &B::Device)
+    -> Result<Self::Model<B>, Error>;
+
+    /// The upstream release at `path`.
+    fn from_upstream<B: Backend>(path: &Path, device: &B::Device) -> Result<Self::Model<B>, Error>;
+
+    /// An empty model of the configuration a checkpoint of ours recorded.
+    fn from_config<B: Backend>(config: serde_json::Value, device: &B::Device) -> serde_json::Result<Self::Model<B>>;
+
+    /// Checks that `model` (read from `path`) reads the tokens of `file`, `max_len` per cell.
+    fn check<B: Backend>(model: &Self::Model<B>, file: &Path, path: &Path, max_len: usize) -> Result<(), Error>;
+
+    /// The model's configuration as checkpoints record it.
+    fn config_json<B: Backend>(model: &Self::Model<B>) -> serde_json::Value;
+
+    /// Trains `model` with the family's self-supervised objective.
+    fn pretrain<B: AutodiffBackend>(
+        run: &PretrainRun<'_, B>,
+        model: Self::Model<B>,
+        cells: Cells<'_>,
+        progress: &mut dyn FnMut(&StepReport),
+    ) -> Result<(Self::Model<B>, Vec<f64>), Error>;
+
+    /// Puts the family's head of `n_classes` on `model` (drawn under `head_seed`) and runs
+    /// the fine-tuning stage with it.
+    fn finetune<B: AutodiffBackend>(
+        stage: &Finetune<'_, B>,
+        model: Self::Model<B>,
+        n_classes: usize,
+        head_seed: u64,
+        progress: &mut dyn FnMut(&StepReport),
+    ) -> Result<Finetuned, Error>;
+
+    /// The columns of a tokenized dataset the family trains on (`pretraining`: its objective's
+    /// input; else its model input).
+    fn dataset_columns(file: &Path, pretraining: bool, max_len: usize) -> Result<DatasetColumns, Error>;
+
+    /// Loads `model` for embedding, with its tokenizer.
+    fn load_embedder<B: Backend>(
+        model: &EmbedModel,
+        opts: &EmbedOptions,
+        device: &B::Device,
+    ) -> Result<(Self::Embedder<B>, Scheme), Error>;
+
+    /// The poolings the loaded model supports, its default first, and why others are not.
+    fn poolings<B: Backend>(model: &Self::Embedder<B>) -> (&'static [Pooling], &'static str);
+
+    /// Whether embeddings are L2-normalised unless asked otherwise (upstream's default).
+    const L2_NORMALIZE: bool = false;
+
+    /// The embedding size under `pooling`.
+    fn embedding_dim<B: Backend>(model: &Self::Embedder<B>, pooling: Pooling) -> usize;
+
+    /// Whether the model can embed a cell of these tokens (a cell it cannot gets NaN).
+    fn embeds<B: Backend>(_model: &Self::Embedder<B>, _pooling: Pooling, _cell: &Pending) -> bool {
+        true
+    }
+
+    /// The most cells per forward pass (`None`: as many as the token budget allows).
+    const MAX_CELLS_PER_PASS: Option<usize> = None;
+
+    /// One forward pass over `batch` padded to `len` tokens: `[cells, dim]` embeddings.
+    fn embed_batch<B: Backend>(
+        model: &Self::Embedder<B>,
+        batch: &[Pending],
+        len: usize,
+        pooling: Pooling,
+        opts: &EmbedOptions,
+        device: &B::Device,
+    ) -> Result<Tensor<B, 2>, Error>;
+}
 
 /// A model family and the upstream file its tokenizer reads.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "name", rename_all = "lowercase")]
-pub enum Family {
-    /// Geneformer (BERT) over V2 rank-value tokens.
-    Geneformer {
-        /// Folder with the Geneformer V2 dictionaries (`*_gc104M.pkl`).
-        dictionaries: PathBuf,
-    },
-    /// scGPT over gene ids and binned values.
-    ScGpt {
-        /// A scGPT `vocab.json`.
-        vocab: PathBuf,
-    },
-    /// scBERT (Performer) over the expression bins of its gene panel.
-    ScBert {
-        /// The ordered gene list (`scbert_panglao_genes_16906.txt` or the gene2vec pickle).
-        genes: PathBuf,
-    },
-    /// xTrimoGene / scFoundation over the log-normalised values of its 19,264 genes.
-    XTrimoGene {
-        /// `OS_scRNA_gene_index.19264.tsv`.
-        genes: PathBuf,
-    },
+#[derive(Debug, Clone, PartialEq)]
+pub struct Family {
+    kind: FamilyKind,
+    file: PathBuf,
+}
+
+/// Reports record a family as `{"name": …, "<file field>": …}`.
+impl Serialize for Family {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("name", self.kind.name())?;
+        map.serialize_entry(with_kind!(self.kind, F => F::FILE_FIELD), &self.file)?;
+        map.end()
+    }
 }
 
 impl Family {
-    /// The families' names, as [`Self::new`] and the command line take them.
-    pub const NAMES: [&str; 4] = ["geneformer", "scgpt", "scbert", "xtrimogene"];
-
-    /// The family called `name` (one of [`Self::NAMES`]) with its tokenizer file `file`.
-    ///
-    /// # Errors
-    /// [`Error::Incompatible`] for an unknown name.
-    pub fn new(name: &str, file: impl Into<PathBuf>) -> Result<Self, Error> {
-        let file = file.into();
-        Ok(match name {
-            "geneformer" => Self::Geneformer { dictionaries: file },
-            "scgpt" => Self::ScGpt { vocab: file },
-            "scbert" => Self::ScBert { genes: file },
-            "xtrimogene" => Self::XTrimoGene { genes: file },
-            other => {
-                return Err(Error::Incompatible {
-                    reason: format!("unknown model family {other:?}: use one of {:?}", Self::NAMES),
-                });
-            }
-        })
+    /// The family `kind` with its tokenizer file `file`: the Geneformer V2 dictionaries'
+    /// folder, a scGPT `vocab.json`, scBERT's gene list, xTrimoGene's gene index TSV.
+    pub fn new(kind: FamilyKind, file: impl Into<PathBuf>) -> Self {
+        Self { kind, file: file.into() }
     }
 
-    /// The family called `name` with its tokenizer file where the shared data folder `data`
-    /// keeps it (`vocab/geneformer`, `vocab/scgpt/default_cellxgene_vocab.json`,
-    /// `vocab/scbert/scbert_panglao_genes_16906.txt`,
-    /// `vocab/scfoundation/OS_scRNA_gene_index.19264.tsv`).
+    /// The family called `name` (one of [`FamilyKind::ALL`]) with its tokenizer file `file`.
     ///
     /// # Errors
-    /// [`Error::Incompatible`] for an unknown name.
-    pub fn in_data_dir(name: &str, data: &Path) -> Result<Self, Error> {
-        let file = match name {
-            "geneformer" => "vocab/geneformer",
-            "scgpt" => "vocab/scgpt/default_cellxgene_vocab.json",
-            "scbert" => "vocab/scbert/scbert_panglao_genes_16906.txt",
-            _ => "vocab/scfoundation/OS_scRNA_gene_index.19264.tsv",
-        };
-        Self::new(name, data.join(file))
+    /// [`Error::Unknown`] for an unknown name.
+    pub fn named(name: &str, file: impl Into<PathBuf>) -> Result<Self, Error> {
+        Ok(Self::new(name.parse()?, file))
+    }
+
+    /// The family `kind` with its tokenizer file where the shared data folder `data` keeps it
+    /// (`vocab/geneformer`, `vocab/scgpt/default_cellxgene_vocab.json`,
+    /// `vocab/scbert/scbert_panglao_genes_16906.txt`,
+    /// `vocab/scfoundation/OS_scRNA_gene_index.19264.tsv`).
+    pub fn in_data_dir(kind: FamilyKind, data: &Path) -> Self {
+        Self::new(kind, data.join(with_kind!(kind, F => F::DEFAULT_FILE)))
+    }
+
+    /// Which family.
+    pub fn kind(&self) -> FamilyKind {
+        self.kind
     }
 
     /// The family's name.
     pub fn name(&self) -> &'static str {
-        match self {
-            Self::Geneformer { .. } => "geneformer",
-            Self::ScGpt { .. } => "scgpt",
-            Self::ScBert { .. } => "scbert",
-            Self::XTrimoGene { .. } => "xtrimogene",
-        }
+        self.kind.name()
     }
 
     /// The tokenizer's file.
     pub fn file(&self) -> &Path {
-        match self {
-            Self::Geneformer { dictionaries: f } | Self::ScGpt { vocab: f } => f,
-            Self::ScBert { genes: f } | Self::XTrimoGene { genes: f } => f,
-        }
+        &self.file
     }
 
     /// The family of this family's pretrained models in checkpoints (`geneformer-mlm`,
     /// `scgpt`, `scbert-mlm`, `xtrimogene`).
     pub fn pretrained_checkpoint(&self) -> &'static str {
-        match self {
-            Self::Geneformer { .. } => "geneformer-mlm",
-            Self::ScGpt { .. } => "scgpt",
-            Self::ScBert { .. } => "scbert-mlm",
-            Self::XTrimoGene { .. } => "xtrimogene",
-        }
+        with_kind!(self.kind, F => F::PRETRAINED_CHECKPOINT)
     }
 
-    /// The tokenizer for `backbone`'s model: Geneformer V2; scGPT with the model's bins and
-    /// `<cls>` value (the pad value, as upstream's pretraining), `max_len` tokens, ties broken
-    /// as helical does; scBERT's panel; xTrimoGene with T = S (`f1`).
+    /// The tokenizer for `backbone`'s model (see each family's [`ModelFamily::scheme`]).
     pub(crate) fn scheme<B: Backend>(
         &self,
         backbone: &Backbone<B>,
         max_len: usize,
         seed: u64,
     ) -> Result<Scheme, Error> {
-        Ok(match (self, backbone) {
-            (Self::Geneformer { dictionaries }, _) => Scheme::Geneformer {
-                version: GeneformerVersion::V2,
-                files: GeneformerFiles::find(dictionaries, GeneformerVersion::V2)?,
-            },
-            (Self::ScGpt { vocab }, Backbone::ScGpt(m)) => {
-                let c = &m.config;
-                let sequence = ScGptSequence {
-                    max_len,
-                    seed: seed as u32,
-                    n_bins: c.n_bins,
-                    cls_value: c.pad_value,
-                    ..ScGptSequence::zero_shot(c.cls_token_id as u32)
-                };
-                Scheme::ScGpt { vocab: vocab.clone(), sequence, ties: TieMode::Helical }
-            }
-            (Self::ScBert { genes }, _) => Scheme::ScBert { genes: genes.clone() },
-            (Self::XTrimoGene { genes }, _) => {
-                Scheme::XTrimoGene { genes: genes.clone(), target: DepthTarget::Fold(1.0) }
-            }
-            (Self::ScGpt { .. }, _) => {
-                return Err(incompatible(format!("a {} backbone cannot read scGPT's tokens", backbone.name())));
-            }
-        })
+        if backbone.kind() != self.kind {
+            return Err(Error::FamilyMismatch {
+                what: format!("a {} backbone", backbone.kind()),
+                found: backbone.kind(),
+                expected: self.kind,
+            });
+        }
+        with_value!(Backbone, backbone, m, F => F::scheme(&self.file, m, max_len, seed))
     }
 
     /// What checkpoints record of the tokenizer.
     pub(crate) fn tokenizer_json(&self, max_len: usize) -> serde_json::Value {
-        match self {
-            Self::Geneformer { dictionaries } => {
-                serde_json::json!({"scheme": "geneformer-v2", "max_len": max_len, "dictionaries": dictionaries})
-            }
-            Self::ScGpt { vocab } => {
-                serde_json::json!({"scheme": "scgpt", "max_len": max_len, "vocab": vocab, "cls_value": "pad_value", "ties": "helical"})
-            }
-            Self::ScBert { genes } => serde_json::json!({"scheme": "scbert", "genes": genes}),
-            Self::XTrimoGene { genes } => serde_json::json!({"scheme": "xtrimogene", "genes": genes, "target": "f1"}),
-        }
+        with_kind!(self.kind, F => F::tokenizer_json(&self.file, max_len))
+    }
+
+    /// The dataset columns the family trains on.
+    pub(crate) fn dataset_columns(&self, pretraining: bool, max_len: usize) -> Result<DatasetColumns, Error> {
+        with_kind!(self.kind, F => F::dataset_columns(&self.file, pretraining, max_len))
     }
 }
 
@@ -201,134 +434,32 @@ impl Default for ModelSize {
     }
 }
 
-impl ModelSize {
-    /// The Geneformer of this size over a vocabulary of `vocab_size` tokens: V1's layout
-    /// (ReLU, post-norm) with dropout 0.02.
-    pub fn geneformer(&self, vocab_size: usize) -> GeneformerConfig {
-        GeneformerConfig {
-            vocab_size,
-            d_model: self.d_model,
-            n_heads: self.n_heads,
-            n_layers: self.n_layers,
-            d_ff: self.d_ff,
-            max_len: self.max_len,
-            activation: Activation::Relu,
-            dropout: 0.02,
-            attention_dropout: 0.02,
-            ..GeneformerConfig::v1_10m()
-        }
+/// The Performer of `size` (scBERT's encoder, xTrimoGene's decoder): `d_model` wide, heads of
+/// `d_model / n_heads`.
+pub(crate) fn performer_shape(size: &ModelSize, qkv_bias: bool) -> scfm_models::layers::PerformerShape {
+    use scfm_models::layers::PerformerShape;
+    let dim_head = size.d_model / size.n_heads.max(1);
+    PerformerShape {
+        dim: size.d_model,
+        depth: size.n_layers,
+        heads: size.n_heads,
+        dim_head,
+        nb_features: PerformerShape::default_nb_features(dim_head),
+        ff_dim: size.d_ff,
+        qkv_bias,
     }
-
-    /// The scGPT of this size (whole-human layout: MVC decoder, flag embedding, 51 bins) over
-    /// a vocabulary of `vocab_size` tokens with `<pad>` and `<cls>` at `pad` and `cls`.
-    pub fn scgpt(&self, vocab_size: usize, pad: usize, cls: usize) -> ScGptConfig {
-        ScGptConfig {
-            vocab_size,
-            pad_token_id: pad,
-            cls_token_id: cls,
-            d_model: self.d_model,
-            n_heads: self.n_heads,
-            d_hid: self.d_ff,
-            n_layers: self.n_layers,
-            max_seq_len: self.max_len,
-            ..ScGptConfig::whole_human()
-        }
-    }
-
-    fn performer(&self, qkv_bias: bool) -> PerformerShape {
-        let dim_head = self.d_model / self.n_heads.max(1);
-        PerformerShape {
-            dim: self.d_model,
-            depth: self.n_layers,
-            heads: self.n_heads,
-            dim_head,
-            nb_features: PerformerShape::default_nb_features(dim_head),
-            ff_dim: self.d_ff,
-            qkv_bias,
-        }
-    }
-
-    /// The scBERT of this size over `seq_len` positions (the gene panel and the trailing slot).
-    pub fn scbert(&self, seq_len: usize) -> ScBertConfig {
-        ScBertConfig { seq_len, performer: self.performer(false), ..ScBertConfig::released() }
-    }
-
-    /// The xTrimoGene of this size over `n_genes` genes (+ T and S), encoder and decoder alike.
-    pub fn xtrimogene(&self, n_genes: usize) -> XTrimoGeneConfig {
-        XTrimoGeneConfig {
-            seq_len: n_genes + 2,
-            encoder_dim: self.d_model,
-            encoder_depth: self.n_layers,
-            encoder_heads: self.n_heads,
-            encoder_ff_dim: self.d_ff,
-            decoder: self.performer(true),
-            ..XTrimoGeneConfig::released()
-        }
-    }
-}
-
-/// A family's pretrained (or fresh) model, before a classification head is put on it.
-// One value per run, moved a handful of times: boxing would only add indirection.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
-pub(crate) enum Backbone<B: Backend> {
-    Geneformer(Geneformer<B>),
-    ScGpt(ScGpt<B>),
-    ScBert(ScBert<B>),
-    XTrimoGene(XTrimoGene<B>),
-}
-
-/// The vocabulary size, `<pad>` and `<cls>` ids of a scGPT `vocab.json` (specials appended
-/// as the release does).
-fn scgpt_ids(vocab: &Path) -> Result<(usize, usize, usize), Error> {
-    let v = scfm_tokenize::vocab::scgpt_vocab(vocab, true)?;
-    let id = |t: &str| {
-        v.id(t)
-            .map(|i| i as usize)
-            .ok_or_else(|| Error::Incompatible { reason: format!("{}: the vocabulary has no {t}", vocab.display()) })
-    };
-    Ok((v.id_bound(), id("<pad>")?, id("<cls>")?))
-}
-
-fn incompatible(reason: String) -> Error {
-    Error::Incompatible { reason }
 }
 
 impl<B: Backend> Backbone<B> {
-    /// The model's family name, as [`Family::name`] spells it.
-    fn name(&self) -> &'static str {
-        match self {
-            Self::Geneformer(_) => "geneformer",
-            Self::ScGpt(_) => "scgpt",
-            Self::ScBert(_) => "scbert",
-            Self::XTrimoGene(_) => "xtrimogene",
-        }
+    /// The model's family.
+    pub(crate) fn kind(&self) -> FamilyKind {
+        with_value!(Backbone, self, _m, F => F::KIND)
     }
 
     /// A fresh model of `size` for `family`'s tokenizer files, every parameter drawn under
     /// `seed`.
     pub(crate) fn fresh(family: &Family, size: &ModelSize, seed: u64, device: &B::Device) -> Result<Self, Error> {
-        Ok(match family {
-            Family::Geneformer { dictionaries } => {
-                let files = GeneformerFiles::find(dictionaries, GeneformerVersion::V2)?;
-                let vocab_size = scfm_tokenize::vocab::geneformer_token_dictionary(&files.token_dictionary)?.id_bound();
-                let config = size.geneformer(vocab_size);
-                Self::Geneformer(scfm_train::seeded(device, seed, || config.init(device)))
-            }
-            Family::ScGpt { vocab } => {
-                let (n, pad, cls) = scgpt_ids(vocab)?;
-                let config = size.scgpt(n, pad, cls);
-                Self::ScGpt(scfm_train::seeded(device, seed, || config.init(device)))
-            }
-            Family::ScBert { genes } => {
-                let config = size.scbert(scfm_tokenize::vocab::gene_list(genes)?.len() + 1);
-                Self::ScBert(scfm_train::seeded(device, seed, || config.init(device, seed)))
-            }
-            Family::XTrimoGene { genes } => {
-                let config = size.xtrimogene(scfm_tokenize::vocab::scfoundation_genes(genes)?.len());
-                Self::XTrimoGene(scfm_train::seeded(device, seed, || config.init(device, seed)))
-            }
-        })
+        with_kind!(family.kind, F => Ok(F::backbone(F::fresh(&family.file, size, seed, device)?)))
     }
 
     /// Loads the pretrained model at `path` and checks it against `family`'s tokenizer files
@@ -338,136 +469,39 @@ impl<B: Backend> Backbone<B> {
     /// [`pretrain`](crate::pretrain::pretrain) output folder or one `step-N` in it).
     pub(crate) fn load(family: &Family, path: &Path, max_len: usize, device: &B::Device) -> Result<Self, Error> {
         let ours = path.is_dir() && (path.join("latest").is_file() || path.join("state.json").is_file());
-        let model = if ours {
-            let ckpt = if path.join("latest").is_file() { Checkpoint::latest(path)? } else { Checkpoint::open(path)? };
-            ckpt.expect_family(family.pretrained_checkpoint())?;
-            let config = ckpt.meta.model_config.clone();
-            let bad = |e: serde_json::Error| {
-                incompatible(format!("{}: not a {} configuration: {e}", ckpt.path.display(), family.name()))
+        with_kind!(family.kind, F => {
+            let model = if ours {
+                let ckpt = if path.join("latest").is_file() { Checkpoint::latest(path)? } else { Checkpoint::open(path)? };
+                ckpt.expect_family(F::PRETRAINED_CHECKPOINT)?;
+                let config = F::from_config::<B>(ckpt.meta.model_config.clone(), device).map_err(|e| {
+                    Error::BadConfig { path: ckpt.path.clone(), family: F::KIND, reason: e.to_string() }
+                })?;
+                ckpt.load_model(config, device)?
+            } else {
+                F::from_upstream::<B>(path, device)?
             };
-            match family {
-                Family::Geneformer { .. } => {
-                    let c: GeneformerConfig = serde_json::from_value(config).map_err(bad)?;
-                    Self::Geneformer(ckpt.load_model(c.init(device), device)?)
-                }
-                Family::ScGpt { .. } => {
-                    let c: ScGptConfig = serde_json::from_value(config).map_err(bad)?;
-                    Self::ScGpt(ckpt.load_model(c.init(device), device)?)
-                }
-                Family::ScBert { .. } => {
-                    let c: ScBertConfig = serde_json::from_value(config).map_err(bad)?;
-                    Self::ScBert(ckpt.load_model(c.init(device, 0), device)?)
-                }
-                Family::XTrimoGene { .. } => {
-                    let c: XTrimoGeneConfig = serde_json::from_value(config).map_err(bad)?;
-                    Self::XTrimoGene(ckpt.load_model(c.init(device, 0), device)?)
-                }
-            }
-        } else {
-            match family {
-                Family::Geneformer { .. } => Self::Geneformer(Geneformer::from_hf_dir(path, device)?),
-                Family::ScGpt { .. } => Self::ScGpt(ScGpt::from_dir(path, device)?),
-                Family::ScBert { .. } => Self::ScBert(ScBert::from_file(path, device)?),
-                Family::XTrimoGene { .. } => {
-                    Self::XTrimoGene(XTrimoGene::from_checkpoint(path, Weights::Cell, device)?)
-                }
-            }
-        };
-        model.check(family, path, max_len)?;
-        Ok(model)
-    }
-
-    /// Checks that the model reads `family`'s tokens: the same vocabulary or gene panel, and
-    /// (Geneformer) `max_len` positions.
-    fn check(&self, family: &Family, path: &Path, max_len: usize) -> Result<(), Error> {
-        let p = path.display();
-        match (self, family) {
-            (Self::Geneformer(m), Family::Geneformer { dictionaries }) => {
-                let files = GeneformerFiles::find(dictionaries, GeneformerVersion::V2)?;
-                let n = scfm_tokenize::vocab::geneformer_token_dictionary(&files.token_dictionary)?.id_bound();
-                if m.config.vocab_size != n {
-                    return Err(incompatible(format!(
-                        "{p} has a vocabulary of {} tokens; the Geneformer V2 dictionaries have {n}",
-                        m.config.vocab_size
-                    )));
-                }
-                if m.config.max_len < max_len {
-                    return Err(incompatible(format!(
-                        "{p} has {} positions; {max_len} tokens per cell were asked for",
-                        m.config.max_len
-                    )));
-                }
-            }
-            (Self::ScGpt(m), Family::ScGpt { vocab }) => {
-                let (n, pad, cls) = scgpt_ids(vocab)?;
-                let c = &m.config;
-                if (c.vocab_size, c.pad_token_id, c.cls_token_id) != (n, pad, cls) {
-                    return Err(incompatible(format!(
-                        "{p} has a vocabulary of {} tokens (<pad> {}, <cls> {}); {} has {n} (<pad> {pad}, <cls> {cls}): \
-                         tokenize with the model's own vocab.json",
-                        c.vocab_size,
-                        c.pad_token_id,
-                        c.cls_token_id,
-                        vocab.display()
-                    )));
-                }
-            }
-            (Self::ScBert(m), Family::ScBert { genes }) => {
-                let n = scfm_tokenize::vocab::gene_list(genes)?.len() + 1;
-                if m.config.seq_len != n {
-                    return Err(incompatible(format!(
-                        "{p} reads {} positions; {} has {} genes (+1 trailing slot = {n})",
-                        m.config.seq_len,
-                        genes.display(),
-                        n - 1
-                    )));
-                }
-            }
-            (Self::XTrimoGene(m), Family::XTrimoGene { genes }) => {
-                let n = scfm_tokenize::vocab::scfoundation_genes(genes)?.len();
-                if m.config.n_genes() != n {
-                    return Err(incompatible(format!(
-                        "{p} reads {} genes; {} has {n}",
-                        m.config.n_genes(),
-                        genes.display()
-                    )));
-                }
-            }
-            (model, family) => {
-                return Err(incompatible(format!("{p} holds a {} model, not a {} one", model.name(), family.name())));
-            }
-        }
-        Ok(())
+            F::check(&model, &family.file, path, max_len)?;
+            Ok(F::backbone(model))
+        })
     }
 
     /// The model's configuration as checkpoints record it.
     pub(crate) fn config_json(&self) -> serde_json::Value {
-        let value = match self {
-            Self::Geneformer(m) => serde_json::to_value(&m.config),
-            Self::ScGpt(m) => serde_json::to_value(&m.config),
-            Self::ScBert(m) => serde_json::to_value(&m.config),
-            Self::XTrimoGene(m) => serde_json::to_value(&m.config),
-        };
-        value.expect("model configurations serialise")
+        with_value!(Backbone, self, m, F => F::config_json(m))
     }
 
     /// Parameters of the model.
     pub(crate) fn num_params(&self) -> usize {
-        match self {
-            Self::Geneformer(m) => m.num_params(),
-            Self::ScGpt(m) => m.num_params(),
-            Self::ScBert(m) => m.num_params(),
-            Self::XTrimoGene(m) => m.num_params(),
-        }
+        with_value!(Backbone, self, m, _F => m.num_params())
     }
 }
 
 /// The device that holds the model in a data-parallel run: the first of `devices`.
 ///
 /// # Errors
-/// [`Error::Incompatible`] when `devices` is empty.
+/// [`Error::NoDevice`] when `devices` is empty.
 pub(crate) fn model_device<B: AutodiffBackend>(devices: &[B::Device]) -> Result<&B::Device, Error> {
-    devices.first().ok_or_else(|| Error::Incompatible { reason: "no device to train on (devices is empty)".into() })
+    devices.first().ok_or(Error::NoDevice)
 }
 
 /// One pretraining run: options, checkpoint meta, where to resume from.
@@ -491,45 +525,14 @@ impl<B: AutodiffBackend> PretrainRun<'_, B> {
         cells: Cells<'_>,
         progress: &mut dyn FnMut(&StepReport),
     ) -> Result<(Backbone<B>, Vec<f64>), Error> {
-        let seed = self.train.seed as u32;
-        Ok(match backbone {
-            Backbone::Geneformer(m) => {
-                let masker = GeneformerMlm::new(m.config.vocab_size as u32, seed);
-                let (m, losses) = self.go(m, &MaskedLm { cells, masker }, progress)?;
-                (Backbone::Geneformer(m), losses)
-            }
-            Backbone::ScGpt(mut m) => {
-                let task = if self.scgpt_generative {
-                    if m.flag_encoder.is_none() {
-                        let device = &self.devices[0];
-                        m = scfm_train::seeded(device, self.train.seed, || m.with_flag_encoder(device));
-                    }
-                    ScGptTask::generative(seed)
-                } else {
-                    ScGptTask::MaskedValues { masker: ScGptValueMask::new(0.4, seed) }
-                };
-                let objective = ScGptPretraining { cells, task, gepc: true };
-                let (m, losses) = self.go(m, &objective, progress)?;
-                (Backbone::ScGpt(m), losses)
-            }
-            Backbone::ScBert(m) => {
-                let objective = ScBertMaskedLm { cells, masker: ScBertMask::new(seed) };
-                let (m, losses) = self.go(m, &objective, progress)?;
-                (Backbone::ScBert(m), losses)
-            }
-            Backbone::XTrimoGene(m) => {
-                let objective = XTrimoGenePretraining {
-                    cells,
-                    masker: XTrimoGeneMask::new(seed),
-                    downsample: Some(DownSampling::default()),
-                };
-                let (m, losses) = self.go(m, &objective, progress)?;
-                (Backbone::XTrimoGene(m), losses)
-            }
+        with_value!(Backbone, backbone, m, F => {
+            let (m, losses) = F::pretrain(self, m, cells, progress)?;
+            Ok((F::backbone(m), losses))
         })
     }
 
-    pub(crate) fn go<M: AutodiffModule<B>, O: Objective<B, M>>(
+    /// Trains `model` with `objective` (data parallel over the run's devices).
+    pub(crate) fn go<M: burn::module::AutodiffModule<B>, O: Objective<B, M>>(
         &self,
         model: M,
         objective: &O,
@@ -569,16 +572,67 @@ mod tests {
     #[test]
     fn a_backbone_of_another_family_is_refused_by_name() {
         let data = data_dir();
-        let scbert = Family::in_data_dir("scbert", &data).unwrap();
+        let scbert = Family::in_data_dir(FamilyKind::ScBert, &data);
         let size = ModelSize { d_model: 8, n_layers: 1, n_heads: 2, d_ff: 16, max_len: 16 };
         let backbone = Backbone::<Cpu>::fresh(&scbert, &size, 0, &Default::default()).unwrap();
-        for other in ["scgpt", "xtrimogene"] {
-            let family = Family::in_data_dir(other, &data).unwrap();
-            let err = backbone.check(&family, Path::new("ckpt"), 16).unwrap_err().to_string();
-            assert!(err.contains("ckpt holds a scbert model, not a") && err.contains(other), "{err}");
+        assert_eq!(backbone.kind(), FamilyKind::ScBert);
+        for &other in FamilyKind::ALL.iter().filter(|&&k| k != FamilyKind::ScBert) {
+            let family = Family::in_data_dir(other, &data);
+            let err = family.scheme(&backbone, 16, 0).unwrap_err();
+            assert!(
+                matches!(err, Error::FamilyMismatch { found: FamilyKind::ScBert, expected, .. } if expected == other),
+                "{err}"
+            );
+            assert!(err.to_string().contains("scbert") && err.to_string().contains(other.name()), "{err}");
         }
-        let scgpt = Family::in_data_dir("scgpt", &data).unwrap();
-        let err = scgpt.scheme(&backbone, 16, 0).unwrap_err().to_string();
-        assert!(err.contains("a scbert backbone cannot read scGPT's tokens"), "{err}");
+    }
+
+    /// Every registered family, on tiny sizes: a fresh model under a seed, one step of its
+    /// pretraining objective on real cells, its checkpoint saved and loaded back as the same
+    /// model, the tokenizer for it, and a model of another family refused.
+    #[test]
+    fn every_family_pretrains_saves_and_loads_back() {
+        use crate::backend::CpuTrain;
+        use crate::pretrain::{PretrainOptions, pretrain};
+        let data = data_dir();
+        let input = data.join("h5ad/pbmc_sorted_train_490.h5ad");
+        let device = Default::default();
+        for &kind in FamilyKind::ALL {
+            let out = tempfile::tempdir().unwrap();
+            let mut options = PretrainOptions::new(Family::in_data_dir(kind, &data), out.path());
+            options.model = ModelSize { d_model: 8, n_layers: 1, n_heads: 2, d_ff: 16, max_len: 16 };
+            options.train.stop_after = Some(1);
+            options.train.batch_size = 2;
+            let report = pretrain::<CpuTrain>(&input, &options, &device, &mut |_| {}).unwrap();
+            assert_eq!((report.steps, report.family.as_str()), (1, options.family.pretrained_checkpoint()));
+            assert!(report.final_loss.is_finite(), "{kind}: loss {}", report.final_loss);
+            let fresh = Backbone::<Cpu>::fresh(&options.family, &options.model, 0, &device).unwrap();
+            let loaded = Backbone::<Cpu>::load(&options.family, out.path(), 16, &device).unwrap();
+            assert_eq!(loaded.kind(), kind);
+            assert_eq!(loaded.config_json(), fresh.config_json(), "{kind}");
+            assert_eq!((loaded.num_params(), report.parameters), (fresh.num_params(), fresh.num_params()), "{kind}");
+            options.family.scheme(&loaded, 16, 0).unwrap();
+            for &other in FamilyKind::ALL.iter().filter(|&&k| k != kind) {
+                let family = Family::in_data_dir(other, &data);
+                let err = Backbone::<Cpu>::load(&family, out.path(), 16, &device).unwrap_err();
+                assert!(err.to_string().contains(options.family.pretrained_checkpoint()), "{kind} as {other}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn family_names_parse_and_unknown_ones_list_the_registry() {
+        for &kind in FamilyKind::ALL {
+            assert_eq!(kind.name().parse::<FamilyKind>().unwrap(), kind);
+            assert_eq!(kind.obsm_key(), format!("X_scfm_{}", kind.name()));
+            let family = Family::in_data_dir(kind, &data_dir());
+            let json = serde_json::to_value(&family).unwrap();
+            assert_eq!(json["name"], kind.name());
+            assert_eq!(json.as_object().unwrap().len(), 2, "{json}");
+        }
+        let err = "scfoo".parse::<FamilyKind>().unwrap_err().to_string();
+        for &kind in FamilyKind::ALL {
+            assert!(err.contains(kind.name()), "{err}");
+        }
     }
 }

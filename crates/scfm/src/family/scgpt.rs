@@ -1,0 +1,186 @@
+//! scGPT (gene ids + binned values): generative GEP + GEPC or masked-value pretraining;
+//! `cls_decoder` on `<cls>`; embeddings at `<cls>`, L2-normalised as upstream's `embed_data`.
+
+use std::path::Path;
+
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Tensor, TensorData};
+use scfm_models::scgpt::{ScGpt as Model, ScGptConfig, ScGptPooling};
+use scfm_tokenize::mask::ScGptValueMask;
+use scfm_tokenize::scgpt::ScGptSequence;
+use scfm_train::{Cells, ScGptPretraining, ScGptTask, StepReport};
+
+use super::{DatasetColumns, ModelFamily, ModelSize, PretrainRun};
+use crate::Error;
+use crate::annotate::{Finetune, Finetuned};
+use crate::embed::{DenseBatch, EmbedModel, EmbedOptions, Pending, Pooling};
+use crate::pipeline::{Scheme, TieMode};
+
+/// The scGPT family.
+pub(crate) struct ScGpt;
+
+/// The vocabulary size, `<pad>` and `<cls>` ids of a scGPT `vocab.json` (specials appended
+/// as the release does).
+fn vocab_ids(vocab: &Path) -> Result<(usize, usize, usize), Error> {
+    let v = scfm_tokenize::vocab::scgpt_vocab(vocab, true)?;
+    let id = |token: &'static str| {
+        v.id(token).map(|i| i as usize).ok_or_else(|| Error::MissingToken { file: vocab.to_owned(), token })
+    };
+    Ok((v.id_bound(), id("<pad>")?, id("<cls>")?))
+}
+
+impl ModelFamily for ScGpt {
+    type Model<B: Backend> = Model<B>;
+    type Embedder<B: Backend> = Box<Model<B>>;
+
+    const TITLE: &'static str = "scGPT";
+    const FILE_FIELD: &'static str = "vocab";
+    const DEFAULT_FILE: &'static str = "vocab/scgpt/default_cellxgene_vocab.json";
+    const PRETRAINED_CHECKPOINT: &'static str = "scgpt";
+    const L2_NORMALIZE: bool = true;
+
+    /// The model's bins and `<cls>` value (the pad value, as upstream's pretraining),
+    /// `max_len` tokens, ties broken as helical does.
+    fn scheme<B: Backend>(file: &Path, model: &Model<B>, max_len: usize, seed: u64) -> Result<Scheme, Error> {
+        let c = &model.config;
+        let sequence = ScGptSequence {
+            max_len,
+            seed: seed as u32,
+            n_bins: c.n_bins,
+            cls_value: c.pad_value,
+            ..ScGptSequence::zero_shot(c.cls_token_id as u32)
+        };
+        Ok(Scheme::ScGpt { vocab: file.to_owned(), sequence, ties: TieMode::Helical })
+    }
+
+    fn tokenizer_json(file: &Path, max_len: usize) -> serde_json::Value {
+        serde_json::json!({"scheme": "scgpt", "max_len": max_len, "vocab": file, "cls_value": "pad_value", "ties": "helical"})
+    }
+
+    /// The whole-human layout (MVC decoder, flag embedding, 51 bins).
+    fn fresh<B: Backend>(file: &Path, size: &ModelSize, seed: u64, device: &B::Device) -> Result<Model<B>, Error> {
+        let (vocab_size, pad, cls) = vocab_ids(file)?;
+        let config = ScGptConfig {
+            vocab_size,
+            pad_token_id: pad,
+            cls_token_id: cls,
+            d_model: size.d_model,
+            n_heads: size.n_heads,
+            d_hid: size.d_ff,
+            n_layers: size.n_layers,
+            max_seq_len: size.max_len,
+            ..ScGptConfig::whole_human()
+        };
+        Ok(scfm_train::seeded(device, seed, || config.init(device)))
+    }
+
+    fn from_upstream<B: Backend>(path: &Path, device: &B::Device) -> Result<Model<B>, Error> {
+        Ok(Model::from_dir(path, device)?)
+    }
+
+    fn from_config<B: Backend>(config: serde_json::Value, device: &B::Device) -> serde_json::Result<Model<B>> {
+        Ok(serde_json::from_value::<ScGptConfig>(config)?.init(device))
+    }
+
+    /// The same vocabulary, `<pad>` and `<cls>`.
+    fn check<B: Backend>(model: &Model<B>, file: &Path, path: &Path, _max_len: usize) -> Result<(), Error> {
+        let (n, pad, cls) = vocab_ids(file)?;
+        let c = &model.config;
+        if (c.vocab_size, c.pad_token_id, c.cls_token_id) != (n, pad, cls) {
+            return Err(Error::VocabularyMismatch {
+                model: path.to_owned(),
+                model_has: format!(
+                    "has a vocabulary of {} tokens (<pad> {}, <cls> {})",
+                    c.vocab_size, c.pad_token_id, c.cls_token_id
+                ),
+                tokenizer: file.to_owned(),
+                tokenizer_has: format!("has {n} (<pad> {pad}, <cls> {cls}): tokenize with the model's own vocab.json"),
+            });
+        }
+        Ok(())
+    }
+
+    fn config_json<B: Backend>(model: &Model<B>) -> serde_json::Value {
+        serde_json::to_value(&model.config).expect("model configurations serialise")
+    }
+
+    /// Generative GEP + GEPC (the flag encoder added when missing), or masked values at 0.4.
+    fn pretrain<B: AutodiffBackend>(
+        run: &PretrainRun<'_, B>,
+        mut model: Model<B>,
+        cells: Cells<'_>,
+        progress: &mut dyn FnMut(&StepReport),
+    ) -> Result<(Model<B>, Vec<f64>), Error> {
+        let seed = run.train.seed as u32;
+        let task = if run.scgpt_generative {
+            if model.flag_encoder.is_none() {
+                let device = &run.devices[0];
+                model = scfm_train::seeded(device, run.train.seed, || model.with_flag_encoder(device));
+            }
+            ScGptTask::generative(seed)
+        } else {
+            ScGptTask::MaskedValues { masker: ScGptValueMask::new(0.4, seed) }
+        };
+        run.go(model, &ScGptPretraining { cells, task, gepc: true }, progress)
+    }
+
+    /// `cls_decoder` on `<cls>`.
+    fn finetune<B: AutodiffBackend>(
+        stage: &Finetune<'_, B>,
+        model: Model<B>,
+        n_classes: usize,
+        head_seed: u64,
+        progress: &mut dyn FnMut(&StepReport),
+    ) -> Result<Finetuned, Error> {
+        let device = &stage.devices[0];
+        stage.run(scfm_train::seeded(device, head_seed, || model.with_classifier(n_classes, device)), progress)
+    }
+
+    /// `input_ids` and their binned `values`.
+    fn dataset_columns(file: &Path, _pretraining: bool, _max_len: usize) -> Result<DatasetColumns, Error> {
+        Ok(DatasetColumns::new("scgpt", file.to_owned(), "input_ids", Some("values")))
+    }
+
+    /// A released folder (`args.json`, `vocab.json`, `best_model.pt`), its own `vocab.json`.
+    fn load_embedder<B: Backend>(
+        spec: &EmbedModel,
+        opts: &EmbedOptions,
+        device: &B::Device,
+    ) -> Result<(Self::Embedder<B>, Scheme), Error> {
+        let m = Model::<B>::from_dir(&spec.checkpoint, device)?;
+        let mut sequence = ScGptSequence::zero_shot(m.config.cls_token_id as u32);
+        sequence.max_len = m.config.max_seq_len;
+        sequence.cls_value = m.config.pad_value;
+        sequence.n_bins = m.config.n_bins;
+        sequence.seed = opts.seed;
+        let scheme = Scheme::ScGpt { vocab: spec.checkpoint.join("vocab.json"), sequence, ties: TieMode::Helical };
+        Ok((Box::new(m), scheme))
+    }
+
+    fn poolings<B: Backend>(_model: &Self::Embedder<B>) -> (&'static [Pooling], &'static str) {
+        (&[Pooling::Cls, Pooling::Mean], "")
+    }
+
+    fn embedding_dim<B: Backend>(m: &Self::Embedder<B>, _pooling: Pooling) -> usize {
+        m.config.d_model
+    }
+
+    fn embed_batch<B: Backend>(
+        m: &Self::Embedder<B>,
+        batch: &[Pending],
+        len: usize,
+        pooling: Pooling,
+        _opts: &EmbedOptions,
+        device: &B::Device,
+    ) -> Result<Tensor<B, 2>, Error> {
+        let (vocab, pad_id, pad_value) = (m.config.vocab_size, m.config.pad_token_id, m.config.pad_value);
+        let dense = DenseBatch::new(batch, len, vocab, pad_id, pad_value, device)?;
+        let values = Tensor::<B, 2>::from_data(TensorData::new(dense.values, [batch.len(), len]), device);
+        let enc = m.encode(dense.ids, values, dense.padded, false);
+        let pooling = match pooling {
+            Pooling::Cls => ScGptPooling::Cls { normalize: false },
+            _ => ScGptPooling::Mean,
+        };
+        Ok(Model::cell_embeddings(enc.output, &dense.lengths, pooling))
+    }
+}
