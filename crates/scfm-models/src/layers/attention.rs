@@ -6,8 +6,8 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, DType, Tensor, TensorData, bf16, f16};
 
-use super::cpu_attention::{BiasLayout, Dims};
 use super::cpu_linear::{HostLinear, HostValues};
+use scfm_kernels::attention::{BiasLayout, Dims};
 
 /// Multi-head scaled dot-product self-attention with separate query/key/value projections
 /// (BERT's `BertSelfAttention` + `BertSelfOutput.dense`; PyTorch's `nn.MultiheadAttention` with
@@ -211,7 +211,7 @@ pub(super) fn host_tensor<B: Backend, const D: usize>(
 }
 
 /// Whether attention over `x` (activations or a bias) runs scfm's CPU kernel
-/// ([`super::cpu_attention`]): fp32 inference (no autodiff) on burn-flex, the default CPU
+/// ([`scfm_kernels::attention`]): fp32 inference (no autodiff) on burn-flex, the default CPU
 /// backend. Everything else (training, bf16, GPU backends) takes burn's fused attention op.
 pub(super) fn cpu_kernel_applies<B: Backend, const D: usize>(x: &Tensor<B, D>) -> bool {
     let device = x.device();
@@ -226,7 +226,7 @@ fn on_flex<B: Backend>(device: &B::Device) -> bool {
 
 impl<B: Backend> SelfAttention<B> {
     /// scfm's CPU path ([`cpu_kernel_applies`]): the attention context before the output
-    /// projection, from one fused query/key/value product and [`super::cpu_attention::attention`]
+    /// projection, from one fused query/key/value product and [`scfm_kernels::attention::attention`]
     /// on host buffers (no head transposes).
     ///
     /// # Shapes
@@ -263,7 +263,7 @@ impl<B: Backend> SelfAttention<B> {
         });
         let mut out = vec![0f32; batch * len * d];
         let dims = Dims { batch, len, heads, head_dim: d / heads };
-        super::cpu_attention::attention(&qkv, layout, dims, &mut out);
+        scfm_kernels::attention::attention(&qkv, layout, dims, &mut out);
         out
     }
 }

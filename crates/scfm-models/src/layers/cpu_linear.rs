@@ -1,13 +1,7 @@
-//! Linear layers and activations on host buffers for the default CPU backend (burn-flex, fp32
-//! inference): the dense parts of [`super::EncoderLayer`] around scfm's attention kernels.
-//!
-//! burn-flex gives every op a fresh output: a matrix product zero-fills its result and copies
-//! it once more to realign it, then the bias, the residual and the activation each make one
-//! more pass with one more buffer. Here the output starts as `bias (+ residual)` and the
-//! product accumulates onto it in the same `gemm` call, and the activation runs in place right
-//! after it, block by block in the same parallel task. The numbers differ from burn's only by
-//! the order of those additions (float rounding). Parameters are read where burn-flex keeps
-//! them ([`HostValues`]), not copied per forward pass.
+//! Linear layers on host buffers for the default CPU backend (burn-flex, fp32 inference): the
+//! dense parts of [`super::EncoderLayer`] around the attention kernels, run by
+//! [`scfm_kernels::linear`]. Parameters are read where burn-flex keeps them ([`HostValues`]),
+//! not copied per forward pass; the tests here compare the host path with burn's layers.
 
 use std::any::Any;
 
@@ -15,7 +9,6 @@ use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorPrimitive};
 use burn_flex::FlexTensor;
-use rayon::prelude::*;
 
 use super::Activation;
 use super::attention::host_f32;
@@ -114,97 +107,19 @@ impl HostLinear {
         self.forward_then(x, None, Some(activation))
     }
 
-    /// One parallel pass over blocks of rows: each task writes its block's bias (+ residual)
-    /// straight into fresh memory (no zero-fill first), accumulates its product onto it with
-    /// one single-threaded `gemm` call, then applies the activation. One fork and join per
-    /// layer instead of one for the bias and one for the product (and one more for the
-    /// activation): each join leaves a core waiting for the other's last block.
+    /// [`scfm_kernels::linear::linear`] over the layers' weights.
     fn forward_then(&self, x: &[f32], residual: Option<&[f32]>, activation: Option<Activation>) -> Vec<f32> {
-        let (k, n) = (self.d_in, self.d_out);
-        assert!(k > 0 && x.len().is_multiple_of(k), "linear input of {} values is not rows of {k}", x.len());
-        let m = x.len() / k;
-        if m * n == 0 {
-            return vec![];
-        }
-        if let Some(r) = residual {
-            assert_eq!(r.len(), m * n, "residual does not fit the linear output");
-        }
-        let mut out: Vec<f32> = Vec::with_capacity(m * n);
-        let weight = self.weight.as_slice();
-        // Row blocks, two per thread: on this project's 2-core machine that ran −1 to +9 %
-        // (mostly +2–4 %) against gemm's own threads over the whole product on Geneformer's
-        // shapes (interleaved runs), and a block whose core is slowed down leaves its share
-        // to the other thread.
-        let rows = m.div_ceil(2 * rayon::current_num_threads()).next_multiple_of(16);
-        let spare = &mut out.spare_capacity_mut()[..m * n];
-        spare.par_chunks_mut(rows * n).enumerate().for_each(|(block, o)| {
-            let first = block * rows;
-            let block_rows = o.len() / n;
-            match residual {
-                Some(r) => {
-                    let r = &r[first * n..(first + block_rows) * n];
-                    for (o, r) in o.chunks_exact_mut(n).zip(r.chunks_exact(n)) {
-                        for ((o, r), b) in o.iter_mut().zip(r).zip(&self.bias) {
-                            o.write(r + b);
-                        }
-                    }
-                }
-                None => {
-                    for o in o.chunks_exact_mut(n) {
-                        for (o, b) in o.iter_mut().zip(&self.bias) {
-                            o.write(*b);
-                        }
-                    }
-                }
-            }
-            // SAFETY: every element of the block was written just above (whole rows of n).
-            let o: &mut [f32] = unsafe { &mut *(o as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
-            let x = &x[first * k..(first + block_rows) * k];
-            // SAFETY: x is [block_rows, k], weight [k, n] and o [block_rows, n], all
-            // row-major and contiguous.
-            unsafe {
-                gemm::gemm(
-                    block_rows,
-                    n,
-                    k,
-                    o.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    true,
-                    x.as_ptr(),
-                    1,
-                    k as isize,
-                    weight.as_ptr(),
-                    1,
-                    n as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
-            if let Some(activation) = activation {
-                activation.apply_to_slice(o);
-            }
-        });
-        // SAFETY: the blocks cover all m · n elements, and every one was written above.
-        unsafe { out.set_len(m * n) };
-        out
+        debug_assert_eq!((self.weight.as_slice().len(), self.bias.len()), (self.d_in * self.d_out, self.d_out));
+        scfm_kernels::linear::linear(x, self.weight.as_slice(), &self.bias, residual, activation.map(Activation::host))
     }
 }
 
 impl Activation {
-    /// The activation applied in place on the host, one thread; the same formulas as
-    /// [`Activation::apply`] on burn-flex (GELU through libm's `erff`), so the same values.
-    pub(crate) fn apply_to_slice(self, x: &mut [f32]) {
+    /// The same activation as the host kernels name it.
+    pub(crate) fn host(self) -> scfm_kernels::linear::Activation {
         match self {
-            Self::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
-            Self::Gelu => {
-                let sqrt2 = core::f32::consts::SQRT_2;
-                x.iter_mut().for_each(|v| *v = 0.5 * *v * (1.0 + libm::erff(*v / sqrt2)));
-            }
+            Self::Relu => scfm_kernels::linear::Activation::Relu,
+            Self::Gelu => scfm_kernels::linear::Activation::Gelu,
         }
     }
 }
@@ -283,7 +198,7 @@ mod tests {
             (Activation::Relu, Activation::Relu.apply(x.clone())),
         ] {
             let mut got = values(x.clone());
-            activation.apply_to_slice(&mut got);
+            activation.host().apply_to_slice(&mut got);
             assert_eq!(got, values(want), "{activation:?}");
         }
     }

@@ -1,7 +1,6 @@
 //! Building blocks shared by every model family.
 
 mod attention;
-mod cpu_attention;
 mod cpu_linear;
 mod encoder;
 mod performer;

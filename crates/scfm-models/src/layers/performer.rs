@@ -10,12 +10,12 @@ use burn::tensor::{Tensor, TensorData};
 use scfm_core::NumpyPcg64;
 
 use super::attention::{cpu_kernel_applies, host_tensor};
-use super::cpu_attention::{self, Dims};
 use super::cpu_linear::{HostLinear, HostValues};
 use crate::checkpoint::ModuleSource;
+use scfm_kernels::attention::{self as cpu_attention, Dims};
 
 /// The `+ eps` of the softmax-kernel feature maps.
-pub(super) const FEATURE_EPS: f64 = 1e-4;
+pub(super) const FEATURE_EPS: f64 = cpu_attention::FEATURE_EPS;
 
 /// Multi-head FAVOR+ self-attention with the softmax kernel: `to_q`, `to_k`, `to_v` (with or
 /// without bias), the random-feature projection shared by all heads, and `to_out`.

@@ -1,4 +1,5 @@
-//! A fused multi-head attention kernel for the default CPU backend (burn-flex, fp32 inference).
+//! A fused multi-head attention kernel on host slices (what the models run for fp32 inference
+//! on burn-flex, the default CPU backend), and FAVOR+ ([`favor_attention`]).
 //!
 //! burn-flex's own fused attention walks every query row for each 64-key tile with a scalar
 //! `expf` per score, runs single-threaded, and needs the heads transposed into contiguous
@@ -28,19 +29,27 @@ const KEY_BLOCK: usize = 512;
 /// for cell `b`, head `h`, query `i` and key `j`; a stride of 0 broadcasts (a key-padding
 /// bias has `head = row = 0`).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct BiasLayout<'a> {
+pub struct BiasLayout<'a> {
+    /// The bias values.
     pub data: &'a [f32],
+    /// Stride between cells.
     pub batch: usize,
+    /// Stride between heads.
     pub head: usize,
+    /// Stride between query rows.
     pub row: usize,
 }
 
 /// The shapes of one call.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Dims {
+pub struct Dims {
+    /// Cells.
     pub batch: usize,
+    /// Tokens per cell.
     pub len: usize,
+    /// Attention heads.
     pub heads: usize,
+    /// Width of one head.
     pub head_dim: usize,
 }
 
@@ -74,7 +83,7 @@ impl Dims {
 /// - `qkv`: `[batch, len, 3 · heads · head_dim]`
 /// - `bias`: broadcastable to `[batch, heads, len, len]` through its strides
 /// - `out`: `[batch, len, heads · head_dim]`
-pub(crate) fn attention(qkv: &[f32], bias: Option<BiasLayout<'_>>, dims: Dims, out: &mut [f32]) {
+pub fn attention(qkv: &[f32], bias: Option<BiasLayout<'_>>, dims: Dims, out: &mut [f32]) {
     let Dims { batch, len, heads, head_dim } = dims;
     let d = heads * head_dim;
     assert!(qkv.len() == 3 * batch * len * d && out.len() == batch * len * d, "attention buffers do not fit {dims:?}");
@@ -174,13 +183,16 @@ impl Task<'_> {
     }
 }
 
-/// The `+ eps` of FAVOR+'s softmax-kernel feature maps, as the burn path adds it.
-const FEATURE_EPS: f32 = super::performer::FEATURE_EPS as f32;
+/// The `+ eps` of FAVOR+'s softmax-kernel feature maps (`performer_pytorch`'s `eps`): the
+/// burn path of the models adds the same constant.
+pub const FEATURE_EPS: f64 = 1e-4;
+/// [`FEATURE_EPS`] in the kernel's precision.
+const FEATURE_EPS_F32: f32 = FEATURE_EPS as f32;
 /// Positions per block of the FAVOR+ feature maps (`[ROW_BLOCK, nb_features]` at a time).
 const ROW_BLOCK: usize = 256;
 
 /// Non-causal FAVOR+ attention with the softmax kernel, as
-/// [`crate::layers::favor_attention`] defines it (same formulas, same global key maximum over
+/// `scfm_models::layers::favor_attention` defines it (same formulas, same global key maximum over
 /// every cell, head, position and feature of the call), from a fused `qkv` as in
 /// [`attention`]. `projection` is the `[nb_features, head_dim]` random-feature matrix.
 ///
@@ -194,7 +206,7 @@ const ROW_BLOCK: usize = 256;
 /// - `qkv`: `[batch, len, 3 · heads · head_dim]`
 /// - `projection`: `[nb_features, head_dim]`
 /// - `out`: `[batch, len, heads · head_dim]`
-pub(crate) fn favor_attention(qkv: &[f32], projection: &[f32], dims: Dims, out: &mut [f32]) {
+pub fn favor_attention(qkv: &[f32], projection: &[f32], dims: Dims, out: &mut [f32]) {
     let Dims { batch, len, heads, head_dim } = dims;
     let d = heads * head_dim;
     assert!(qkv.len() == 3 * batch * len * d && out.len() == batch * len * d, "attention buffers do not fit {dims:?}");
@@ -234,10 +246,10 @@ impl KeySums {
         let scale = if self.max == f32::NEG_INFINITY { 0.0 } else { (self.max - global).exp() };
         for row in self.context.chunks_exact_mut(head_dim) {
             for (c, v) in row.iter_mut().zip(&self.value_sum) {
-                *c = *c * scale + FEATURE_EPS * v;
+                *c = *c * scale + FEATURE_EPS_F32 * v;
             }
         }
-        self.key_sum.iter_mut().for_each(|k| *k = *k * scale + FEATURE_EPS * len as f32);
+        self.key_sum.iter_mut().for_each(|k| *k = *k * scale + FEATURE_EPS_F32 * len as f32);
     }
 }
 
@@ -327,7 +339,7 @@ impl FeatureMap<'_> {
             let norms = self.dash(Projection::Query, cell, head, first, rows, &mut dash);
             for (row, norm) in dash.chunks_exact_mut(f).zip(&norms) {
                 exp_minus(row, norm + max_of(row));
-                row.iter_mut().for_each(|x| *x += FEATURE_EPS);
+                row.iter_mut().for_each(|x| *x += FEATURE_EPS_F32);
             }
             let o = &mut out[head * head_dim..];
             // SAFETY: dash is rows × features, the context features × head_dim, and out
