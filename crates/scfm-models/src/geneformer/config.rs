@@ -1,9 +1,7 @@
 use std::path::Path;
 
-use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
-use super::Geneformer;
 use crate::ImportError;
 use crate::layers::Activation;
 
@@ -147,11 +145,5 @@ impl GeneformerConfig {
             attention_dropout: c.attention_probs_dropout_prob,
             pad_token_id: c.pad_token_id,
         })
-    }
-
-    /// A freshly initialised model of this shape (BERT's initialisation: N(0, 0.02) weights,
-    /// zero biases, unit LayerNorms), with the MLM head.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Geneformer<B> {
-        Geneformer::init(self, device)
     }
 }

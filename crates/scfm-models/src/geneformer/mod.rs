@@ -5,9 +5,9 @@
 //! compute cell embeddings with [`Geneformer::cell_embeddings`], exactly as upstream
 //! `EmbExtractor` does (see [`CellPooling`] and [`EmbeddingLayer`]).
 
+mod assemble;
 mod classifier;
 mod config;
-mod import;
 mod model;
 
 pub use classifier::{ClassifierPooling, GeneformerClassifier};

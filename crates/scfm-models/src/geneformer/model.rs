@@ -4,7 +4,6 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
 
 use super::GeneformerConfig;
-use crate::checkpoint::Fresh;
 use crate::layers::{Activation, EncoderLayer, full_bias, key_padding_bias, mean_over};
 
 /// BERT embeddings: word + absolute position + token type 0, then LayerNorm.
@@ -108,10 +107,6 @@ pub enum CellPooling {
 }
 
 impl<B: Backend> Geneformer<B> {
-    pub(super) fn init(config: &GeneformerConfig, device: &B::Device) -> Self {
-        super::import::assemble(config, &mut Fresh::new(device, 0.02), true)
-    }
-
     /// Runs the encoder.
     ///
     /// # Shapes

@@ -1,8 +1,5 @@
-use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
-use super::ScBert;
-use crate::checkpoint::Fresh;
 use crate::layers::PerformerShape;
 
 /// scBERT's `PerformerLM` and, for fine-tuned checkpoints, `finetune.py`'s head.
@@ -56,11 +53,5 @@ impl ScBertConfig {
     pub fn with_classifier(mut self, n_classes: usize) -> Self {
         self.classifier = Some(ScBertClassifierShape { fc1: 512, fc2: 128, n_classes });
         self
-    }
-
-    /// A freshly initialised model (weights ~ N(0, 0.02), random gene2vec table, projections
-    /// drawn from `seed`).
-    pub fn init<B: Backend>(&self, device: &B::Device, seed: u64) -> ScBert<B> {
-        super::import::assemble(self, &mut Fresh::new(device, 0.02).with_seed(seed))
     }
 }

@@ -12,8 +12,8 @@
 //! table is float64 in the checkpoint and held in f32 here (upstream adds it in f64 and rounds
 //! once; the difference is ≤ 2.4e-7 on the fixtures).
 
+mod assemble;
 mod config;
-mod import;
 mod model;
 
 pub use config::{ScBertClassifierShape, ScBertConfig};

@@ -5,7 +5,6 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
 use super::ScBertConfig;
-use crate::checkpoint::Fresh;
 use crate::layers::PerformerLayer;
 
 /// `finetune.py`'s classification head over the encodings of all positions.
@@ -57,17 +56,6 @@ pub struct ScBert<B: Backend> {
 }
 
 impl<B: Backend> ScBert<B> {
-    /// The model with `finetune.py`'s head for `n_classes` cell types in place of its
-    /// masked-LM output layer (or of another head), freshly initialised: what upstream's
-    /// fine-tuning does to the pretrained model.
-    pub fn with_classifier(mut self, n_classes: usize, device: &B::Device) -> Self {
-        self.config = self.config.with_classifier(n_classes);
-        let shape = self.config.classifier.expect("just set");
-        self.classifier = Some(super::import::classifier(&self.config, shape, &mut Fresh::new(device, 0.02)));
-        self.lm_head = None;
-        self
-    }
-
     /// The encodings (`return_encodings=True`): token + gene2vec embeddings, the Performer
     /// layers, the final LayerNorm.
     ///

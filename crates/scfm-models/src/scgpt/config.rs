@@ -1,10 +1,8 @@
 use std::path::Path;
 
-use burn::tensor::backend::Backend;
 use scfm_core::GeneVocab;
 use serde::{Deserialize, Serialize};
 
-use super::ScGpt;
 use crate::ImportError;
 
 /// scGPT's architecture, as `scgpt.tasks.cell_emb` builds `TransformerModel` from a released
@@ -163,11 +161,5 @@ impl ScGptConfig {
             n_cls: None,
             generative: false,
         })
-    }
-
-    /// A freshly initialised model of this shape (weights ~ N(0, 0.02), zero biases, unit
-    /// LayerNorms) with the heads the configuration names.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> ScGpt<B> {
-        ScGpt::init(self, device)
     }
 }

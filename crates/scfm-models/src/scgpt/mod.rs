@@ -9,8 +9,8 @@
 //! Inputs are what `scfm_tokenize::scgpt::ScGptSequence` produces: `<cls>` first, then gene
 //! tokens with their bin (1…50) as a float, right-padded with `<pad>` and `pad_value` (−2).
 
+mod assemble;
 mod config;
-mod import;
 mod model;
 
 pub use config::ScGptConfig;

@@ -151,18 +151,6 @@ pub enum ScGptPooling {
 }
 
 impl<B: Backend> ScGpt<B> {
-    pub(super) fn init(config: &ScGptConfig, device: &B::Device) -> Self {
-        super::import::assemble(config, &mut Fresh::new(device, 0.02))
-    }
-
-    /// The model with a freshly initialised classification decoder for `n_cls` cell types
-    /// (replacing any it had), as the annotation tutorial puts on a pretrained model.
-    pub fn with_classifier(mut self, n_cls: usize, device: &B::Device) -> Self {
-        self.config.n_cls = Some(n_cls);
-        self.cls_decoder = Some(super::import::cls_decoder(&self.config, n_cls, &mut Fresh::new(device, 0.02)));
-        self
-    }
-
     /// The model with the flag embedding generative pretraining needs (kept when it has one).
     pub fn with_flag_encoder(mut self, device: &B::Device) -> Self {
         if self.flag_encoder.is_none() {

@@ -1,8 +1,5 @@
-use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
-use super::XTrimoGene;
-use crate::checkpoint::Fresh;
 use crate::layers::PerformerShape;
 
 /// `MaeAutobin`'s architecture, as `load_model_frommmf` builds it from a checkpoint's config.
@@ -59,10 +56,5 @@ impl XTrimoGeneConfig {
     /// The number of genes (`seq_len − 2`).
     pub fn n_genes(&self) -> usize {
         self.seq_len - 2
-    }
-
-    /// A freshly initialised model (weights ~ N(0, 0.02), projections drawn from `seed`).
-    pub fn init<B: Backend>(&self, device: &B::Device, seed: u64) -> XTrimoGene<B> {
-        super::import::assemble(self, &mut Fresh::new(device, 0.02).with_seed(seed))
     }
 }

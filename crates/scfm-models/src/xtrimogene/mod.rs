@@ -18,12 +18,12 @@
 //! [`XTrimoGeneClassifier`] is the fine-tuning model of `finetune_model.py` (max-pooled encoder
 //! output → BatchNorm → two linear layers).
 
+mod assemble;
 mod classifier;
 mod config;
-mod import;
 mod model;
 
+pub use assemble::Weights;
 pub use classifier::XTrimoGeneClassifier;
 pub use config::XTrimoGeneConfig;
-pub use import::Weights;
 pub use model::{AutoDiscretization, CellPooling, EncoderInput, XTrimoGene};

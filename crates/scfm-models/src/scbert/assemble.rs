@@ -1,3 +1,6 @@
+//! Assembles scBERT from a module source (fresh weights or a checkpoint), and the constructors
+//! built on it.
+//!
 //! The key map of scBERT checkpoints (`PerformerLM.state_dict()` names, inside the
 //! `model_state_dict` entry of `utils.save_ckpt`'s container).
 
@@ -8,7 +11,7 @@ use burn::tensor::backend::Backend;
 
 use super::{ScBert, ScBertClassifier, ScBertClassifierShape, ScBertConfig};
 use crate::ImportError;
-use crate::checkpoint::{Loader, ModuleSource, TensorFile, TorchArchive};
+use crate::checkpoint::{Fresh, Loader, ModuleSource, TensorFile, TorchArchive};
 use crate::layers::{PerformerShape, assemble_performer};
 
 const LAYERS: &str = "performer.net.layers";
@@ -109,5 +112,26 @@ impl<B: Backend> ScBert<B> {
         let p = &config.performer;
         loader.finish(&format!("scBERT ({} layers, dim {}, {} positions)", p.depth, p.dim, config.seq_len))?;
         Ok(model)
+    }
+}
+
+impl ScBertConfig {
+    /// A freshly initialised model (weights ~ N(0, 0.02), random gene2vec table, projections
+    /// drawn from `seed`).
+    pub fn init<B: Backend>(&self, device: &B::Device, seed: u64) -> ScBert<B> {
+        assemble(self, &mut Fresh::new(device, 0.02).with_seed(seed))
+    }
+}
+
+impl<B: Backend> ScBert<B> {
+    /// The model with `finetune.py`'s head for `n_classes` cell types in place of its
+    /// masked-LM output layer (or of another head), freshly initialised: what upstream's
+    /// fine-tuning does to the pretrained model.
+    pub fn with_classifier(mut self, n_classes: usize, device: &B::Device) -> Self {
+        self.config = self.config.with_classifier(n_classes);
+        let shape = self.config.classifier.expect("just set");
+        self.classifier = Some(classifier(&self.config, shape, &mut Fresh::new(device, 0.02)));
+        self.lm_head = None;
+        self
     }
 }

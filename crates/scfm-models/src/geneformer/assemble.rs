@@ -1,4 +1,5 @@
-//! The Hugging Face BERT key map of Geneformer checkpoints.
+//! Assembles Geneformer from a module source (fresh weights or a checkpoint) under the
+//! Hugging Face BERT key names, and the constructors built on it (`init`, `from_hf_dir`).
 
 use std::path::Path;
 
@@ -8,7 +9,7 @@ use burn::tensor::backend::Backend;
 use super::model::{Embeddings, MlmHead};
 use super::{Geneformer, GeneformerConfig};
 use crate::ImportError;
-use crate::checkpoint::{Loader, ModuleSource, TensorFile};
+use crate::checkpoint::{Fresh, Loader, ModuleSource, TensorFile};
 use crate::layers::{EncoderLayer, SelfAttention};
 
 /// Assembles a model from `src` under `BertForMaskedLM`'s state-dict names.
@@ -96,5 +97,13 @@ impl<B: Backend> Geneformer<B> {
         loader.ignore(IGNORABLE.map(String::from));
         loader.finish(&format!("Geneformer ({} layers, d_model {})", config.n_layers, config.d_model))?;
         Ok(model)
+    }
+}
+
+impl GeneformerConfig {
+    /// A freshly initialised model of this shape (BERT's initialisation: N(0, 0.02) weights,
+    /// zero biases, unit LayerNorms), with the MLM head.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Geneformer<B> {
+        assemble(self, &mut Fresh::new(device, 0.02), true)
     }
 }

@@ -1,3 +1,6 @@
+//! Assembles xTrimoGene from a module source (fresh weights or a checkpoint), and the
+//! constructors built on it.
+//!
 //! scFoundation's `models.ckpt`: `{gene, cell, rde}` → `{config, state_dict}` with Lightning's
 //! `model.` key prefix (what `load_model_frommmf` / `convertconfig` read).
 
@@ -8,7 +11,7 @@ use burn::tensor::backend::Backend;
 use super::model::AutoDiscretization;
 use super::{XTrimoGene, XTrimoGeneConfig};
 use crate::ImportError;
-use crate::checkpoint::{Loader, ModuleSource, PyValue, TensorFile, TorchArchive};
+use crate::checkpoint::{Fresh, Loader, ModuleSource, PyValue, TensorFile, TorchArchive};
 use crate::layers::{Activation, EncoderLayer, PerformerShape, assemble_performer, stacked_self_attention};
 
 /// The three weight sets of scFoundation's `models.ckpt` (`get_embedding.py --version`).
@@ -217,5 +220,12 @@ impl<B: Backend> XTrimoGene<B> {
             config.encoder_depth, config.encoder_dim, config.decoder.depth, config.decoder.dim, config.seq_len
         ))?;
         Ok(model)
+    }
+}
+
+impl XTrimoGeneConfig {
+    /// A freshly initialised model (weights ~ N(0, 0.02), projections drawn from `seed`).
+    pub fn init<B: Backend>(&self, device: &B::Device, seed: u64) -> XTrimoGene<B> {
+        assemble(self, &mut Fresh::new(device, 0.02).with_seed(seed))
     }
 }

@@ -1,4 +1,5 @@
-//! The key map of scGPT checkpoints (`TransformerModel.state_dict()` names).
+//! Assembles scGPT from a module source (fresh weights or a checkpoint) under the
+//! `TransformerModel.state_dict()` key names, and the constructors built on it.
 
 use std::path::Path;
 
@@ -7,7 +8,7 @@ use burn::tensor::backend::Backend;
 use super::model::{ClsBlock, ClsDecoder, ExprDecoder, GeneEncoder, MvcDecoder, ValueEncoder, dropout};
 use super::{ScGpt, ScGptConfig};
 use crate::ImportError;
-use crate::checkpoint::{Loader, ModuleSource, TensorFile};
+use crate::checkpoint::{Fresh, Loader, ModuleSource, TensorFile};
 use crate::layers::{Activation, EncoderLayer, stacked_self_attention};
 
 /// Where a layer's stacked `[Q; K; V]` projection sits: the flash (FA1) layout of the released
@@ -136,5 +137,23 @@ impl<B: Backend> ScGpt<B> {
         let model = assemble_with(&config, &mut loader, has);
         loader.finish(&format!("scGPT ({} layers, d_model {})", config.n_layers, config.d_model))?;
         Ok(model)
+    }
+}
+
+impl<B: Backend> ScGpt<B> {
+    /// The model with a freshly initialised classification decoder for `n_cls` cell types
+    /// (replacing any it had), as the annotation tutorial puts on a pretrained model.
+    pub fn with_classifier(mut self, n_cls: usize, device: &B::Device) -> Self {
+        self.config.n_cls = Some(n_cls);
+        self.cls_decoder = Some(cls_decoder(&self.config, n_cls, &mut Fresh::new(device, 0.02)));
+        self
+    }
+}
+
+impl ScGptConfig {
+    /// A freshly initialised model of this shape (weights ~ N(0, 0.02), zero biases, unit
+    /// LayerNorms) with the heads the configuration names.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> ScGpt<B> {
+        assemble(self, &mut Fresh::new(device, 0.02))
     }
 }
