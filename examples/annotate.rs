@@ -28,10 +28,64 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
+use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use scfm::annotate::{AnnotateOptions, Family, FamilyKind, Stage, annotate};
 use scfm::backend::CpuTrain;
+
+/// The example's options; every one defaults to `AnnotateOptions::with_data_dir`'s value.
+#[derive(Parser)]
+#[command(about = "Cell-type annotation of the sorted PBMCs with a small model and a baseline")]
+struct Args {
+    /// Labelled h5ad (default: the shared data's pbmc_sorted_3k5_train.h5ad).
+    input: Option<PathBuf>,
+    /// Output folder.
+    #[arg(long, default_value = "out/annotate")]
+    out: PathBuf,
+    /// Obs column with the cell types.
+    #[arg(long)]
+    label: Option<String>,
+    /// Another labelled h5ad (same genes) to evaluate on.
+    #[arg(long)]
+    test: Option<PathBuf>,
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long)]
+    d_model: Option<usize>,
+    #[arg(long)]
+    layers: Option<usize>,
+    #[arg(long)]
+    heads: Option<usize>,
+    #[arg(long)]
+    d_ff: Option<usize>,
+    /// Tokens per cell.
+    #[arg(long)]
+    max_len: Option<usize>,
+    #[arg(long)]
+    pretrain_epochs: Option<usize>,
+    /// Fine-tuning epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Peak fine-tuning learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Start from a pretrained model of the family (an upstream release or `scfm pretrain`
+    /// output).
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// Keep the embeddings and the first N layers fixed while fine-tuning.
+    #[arg(long)]
+    freeze_layers: Option<usize>,
+    /// The model family.
+    #[arg(long, value_enum, default_value_t)]
+    family: FamilyKind,
+    /// The family's tokenizer file (default: the one in the shared data folder).
+    #[arg(long)]
+    vocab: Option<PathBuf>,
+}
 
 fn main() -> Result<()> {
     // Reuse freed memory instead of faulting in fresh pages for every tensor (CPU runs).
@@ -39,39 +93,30 @@ fn main() -> Result<()> {
     let data = std::env::var_os("SCFM_DATA_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
-    let mut input = data.join("h5ad/pbmc_sorted_3k5_train.h5ad");
-    let mut opts = AnnotateOptions::with_data_dir(&data, &PathBuf::from("out/annotate"));
-    let mut args = std::env::args().skip(1);
-    let (mut family, mut vocab) = ("geneformer".to_owned(), None::<PathBuf>);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--out" => opts.out = value()?.into(),
-            "--label" => opts.label = value()?,
-            "--test" => opts.test = Some(value()?.into()),
-            "--seed" => opts.seed = value()?.parse()?,
-            "--d-model" => opts.model.d_model = value()?.parse()?,
-            "--layers" => opts.model.n_layers = value()?.parse()?,
-            "--heads" => opts.model.n_heads = value()?.parse()?,
-            "--d-ff" => opts.model.d_ff = value()?.parse()?,
-            "--max-len" => opts.model.max_len = value()?.parse()?,
-            "--pretrain-epochs" => opts.pretrain_epochs = value()?.parse()?,
-            "--epochs" => opts.finetune_epochs = value()?.parse()?,
-            "--batch-size" => opts.batch_size = value()?.parse()?,
-            "--lr" => opts.finetune_lr = value()?.parse()?,
-            "--init" => opts.init = Some(value()?.into()),
-            "--freeze-layers" => opts.freeze_layers = value()?.parse()?,
-            "--family" => family = value()?,
-            "--vocab" => vocab = Some(value()?.into()),
-            other if !other.starts_with('-') => input = other.into(),
-            other => bail!("unknown option {other}"),
-        }
-    }
-    let kind: FamilyKind = family.parse()?;
-    opts.family = match vocab {
-        Some(file) => Family::new(kind, file),
-        None => Family::in_data_dir(kind, &data),
+    let args = Args::parse();
+    let input = args.input.unwrap_or_else(|| data.join("h5ad/pbmc_sorted_3k5_train.h5ad"));
+    let mut opts = AnnotateOptions::with_data_dir(&data, &args.out);
+    let m = &mut opts.model;
+    let set = |to: &mut usize, from: Option<usize>| *to = from.unwrap_or(*to);
+    set(&mut m.d_model, args.d_model);
+    set(&mut m.n_layers, args.layers);
+    set(&mut m.n_heads, args.heads);
+    set(&mut m.d_ff, args.d_ff);
+    set(&mut m.max_len, args.max_len);
+    set(&mut opts.pretrain_epochs, args.pretrain_epochs);
+    set(&mut opts.finetune_epochs, args.epochs);
+    set(&mut opts.batch_size, args.batch_size);
+    set(&mut opts.freeze_layers, args.freeze_layers);
+    opts.label = args.label.unwrap_or(opts.label);
+    opts.test = args.test;
+    opts.seed = args.seed.unwrap_or(opts.seed);
+    opts.finetune_lr = args.lr.unwrap_or(opts.finetune_lr);
+    opts.init = args.init;
+    opts.family = match args.vocab {
+        Some(file) => Family::new(args.family, file),
+        None => Family::in_data_dir(args.family, &data),
     };
+    let family = args.family;
     println!("input {}  →  {}  ({family})", input.display(), opts.out.display());
     let started = std::time::Instant::now();
     let bar = ProgressBar::hidden();

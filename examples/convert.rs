@@ -9,18 +9,29 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Result;
+use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use scfm::core::arrow_array::cast::AsArray;
 use scfm::core::arrow_array::types::Int32Type;
 use scfm::io::inspect::inspect;
 use scfm::prelude::*;
 
+/// The example's arguments.
+#[derive(Parser)]
+#[command(about = "Converts an h5ad file into a sharded Arrow corpus and prints what is in it")]
+struct Args {
+    /// The h5ad file (default: the shared data's pbmc_sorted_3k5_train.h5ad).
+    input: Option<PathBuf>,
+    /// The corpus folder.
+    #[arg(default_value = "out/pbmc_corpus")]
+    out: PathBuf,
+}
+
 fn main() -> Result<()> {
-    let mut args = std::env::args().skip(1);
-    let input = args.next().map(PathBuf::from).unwrap_or_else(|| {
+    let Args { input, out } = Args::parse();
+    let input = input.unwrap_or_else(|| {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/h5ad/pbmc_sorted_3k5_train.h5ad")
     });
-    let out = args.next().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("out/pbmc_corpus"));
 
     let summary = inspect(&input)?;
     println!(

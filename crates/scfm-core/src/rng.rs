@@ -4,6 +4,9 @@
 //! NumPy's legacy MT19937 is in `scfm-tokenize`, its only user.
 
 /// SplitMix64 (Steele, Lea & Flood 2014): fast, seeded, 64-bit state.
+///
+/// Kept here rather than taken from `rand`: its stream decides saved results (splits, batch
+/// orders, masks), so it must never change with a dependency's version, and it is 20 lines.
 #[derive(Debug, Clone)]
 pub struct SplitMix64(u64);
 

@@ -1,5 +1,9 @@
 //! PNG plots without a plotting stack: a confusion-matrix heatmap and a 2-D embedding scatter,
 //! drawn on an RGB canvas with an 8×8 bitmap font.
+//!
+//! Why not plotters: it builds quickly (27 s cold release, measured 2026-12-07) but draws text
+//! only with a TrueType font found on the system at run time, which headless CI and compute
+//! nodes may not have; the bitmap font needs nothing.
 
 use std::path::Path;
 

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
+use rayon::prelude::*;
 use scfm_core::CellSource;
 use scfm_core::arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
 use scfm_core::arrow_array::{ArrayRef, RecordBatch, StringArray};
@@ -36,7 +37,7 @@ use serde::Serialize;
 
 use crate::Error;
 use crate::family::{EmbedderModel, FamilyKind, ModelFamily, Registered, with_kind, with_value};
-use crate::pipeline::{Prepared, Scheme, par_map, prepare_scheme};
+use crate::pipeline::{Prepared, Scheme, prepare_scheme};
 
 /// Upper bound on `cells × len²` per forward pass (the padding bias has that many floats: 64 MB),
 /// so that long cells (4,096 tokens) run one at a time whatever the token budget.
@@ -308,7 +309,16 @@ impl<B: Backend> Embedder<B> {
             prepare_scheme(&self.scheme, &source, n_counts_col.is_some(), self.opts.gene_table.as_deref(), false)?;
         crate::pipeline::require_mapped(&source, input, genes_mapped)?;
         let (n, dim) = (source.n_cells(), self.dim());
-        let threads = self.opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        // The tokenizer's threads: rayon's global pool, or a pool of the size asked for.
+        let pool = match self.opts.threads {
+            Some(n) => Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n.max(1))
+                    .build()
+                    .map_err(|e| Error::Incompatible { reason: format!("cannot start {n} tokenizer threads: {e}") })?,
+            ),
+            None => None,
+        };
         let mut values = vec![f32::NAN; n * dim];
         let mut cell_ids = Vec::with_capacity(n);
         let mut report = EmbedReport {
@@ -332,8 +342,18 @@ impl<B: Backend> Embedder<B> {
             let chunk = chunk?;
             let base = cell_ids.len();
             let n_counts = crate::pipeline::n_counts(&chunk, n_counts_col, uses_n_counts);
-            let rows =
-                par_map(chunk.n_cells(), threads.max(1), |i| cell_fn((base + i) as u64, chunk.cell(i), n_counts[i]));
+            let rows = {
+                let tokenize = || -> Vec<_> {
+                    (0..chunk.n_cells())
+                        .into_par_iter()
+                        .map(|i| cell_fn((base + i) as u64, chunk.cell(i), n_counts[i]))
+                        .collect()
+                };
+                match &pool {
+                    Some(pool) => pool.install(tokenize),
+                    None => tokenize(),
+                }
+            };
             cell_ids.extend_from_slice(chunk.cell_ids());
             // Cells the model cannot embed keep their NaN row.
             let usable = |p: &Pending| with_value!(EmbedderModel, &self.model, m, F => F::embeds(m, self.pooling, p));

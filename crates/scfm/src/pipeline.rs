@@ -643,28 +643,14 @@ impl Ids {
     }
 }
 
-/// `f(0..n)` on up to `threads` scoped threads (contiguous slices, results in order).
-#[cfg(feature = "models")]
-pub(crate) fn par_map<T: Send>(n: usize, threads: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    if threads <= 1 || n < 64 {
-        return (0..n).map(&f).collect();
-    }
-    let per = n.div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..n)
-            .step_by(per)
-            .map(|start| {
-                let f = &f;
-                s.spawn(move || (start..(start + per).min(n)).map(f).collect::<Vec<T>>())
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("tokenizer threads do not panic")).collect()
-    })
-}
-
 /// Runs `work` on the chunks of `source` on one thread per entry of `workers` (each with its
 /// own state), while one more thread reads the next chunks, and hands the results to `sink` in
 /// file order. `work` gets the index of the chunk's first cell.
+///
+/// Not a rayon parallel iterator: the chunks come one at a time from a reader thread and must
+/// reach the writer in file order with at most `workers + 1` in memory, and scGPT's legacy
+/// stream needs its one worker to keep its state across chunks; a `par_bridge` would neither
+/// bound the chunks in flight nor keep their order.
 ///
 /// Whole chunks go to the workers, so each keeps its per-thread buffers warm and builds its
 /// own output; a chunk is read, worked on and written by three different threads at once.
