@@ -30,6 +30,9 @@ status=0
 run tok-geneformer-v2 tokenize "$h5" -o @OUT@ --scheme geneformer-v2 --vocab "$data/vocab/geneformer" --obs trueLabel
 run tok-geneformer-v1 tokenize "$ens" -o @OUT@ --scheme geneformer-v1 --vocab "$data/vocab/geneformer/v1_gc30M"
 run tok-scgpt tokenize "$h5" -o @OUT@ --scheme scgpt --vocab "$data/vocab/scgpt/default_census_vocab.json"
+run tok-scgpt-legacy tokenize "$h5" -o @OUT@ --scheme scgpt --ties numpy-legacy --vocab "$data/vocab/scgpt/default_census_vocab.json"
+run tok-scgpt-deterministic tokenize "$ens" -o @OUT@ --scheme scgpt --ties deterministic --vocab "$data/vocab/scgpt/default_census_vocab.json" --gene-table "$data/vocab/gene_ids/gencode_v48_genes_homo_sapiens.csv.gz"
+run tok-geneformer-v1-symbols tokenize "$h5" -o @OUT@ --scheme geneformer-v1 --vocab "$data/vocab/geneformer/v1_gc30M"
 run tok-scbert tokenize "$h5" -o @OUT@ --scheme scbert --vocab "$data/vocab/scbert"
 run tok-xtrimogene tokenize "$h5" -o @OUT@ --scheme xtrimogene --vocab "$data/vocab/scfoundation"
 p=$data/parity/models

@@ -222,6 +222,9 @@ pub struct GeneformerTokenizer {
     input_size: usize,
     /// Counts are scaled to this total before the medians divide them (upstream `target_sum`).
     target_sum: f64,
+    /// Symbol → Ensembl id (`gene_name_id_dict`), applied to inputs with symbols before the
+    /// plan: V1's Ensembl mapping knows no symbols.
+    gene_names: Option<StringMap>,
 }
 
 /// One tokenized cell.
@@ -242,7 +245,14 @@ impl GeneformerTokenizer {
             let id = |t: &str| dicts.tokens.id(t).unwrap_or_else(|| panic!("V2 token dictionary has no {t}"));
             (id("<cls>"), id("<eos>"))
         });
-        Self { version, dicts, specials, input_size: version.model_input_size(), target_sum: 10_000.0 }
+        Self {
+            version,
+            dicts,
+            specials,
+            input_size: version.model_input_size(),
+            target_sum: 10_000.0,
+            gene_names: None,
+        }
     }
 
     /// The same tokenizer with `input_size` tokens per cell, specials included (upstream's
@@ -280,6 +290,15 @@ impl GeneformerTokenizer {
     #[must_use]
     pub fn with_target_sum(mut self, target_sum: f64) -> Self {
         self.target_sum = target_sum;
+        self
+    }
+
+    /// The same tokenizer mapping symbol inputs to Ensembl ids through `names`
+    /// (`gene_name_id_dict`) before planning them ([`crate::Tokenizer::plan`]; see
+    /// [`input_genes`]).
+    #[must_use]
+    pub fn with_gene_names(mut self, names: StringMap) -> Self {
+        self.gene_names = Some(names);
         self
     }
 
@@ -505,5 +524,39 @@ impl GeneformerTokenizer {
             };
             Some(GeneformerCell { input_ids })
         })
+    }
+}
+
+/// The gene ids a Geneformer plan reads for `genes`: its ids, or, when they are symbols and
+/// `names` (`gene_name_id_dict`, symbol → Ensembl id) is given, each symbol's id (exact case;
+/// symbols it does not know are kept and then dropped by the plan).
+pub fn input_genes(genes: &scfm_core::GeneTable, names: Option<&StringMap>) -> Vec<String> {
+    let ids = genes.ids();
+    match names {
+        Some(names) if genes.id_kind() == scfm_core::GeneIdKind::Symbol => {
+            ids.iter().map(|g| names.get(g).map_or_else(|| g.clone(), str::to_owned)).collect()
+        }
+        _ => ids.to_vec(),
+    }
+}
+
+impl crate::Tokenizer for GeneformerTokenizer {
+    type Plan = GenePlan;
+
+    fn layout(&self) -> crate::TokenLayout {
+        let ids = if self.version == GeneformerVersion::V1 { crate::IdWidth::I16 } else { crate::IdWidth::I32 };
+        crate::TokenLayout { ids, values: false, counts: false, uses_n_counts: true }
+    }
+
+    fn plan(&self, genes: &scfm_core::GeneTable) -> crate::GeneMapping<GenePlan> {
+        let genes = input_genes(genes, self.gene_names.as_ref());
+        let plan = GeneformerTokenizer::plan(self, &genes);
+        let mapped: Vec<bool> = (0..genes.len()).map(|i| plan.is_mapped(i)).collect();
+        let genes_mapped = plan.mapped_inputs;
+        crate::GeneMapping { genes_mapped, ..crate::GeneMapping::new(plan, &genes, |i| mapped[i]) }
+    }
+
+    fn tokenize(&self, plan: &GenePlan, _key: u64, cell: CellView<'_>, n_counts: f64) -> Option<crate::TokenizedCell> {
+        GeneformerTokenizer::tokenize(self, plan, cell, n_counts).map(|t| crate::TokenizedCell::ids(t.input_ids))
     }
 }

@@ -19,7 +19,9 @@ mod radix;
 pub mod rng;
 pub mod scbert;
 pub mod scgpt;
+pub mod tokenizer;
 pub mod vocab;
 pub mod xtrimogene;
 
 pub use error::TokenizeError;
+pub use tokenizer::{GeneMapping, IdWidth, PlannedTokenizer, TokenLayout, TokenizedCell, Tokenizer};

@@ -107,3 +107,28 @@ impl ScBertTokenizer {
         Some(tokens)
     }
 }
+
+impl crate::Tokenizer for ScBertTokenizer {
+    type Plan = ScBertPlan;
+
+    fn layout(&self) -> crate::TokenLayout {
+        crate::TokenLayout { ids: crate::IdWidth::U8, values: false, counts: false, uses_n_counts: false }
+    }
+
+    fn plan(&self, genes: &GeneTable) -> crate::GeneMapping<ScBertPlan> {
+        let plan = ScBertTokenizer::plan(self, genes);
+        let mapped: Vec<bool> = (0..genes.len()).map(|i| plan.is_mapped(i)).collect();
+        crate::GeneMapping::new(plan, genes.ids(), |i| mapped[i])
+    }
+
+    fn tokenize(
+        &self,
+        plan: &ScBertPlan,
+        _key: u64,
+        cell: CellView<'_>,
+        _n_counts: f64,
+    ) -> Option<crate::TokenizedCell> {
+        ScBertTokenizer::tokenize(self, plan, cell)
+            .map(|t| crate::TokenizedCell::ids(t.into_iter().map(u32::from).collect()))
+    }
+}

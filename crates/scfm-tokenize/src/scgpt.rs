@@ -323,3 +323,43 @@ mod tests {
         }
     }
 }
+
+/// scGPT's tokens for a dataset: gene ids and binned values, `<cls>` first, each cell's ties
+/// broken on its own (helical's per-cell PCG64 or the deterministic rule). Upstream's legacy
+/// NumPy stream is consumed cell after cell in file order, so it is not a per-cell tokenizer:
+/// callers run [`ScGptSequence::tokenize`] with one [`TieBreak::numpy_legacy`] in order.
+#[derive(Debug, Clone)]
+pub struct ScGptTokenizer {
+    /// The vocabulary (genes by exact symbol).
+    pub vocab: scfm_core::GeneVocab,
+    /// How a cell's sequence is built.
+    pub sequence: ScGptSequence,
+    /// helical's per-cell `default_rng(42)` ties, else the deterministic rule.
+    pub helical_ties: bool,
+}
+
+impl crate::Tokenizer for ScGptTokenizer {
+    type Plan = Vec<Option<u32>>;
+
+    fn layout(&self) -> crate::TokenLayout {
+        crate::TokenLayout { ids: crate::IdWidth::I32, values: true, counts: false, uses_n_counts: false }
+    }
+
+    fn plan(&self, genes: &scfm_core::GeneTable) -> crate::GeneMapping<Self::Plan> {
+        let plan = ScGptSequence::plan(&self.vocab, genes);
+        let mapped: Vec<bool> = plan.iter().map(Option::is_some).collect();
+        crate::GeneMapping::new(plan, genes.ids(), |i| mapped[i])
+    }
+
+    fn tokenize(
+        &self,
+        plan: &Self::Plan,
+        key: u64,
+        cell: scfm_core::CellView<'_>,
+        _n_counts: f64,
+    ) -> Option<crate::TokenizedCell> {
+        let mut tie = if self.helical_ties { TieBreak::HelicalPcg64 } else { TieBreak::Deterministic };
+        let (ids, values) = self.sequence.tokenize(plan, cell, key, &mut tie);
+        Some(crate::TokenizedCell::with_values(ids, values))
+    }
+}

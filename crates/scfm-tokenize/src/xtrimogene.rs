@@ -74,6 +74,9 @@ pub struct XTrimoGeneTokenizer {
     genes: Vec<String>,
     /// The target read depth.
     pub target: DepthTarget,
+    /// [`crate::Tokenizer::tokenize`] also returns the raw counts on the model's gene positions
+    /// ([`Self::align_counts`]), what read-depth-aware pretraining down-samples.
+    pub keep_counts: bool,
 }
 
 /// How a dataset's columns map onto the model's gene positions.
@@ -94,7 +97,7 @@ impl XTrimoGenePlan {
 impl XTrimoGeneTokenizer {
     /// A builder over the model's genes (e.g. [`crate::vocab::scfoundation_genes`]).
     pub fn new(genes: Vec<String>, target: DepthTarget) -> Self {
-        Self { genes, target }
+        Self { genes, target, keep_counts: false }
     }
 
     /// Position of the T token (= number of genes).
@@ -166,5 +169,35 @@ impl XTrimoGeneTokenizer {
                 out.values.push(v);
             }
         }
+    }
+}
+
+impl crate::Tokenizer for XTrimoGeneTokenizer {
+    type Plan = XTrimoGenePlan;
+
+    fn layout(&self) -> crate::TokenLayout {
+        crate::TokenLayout { ids: crate::IdWidth::I32, values: true, counts: self.keep_counts, uses_n_counts: false }
+    }
+
+    fn plan(&self, genes: &GeneTable) -> crate::GeneMapping<XTrimoGenePlan> {
+        let plan = XTrimoGeneTokenizer::plan(self, genes);
+        let mapped: Vec<bool> = (0..genes.len()).map(|i| plan.is_mapped(i)).collect();
+        crate::GeneMapping::new(plan, genes.ids(), |i| mapped[i])
+    }
+
+    /// Positions and values rounded once from f64 to f32.
+    fn tokenize(
+        &self,
+        plan: &XTrimoGenePlan,
+        _key: u64,
+        cell: CellView<'_>,
+        _n_counts: f64,
+    ) -> Option<crate::TokenizedCell> {
+        let enc = self.encode_counts(plan, cell);
+        Some(crate::TokenizedCell {
+            ids: enc.positions,
+            values: Some(enc.values.into_iter().map(|v| v as f32).collect()),
+            counts: self.keep_counts.then(|| self.align_counts(plan, cell)),
+        })
     }
 }

@@ -234,13 +234,13 @@ pub(crate) fn read_cells(
     let source = AnySource::open(path, &opts)?;
     crate::pipeline::require_counts(&source, path)?;
     let n_counts_col = source.obs_schema().index_of("n_counts").ok();
-    let Prepared { cell_fn, genes_mapped, has_counts, uses_n_counts, .. } =
+    let Prepared { tokenizer, layout, genes_mapped, .. } =
         prepare_scheme(scheme, &source, n_counts_col.is_some(), None, true)?;
     crate::pipeline::require_mapped(&source, path, genes_mapped)?;
     let mut cells = LabelledCells {
         tokens: vec![],
         values: None,
-        aligned_counts: has_counts.then(AlignedCounts::default),
+        aligned_counts: layout.counts.then(AlignedCounts::default),
         counts: CsrMatrix::new(source.genes().len()),
         labels: vec![],
         genes: source.genes().ids().to_vec(),
@@ -260,12 +260,12 @@ pub(crate) fn read_cells(
             ),
             None => None,
         };
-        let n_counts = crate::pipeline::n_counts(&chunk, n_counts_col, uses_n_counts);
+        let n_counts = crate::pipeline::n_counts(&chunk, n_counts_col, layout.uses_n_counts);
         for (i, n) in n_counts.iter().enumerate() {
             let cell = chunk.cell(i);
             let row = rows_read;
             rows_read += 1;
-            let input = cell_fn(row as u64, cell, *n);
+            let input = tokenizer.tokenize(row as u64, cell, *n);
             // Cells without any model input (no vocabulary gene; scBERT: too few genes), or
             // without a label when one is asked for, cannot be used.
             let Some(Row { ids, values, counts }) = input.filter(|r| !r.ids.is_empty()) else { continue };

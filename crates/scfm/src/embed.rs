@@ -305,7 +305,7 @@ impl<B: Backend> Embedder<B> {
         )?;
         crate::pipeline::require_counts(&source, input)?;
         let n_counts_col = source.obs_schema().index_of("n_counts").ok();
-        let Prepared { cell_fn, genes_mapped, settings, uses_n_counts, .. } =
+        let Prepared { tokenizer, layout, genes_mapped, settings, .. } =
             prepare_scheme(&self.scheme, &source, n_counts_col.is_some(), self.opts.gene_table.as_deref(), false)?;
         crate::pipeline::require_mapped(&source, input, genes_mapped)?;
         let (n, dim) = (source.n_cells(), self.dim());
@@ -341,12 +341,12 @@ impl<B: Backend> Embedder<B> {
         for chunk in source.chunks(self.opts.chunk_cells) {
             let chunk = chunk?;
             let base = cell_ids.len();
-            let n_counts = crate::pipeline::n_counts(&chunk, n_counts_col, uses_n_counts);
+            let n_counts = crate::pipeline::n_counts(&chunk, n_counts_col, layout.uses_n_counts);
             let rows = {
                 let tokenize = || -> Vec<_> {
                     (0..chunk.n_cells())
                         .into_par_iter()
-                        .map(|i| cell_fn((base + i) as u64, chunk.cell(i), n_counts[i]))
+                        .map(|i| tokenizer.tokenize((base + i) as u64, chunk.cell(i), n_counts[i]))
                         .collect()
                 };
                 match &pool {

@@ -13,12 +13,13 @@ use scfm_core::arrow_schema::{DataType, Field, Schema};
 use scfm_core::{CellSource, GeneIdKind, GeneTable};
 use scfm_io::hf::HfDatasetWriter;
 use scfm_io::{AnySource, IoError, MatrixSelector, ObsSelection, SourceOptions};
-use scfm_tokenize::TokenizeError;
-use scfm_tokenize::geneformer::{GeneformerDictionaries, GeneformerTokenizer, GeneformerVersion};
+use scfm_tokenize::geneformer::{GeneformerDictionaries, GeneformerTokenizer, GeneformerVersion, input_genes};
 use scfm_tokenize::scbert::ScBertTokenizer;
-use scfm_tokenize::scgpt::{ScGptSequence, TieBreak};
+use scfm_tokenize::scgpt::{ScGptSequence, ScGptTokenizer, TieBreak};
+use scfm_tokenize::tokenizer::Planned;
 use scfm_tokenize::vocab::{gencode_symbols, gene_list, scfoundation_genes, scgpt_vocab, string_map};
 use scfm_tokenize::xtrimogene::{DepthTarget, XTrimoGeneTokenizer};
+use scfm_tokenize::{GeneMapping, IdWidth, PlannedTokenizer, TokenLayout, TokenizeError, TokenizedCell, Tokenizer};
 use serde::Serialize;
 
 use crate::Error;
@@ -201,28 +202,7 @@ pub const COUNT_POSITIONS: &str = "count_positions";
 pub const COUNTS: &str = "counts";
 
 /// One tokenized cell.
-pub(crate) struct Row {
-    /// Token ids (xTrimoGene: encoder positions, T and S included).
-    pub(crate) ids: Vec<u32>,
-    /// One value per id (scGPT's bins, xTrimoGene's log-normalised values).
-    pub(crate) values: Option<Vec<f32>>,
-    /// xTrimoGene: the cell's raw counts on the model's gene positions
-    /// (`XTrimoGeneTokenizer::align_counts`), what its pretraining down-samples.
-    pub(crate) counts: Option<Vec<(u32, f64)>>,
-}
-
-impl Row {
-    fn ids(ids: Vec<u32>) -> Self {
-        Self { ids, values: None, counts: None }
-    }
-
-    fn with_values(ids: Vec<u32>, values: Vec<f32>) -> Self {
-        Self { ids, values: Some(values), counts: None }
-    }
-}
-
-/// The per-cell work of a scheme: `(cell key, cell, n_counts) -> row`.
-pub(crate) type CellFn<'a> = Box<dyn Fn(u64, scfm_core::CellView<'_>, f64) -> Option<Row> + Sync + 'a>;
+pub(crate) type Row = TokenizedCell;
 
 /// scGPT with upstream's legacy RNG: the state that must be consumed in cell order.
 struct ScGptLegacy {
@@ -231,25 +211,38 @@ struct ScGptLegacy {
     tie: TieBreak,
 }
 
-/// A scheme made ready for one dataset.
+/// A scheme made ready for one dataset: its tokenizer with the plan, and the report.
 pub(crate) struct Prepared<'a> {
-    pub(crate) cell_fn: CellFn<'a>,
+    /// The tokenizer planned for the dataset.
+    pub(crate) tokenizer: Box<dyn PlannedTokenizer + 'a>,
+    /// What its cells hold.
+    pub(crate) layout: TokenLayout,
     /// A few input genes the model does not know.
     pub(crate) unknown_examples: Vec<String>,
-    pub(crate) id_type: DataType,
-    pub(crate) has_values: bool,
-    /// Rows carry raw counts on the model's gene positions (xTrimoGene).
-    pub(crate) has_counts: bool,
     pub(crate) genes_mapped: usize,
     pub(crate) settings: serde_json::Value,
-    /// The cell function reads `n_counts` (Geneformer); the others are given NaN.
-    pub(crate) uses_n_counts: bool,
     legacy: Option<ScGptLegacy>,
 }
 
-/// Up to three genes whose column is not mapped.
-fn examples(genes: &[String], mapped: impl Fn(usize) -> bool) -> Vec<String> {
-    genes.iter().enumerate().filter(|&(i, _)| !mapped(i)).take(3).map(|(_, g)| g.clone()).collect()
+impl<'a> Prepared<'a> {
+    /// `tokenizer` planned for `genes`, with the scheme's `settings` (given the plan).
+    fn new<T: Tokenizer + 'a>(
+        tokenizer: T,
+        genes: &GeneTable,
+        settings: impl FnOnce(&T, &T::Plan) -> serde_json::Value,
+    ) -> Self {
+        let GeneMapping { plan, genes_mapped, unknown_examples } = tokenizer.plan(genes);
+        let settings = settings(&tokenizer, &plan);
+        let layout = tokenizer.layout();
+        Self {
+            tokenizer: Box::new(Planned { tokenizer, plan }),
+            layout,
+            unknown_examples,
+            genes_mapped,
+            settings,
+            legacy: None,
+        }
+    }
 }
 
 /// The gene table a symbol-based scheme matches against: the source's symbols, or its Ensembl
@@ -280,118 +273,69 @@ pub(crate) fn prepare_scheme<'a>(
     gene_table: Option<&Path>,
     with_counts: bool,
 ) -> Result<Prepared<'a>, Error> {
-    let ids = source.genes().ids().to_vec();
     // Symbol-based schemes match against this (Geneformer maps ids through its own files).
     let symbols = || symbol_table(source, gene_table);
     Ok(match scheme {
         Scheme::Geneformer { version, files } => {
-            let mut genes = ids;
-            if *version == GeneformerVersion::V1
-                && source.genes().id_kind() == GeneIdKind::Symbol
-                && let Some(p) = &files.gene_name_id
-            {
-                let names = string_map(p)?;
-                genes = genes.iter().map(|g| names.get(g).map_or_else(|| g.clone(), str::to_owned)).collect();
-            }
+            // V1's Ensembl mapping knows no symbols: symbol inputs go through gene_name_id first.
+            let names = match &files.gene_name_id {
+                Some(p) if *version == GeneformerVersion::V1 && source.genes().id_kind() == GeneIdKind::Symbol => {
+                    Some(string_map(p)?)
+                }
+                _ => None,
+            };
             // Only this dataset's part of the Ensembl mapping is kept: the plan is the same.
+            let genes = input_genes(source.genes(), names.as_ref());
             let dicts = GeneformerDictionaries::load_for_genes(
                 &files.token_dictionary,
                 &files.gene_medians,
                 &files.ensembl_mapping,
                 &genes,
             )?;
-            let tok = GeneformerTokenizer::new(*version, dicts);
-            let plan = tok.plan(&genes);
-            let settings = serde_json::json!({
-                "model_input_size": version.model_input_size(),
-                "dictionaries": files,
-                "collapsed_duplicates": plan.collapsed,
-                "n_counts_from": if has_n_counts { "obs column n_counts" } else { "cell totals over all input genes" },
-            });
-            Prepared {
-                unknown_examples: examples(&genes, |i| plan.is_mapped(i)),
-                genes_mapped: plan.mapped_inputs,
-                id_type: if *version == GeneformerVersion::V1 { DataType::Int16 } else { DataType::Int32 },
-                has_values: false,
-                has_counts: false,
-                settings,
-                uses_n_counts: true,
-                legacy: None,
-                cell_fn: Box::new(move |_, cell, n| tok.tokenize(&plan, cell, n).map(|t| Row::ids(t.input_ids))),
+            let mut tok = GeneformerTokenizer::new(*version, dicts);
+            if let Some(names) = names {
+                tok = tok.with_gene_names(names);
             }
+            Prepared::new(tok, source.genes(), |tok, plan| {
+                serde_json::json!({
+                    "model_input_size": tok.input_size(),
+                    "dictionaries": files,
+                    "collapsed_duplicates": plan.collapsed,
+                    "n_counts_from": if has_n_counts { "obs column n_counts" } else { "cell totals over all input genes" },
+                })
+            })
         }
-        Scheme::ScGpt { vocab, sequence, ties } => {
-            let v = scgpt_vocab(vocab, true)?;
+        Scheme::ScGpt { vocab: path, sequence, ties } => {
+            let vocab = scgpt_vocab(path, true)?;
             let mut seq = sequence.clone();
-            seq.cls_id = v.id("<cls>").expect("specials are appended");
-            let plan = ScGptSequence::plan(&v, &symbols()?);
+            seq.cls_id = vocab.id("<cls>").expect("specials are appended");
             let settings = serde_json::json!({
-                "vocab": vocab, "max_len": seq.max_len, "cls_value": seq.cls_value, "n_bins": seq.n_bins,
+                "vocab": path, "max_len": seq.max_len, "cls_value": seq.cls_value, "n_bins": seq.n_bins,
                 "include_zero_genes": seq.include_zero_genes, "seed": seq.seed, "ties": ties,
             });
+            let tok = ScGptTokenizer { vocab, sequence: seq, helical_ties: *ties == TieMode::Helical };
+            let table = symbols()?;
+            // Upstream's legacy stream is drawn from in file order, by `tokenize` itself.
             let legacy = (*ties == TieMode::NumpyLegacy).then(|| ScGptLegacy {
-                seq: seq.clone(),
-                plan: plan.clone(),
-                tie: TieBreak::numpy_legacy(seq.seed),
+                seq: tok.sequence.clone(),
+                plan: ScGptSequence::plan(&tok.vocab, &table),
+                tie: TieBreak::numpy_legacy(tok.sequence.seed),
             });
-            let ties = *ties;
-            Prepared {
-                unknown_examples: examples(&ids, |i| plan[i].is_some()),
-                genes_mapped: plan.iter().flatten().count(),
-                id_type: DataType::Int32,
-                has_values: true,
-                has_counts: false,
-                settings,
-                uses_n_counts: false,
-                legacy,
-                cell_fn: Box::new(move |key, cell, _| {
-                    let mut tie =
-                        if ties == TieMode::Helical { TieBreak::HelicalPcg64 } else { TieBreak::Deterministic };
-                    let (ids, values) = seq.tokenize(&plan, cell, key, &mut tie);
-                    Some(Row::with_values(ids, values))
-                }),
-            }
+            Prepared { legacy, ..Prepared::new(tok, &table, |_, _| settings) }
         }
-        Scheme::ScBert { genes } => {
-            let tok = ScBertTokenizer::new(gene_list(genes)?);
-            let plan = tok.plan(&symbols()?);
-            let settings = serde_json::json!({"genes": genes, "seq_len": tok.seq_len(), "min_genes": tok.min_genes, "bin_num": tok.bin_num});
-            Prepared {
-                unknown_examples: examples(&ids, |i| plan.is_mapped(i)),
-                genes_mapped: plan.matched,
-                id_type: DataType::UInt8,
-                has_values: false,
-                has_counts: false,
-                settings,
-                uses_n_counts: false,
-                legacy: None,
-                cell_fn: Box::new(move |_, cell, _| {
-                    tok.tokenize(&plan, cell).map(|t| Row::ids(t.into_iter().map(u32::from).collect()))
-                }),
-            }
-        }
+        Scheme::ScBert { genes } => Prepared::new(
+            ScBertTokenizer::new(gene_list(genes)?),
+            &symbols()?,
+            |tok, _| serde_json::json!({"genes": genes, "seq_len": tok.seq_len(), "min_genes": tok.min_genes, "bin_num": tok.bin_num}),
+        ),
         Scheme::XTrimoGene { genes, target } => {
-            let tok = XTrimoGeneTokenizer::new(scfoundation_genes(genes)?, *target);
-            let plan = tok.plan(&symbols()?);
-            let settings = serde_json::json!({"genes": genes, "target": format!("{target:?}"), "seq_len": tok.seq_len(), "values": "computed in f64, rounded once to f32"});
-            Prepared {
-                unknown_examples: examples(&ids, |i| plan.is_mapped(i)),
-                genes_mapped: plan.matched,
-                id_type: DataType::Int32,
-                has_values: true,
-                has_counts: with_counts,
-                settings,
-                uses_n_counts: false,
-                legacy: None,
-                cell_fn: Box::new(move |_, cell, _| {
-                    let enc = tok.encode_counts(&plan, cell);
-                    Some(Row {
-                        ids: enc.positions,
-                        values: Some(enc.values.into_iter().map(|v| v as f32).collect()),
-                        counts: with_counts.then(|| tok.align_counts(&plan, cell)),
-                    })
-                }),
-            }
+            let mut tok = XTrimoGeneTokenizer::new(scfoundation_genes(genes)?, *target);
+            tok.keep_counts = with_counts;
+            Prepared::new(
+                tok,
+                &symbols()?,
+                |tok, _| serde_json::json!({"genes": genes, "target": format!("{target:?}"), "seq_len": tok.seq_len(), "values": "computed in f64, rounded once to f32"}),
+            )
         }
     })
 }
@@ -420,17 +364,14 @@ pub fn tokenize(
     // Upstream Geneformer tokenizes only rows whose optional `filter_pass` equals 1.
     let filter_col =
         matches!(scheme, Scheme::Geneformer { .. }).then(|| obs_schema.index_of("filter_pass").ok()).flatten();
-    let Prepared {
-        cell_fn,
-        unknown_examples,
-        id_type,
-        has_values,
-        has_counts,
-        genes_mapped,
-        settings,
-        uses_n_counts,
-        mut legacy,
-    } = prepare_scheme(scheme, &source, n_counts_col.is_some(), opts.gene_table.as_deref(), true)?;
+    let Prepared { tokenizer, layout, unknown_examples, genes_mapped, settings, mut legacy } =
+        prepare_scheme(scheme, &source, n_counts_col.is_some(), opts.gene_table.as_deref(), true)?;
+    let id_type = match layout.ids {
+        IdWidth::I16 => DataType::Int16,
+        IdWidth::I32 => DataType::Int32,
+        IdWidth::U8 => DataType::UInt8,
+    };
+    let (has_values, has_counts) = (layout.values, layout.counts);
     let genes_in = source.genes().len();
     if opts.unknown_genes == UnknownGenePolicy::Error && genes_mapped < genes_in {
         return Err(TokenizeError::UnknownGenes {
@@ -476,7 +417,7 @@ pub fn tokenize(
         None => (0..threads).map(|_| None).collect(),
     };
     let tokenize_chunk = |legacy: &mut Option<&mut ScGptLegacy>, base: u64, chunk: scfm_core::CellChunk| {
-        let n_counts = n_counts(&chunk, n_counts_col, uses_n_counts);
+        let n_counts = n_counts(&chunk, n_counts_col, layout.uses_n_counts);
         // Upstream Geneformer leaves out rows whose `filter_pass` is not 1: they are not tokenized.
         let pass = filter_col.and_then(|i| numeric_f64(chunk.obs().column(i)));
         let passes = |i: usize| pass.as_ref().is_none_or(|p| p[i] == 1.0);
@@ -487,7 +428,7 @@ pub fn tokenize(
                 let (ids, values) = l.seq.tokenize(&l.plan, c, base + i as u64, &mut l.tie);
                 passes(i).then(|| Row::with_values(ids, values))
             }
-            None => passes(i).then(|| cell_fn(base + i as u64, c, n_counts[i])).flatten(),
+            None => passes(i).then(|| tokenizer.tokenize(base + i as u64, c, n_counts[i])).flatten(),
         });
         let batch = build_batch(&schema, &id_type, (has_values, has_counts), rows, &chunk, &carried, out)?;
         Ok((chunk.n_cells(), batch))
