@@ -28,6 +28,7 @@ fn geneformer_dataset_has_the_upstream_layout_and_tokens() {
     let files = GeneformerFiles::find(&data("vocab/geneformer"), GeneformerVersion::V2).unwrap();
     let opts = TokenizeOptions { obs_columns: vec!["trueLabel".into()], ..Default::default() };
     let input = data("h5ad/pbmc_sorted_3k5_train.h5ad");
+    let files_token_dictionary = files.token_dictionary.clone();
     let scheme = Scheme::Geneformer { version: GeneformerVersion::V2, files };
     let report = tokenize(&input, out.path(), &scheme, &opts, &mut |_, _| {}).unwrap();
     assert_eq!((report.cells_in, report.cells_out), (2800, 2800));
@@ -43,6 +44,12 @@ fn geneformer_dataset_has_the_upstream_layout_and_tokens() {
     assert_eq!(info["features"]["length"]["dtype"], "int64");
     assert_eq!(info["features"]["trueLabel"]["dtype"], "string");
     assert!(out.path().join("scfm_tokenizer.json").exists(), "the tokenizer spec is saved next to the data");
+    // … as a value that reads back equal to the scheme's.
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("scfm_tokenizer.json")).unwrap()).unwrap();
+    let spec: scfm::tokenize::TokenizerSpec = serde_json::from_value(saved["spec"].clone()).unwrap();
+    assert_eq!(spec, scheme.spec());
+    assert_eq!((spec.name(), spec.vocabulary()), ("geneformer-v2", files_token_dictionary.as_path()));
 
     // The data file is an Arrow IPC *stream* with the `huggingface` schema metadata.
     let f = std::fs::File::open(out.path().join("data-00000-of-00001.arrow")).unwrap();

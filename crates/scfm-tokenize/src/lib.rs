@@ -19,9 +19,11 @@ mod radix;
 pub mod rng;
 pub mod scbert;
 pub mod scgpt;
+pub mod spec;
 pub mod tokenizer;
 pub mod vocab;
 pub mod xtrimogene;
 
 pub use error::TokenizeError;
+pub use spec::TokenizerSpec;
 pub use tokenizer::{GeneMapping, IdWidth, PlannedTokenizer, TokenLayout, TokenizedCell, Tokenizer};

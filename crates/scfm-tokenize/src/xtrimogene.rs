@@ -39,6 +39,17 @@ impl FromStr for DepthTarget {
     }
 }
 
+/// `t<v>`, `f<r>` or `a<d>`, as [`FromStr`] reads it.
+impl std::fmt::Display for DepthTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fixed(v) => write!(f, "t{v}"),
+            Self::Fold(r) => write!(f, "f{r}"),
+            Self::Shift(d) => write!(f, "a{d}"),
+        }
+    }
+}
+
 impl DepthTarget {
     /// T for a cell of `total` counts, in f64.
     pub fn value(self, total: f64) -> f64 {

@@ -163,7 +163,7 @@ pub enum Error {
         tokenizer_has: String,
     },
     /// A tokenized dataset of another scheme than the one asked for.
-    #[error("{}: tokenized with the {found} scheme; {reader} reads {expected} tokens", dataset.display())]
+    #[error("{}: tokenized with the {found:?} scheme; {reader} reads {expected} tokens", dataset.display())]
     SchemeMismatch {
         /// The dataset.
         dataset: std::path::PathBuf,

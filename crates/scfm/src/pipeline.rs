@@ -16,10 +16,13 @@ use scfm_io::{AnySource, IoError, MatrixSelector, ObsSelection, SourceOptions};
 use scfm_tokenize::geneformer::{GeneformerDictionaries, GeneformerTokenizer, GeneformerVersion, input_genes};
 use scfm_tokenize::scbert::ScBertTokenizer;
 use scfm_tokenize::scgpt::{ScGptSequence, ScGptTokenizer, TieBreak};
+use scfm_tokenize::spec::{GeneformerDictionaryFiles, ScGptTies};
 use scfm_tokenize::tokenizer::Planned;
 use scfm_tokenize::vocab::{gencode_symbols, gene_list, scfoundation_genes, scgpt_vocab, string_map};
 use scfm_tokenize::xtrimogene::{DepthTarget, XTrimoGeneTokenizer};
-use scfm_tokenize::{GeneMapping, IdWidth, PlannedTokenizer, TokenLayout, TokenizeError, TokenizedCell, Tokenizer};
+use scfm_tokenize::{
+    GeneMapping, IdWidth, PlannedTokenizer, TokenLayout, TokenizeError, TokenizedCell, Tokenizer, TokenizerSpec,
+};
 use serde::Serialize;
 
 use crate::Error;
@@ -130,6 +133,47 @@ impl Scheme {
     }
 }
 
+impl Scheme {
+    /// The scheme as datasets record it ([`TokenizerSpec`], saved in `scfm_tokenizer.json`).
+    pub fn spec(&self) -> TokenizerSpec {
+        match self {
+            Self::Geneformer { version, files } => {
+                let dictionaries = GeneformerDictionaryFiles {
+                    token_dictionary: files.token_dictionary.clone(),
+                    gene_medians: files.gene_medians.clone(),
+                    ensembl_mapping: files.ensembl_mapping.clone(),
+                    gene_name_id: files.gene_name_id.clone(),
+                };
+                let model_input_size = version.model_input_size();
+                match version {
+                    GeneformerVersion::V1 => TokenizerSpec::GeneformerV1 { dictionaries, model_input_size },
+                    GeneformerVersion::V2 => TokenizerSpec::GeneformerV2 { dictionaries, model_input_size },
+                }
+            }
+            Self::ScGpt { vocab, sequence, ties } => TokenizerSpec::ScGpt {
+                vocab: vocab.clone(),
+                max_len: sequence.max_len,
+                cls_value: sequence.cls_value,
+                n_bins: sequence.n_bins,
+                include_zero_genes: sequence.include_zero_genes,
+                seed: sequence.seed,
+                ties: match ties {
+                    TieMode::NumpyLegacy => ScGptTies::NumpyLegacy,
+                    TieMode::Helical => ScGptTies::Helical,
+                    TieMode::Deterministic => ScGptTies::Deterministic,
+                },
+            },
+            Self::ScBert { genes } => {
+                let defaults = ScBertTokenizer::new(vec![]);
+                TokenizerSpec::ScBert { genes: genes.clone(), min_genes: defaults.min_genes, bin_num: defaults.bin_num }
+            }
+            Self::XTrimoGene { genes, target } => {
+                TokenizerSpec::XTrimoGene { genes: genes.clone(), target: target.to_string() }
+            }
+        }
+    }
+}
+
 /// What to do with input genes the model does not know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
@@ -180,6 +224,8 @@ impl Default for TokenizeOptions {
 pub struct TokenizeReport {
     /// The scheme (`geneformer-v2`, `scgpt`, …).
     pub scheme: &'static str,
+    /// The tokenizer with its files and settings, as a value ([`TokenizerSpec`]).
+    pub spec: TokenizerSpec,
     /// The scheme's settings and files.
     pub settings: serde_json::Value,
     /// The input.
@@ -443,6 +489,7 @@ pub fn tokenize(
     writer.finish()?;
     let report = TokenizeReport {
         scheme: scheme.name(),
+        spec: scheme.spec(),
         settings,
         input: input.to_owned(),
         cells_in,

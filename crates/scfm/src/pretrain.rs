@@ -36,6 +36,7 @@ use std::borrow::Cow;
 use burn::tensor::backend::AutodiffBackend;
 use scfm_io::IoError;
 use scfm_io::hf::HfDataset;
+use scfm_tokenize::TokenizerSpec;
 use scfm_train::batch::truncate_rank_value;
 use scfm_train::{Cells, Checkpoint, CheckpointMeta, StepReport, TokenSource, TrainError, TrainOptions};
 use serde::Serialize;
@@ -268,22 +269,31 @@ impl DatasetTokens {
             let bytes = std::fs::read(&spec).map_err(|source| IoError::Io { path: spec.clone(), source })?;
             let report: serde_json::Value = serde_json::from_slice(&bytes)
                 .map_err(|e| Error::Incompatible { reason: format!("{}: {e}", spec.display()) })?;
-            if report["scheme"] != expected {
+            // The tokenizer as a value (datasets of 2026-12-07 on), else as older reports name it.
+            let (found, recorded) = match report.get("spec") {
+                Some(value) => {
+                    let spec: TokenizerSpec = serde_json::from_value(value.clone()).map_err(|e| {
+                        Error::Incompatible { reason: format!("{}: not a tokenizer spec: {e}", spec.display()) }
+                    })?;
+                    (spec.name().to_owned(), Some(spec.vocabulary().to_owned()))
+                }
+                None => {
+                    let settings = &report["settings"];
+                    let recorded =
+                        [&settings["vocab"], &settings["genes"], &settings["dictionaries"]["token_dictionary"]]
+                            .into_iter()
+                            .find_map(|v| v.as_str().map(PathBuf::from));
+                    (report["scheme"].as_str().unwrap_or_default().to_owned(), recorded)
+                }
+            };
+            if found != expected {
                 return Err(Error::SchemeMismatch {
                     dataset: dir.to_owned(),
-                    found: report["scheme"].to_string(),
+                    found,
                     expected,
                     reader: format!("{} pretraining", family.pretrained_checkpoint()),
                 });
             }
-            let recorded_settings = &report["settings"];
-            let recorded = [
-                &recorded_settings["vocab"],
-                &recorded_settings["genes"],
-                &recorded_settings["dictionaries"]["token_dictionary"],
-            ]
-            .into_iter()
-            .find_map(|v| v.as_str().map(PathBuf::from));
             if let Some(recorded) = recorded.filter(|p| p.is_file())
                 && !same_file_contents(&recorded, &vocab)?
             {
