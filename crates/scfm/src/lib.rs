@@ -84,6 +84,7 @@ pub mod family;
 pub mod pipeline;
 #[cfg(feature = "models")]
 pub mod pretrain;
+pub mod score;
 
 /// The types most programs need.
 pub mod prelude {
