@@ -432,47 +432,20 @@ pub fn annotate_data_parallel<B: AutodiffBackend>(
     let (train, valid) =
         stratified_split(&classes.codes, options.validation_fraction, options.seed).map_err(eval_err)?;
     let test = match &options.test {
-        Some(path) => {
-            let t = read_labelled_cells_with(path, &options.label, &scheme, m.max_len)?;
-            if t.genes != cells.genes {
-                return Err(Error::Incompatible {
-                    reason: format!(
-                        "{}: its genes differ from {}'s (same gene symbols in the same order needed)",
-                        path.display(),
-                        input.display()
-                    ),
-                });
-            }
-            let codes = classes
-                .encode(&t.labels)
-                .map_err(|e| Error::Incompatible { reason: format!("{}: {e}", path.display()) })?;
-            Some((t, codes))
-        }
+        Some(path) => Some(read_test_cells(path, options, &scheme, (input, &cells), &classes)?),
         None => None,
     };
     lap("tokenize", &mut seconds);
 
     // The baseline.
     progress(Stage::Start("baseline"));
-    let features = cells.counts.log1p_normalized(1e4);
     let y_train: Vec<usize> = train.iter().map(|&i| classes.codes[i]).collect();
-    let lr = LogisticRegression::fit(
-        &features.select_rows(&train),
-        &y_train,
-        classes.n_classes(),
-        &LogisticRegressionConfig::default(),
-    )
-    .map_err(eval_err)?;
+    let y_valid: Vec<usize> = valid.iter().map(|&i| classes.codes[i]).collect();
     let score = |truth: &[usize], predicted: &[usize]| {
         ClassificationReport::compute(truth, predicted, &classes.names).map_err(eval_err)
     };
-    let y_valid: Vec<usize> = valid.iter().map(|&i| classes.codes[i]).collect();
-    let baseline_valid = score(&y_valid, &lr.predict(&features.select_rows(&valid)).map_err(eval_err)?)?;
-    let baseline_test = match &test {
-        Some((t, codes)) => Some(score(codes, &lr.predict(&t.counts.log1p_normalized(1e4)).map_err(eval_err)?)?),
-        None => None,
-    };
-    drop(features);
+    let (baseline_valid, baseline_test) =
+        baseline(&cells, (&train, &y_train), (&valid, &y_valid), test.as_ref(), &classes.names)?;
     lap("baseline", &mut seconds);
 
     // The model.
@@ -568,29 +541,14 @@ pub fn annotate_data_parallel<B: AutodiffBackend>(
         .map_err(eval_err)?;
     written.push(path);
     if input.extension().is_some_and(|e| e == "h5ad") {
-        // Cells the model could not read (no label, no model input) get an empty prediction,
-        // split "excluded" and a NaN embedding.
-        let n = cells.cells_in;
-        let (mut names, mut split, mut embeddings) =
-            (vec![String::new(); n], vec!["excluded".to_owned(); n], vec![f32::NAN; n * d]);
-        for (i, &row) in cells.rows.iter().enumerate() {
-            names[row] = classes.names[predicted[i]].clone();
-            split[row] = "train".into();
-            embeddings[row * d..(row + 1) * d].copy_from_slice(&all.embeddings[i * d..(i + 1) * d]);
-        }
-        for &i in &valid {
-            split[cells.rows[i]] = "validation".into();
-        }
         let path = out.join("predictions.h5ad");
-        let key = family.kind().obsm_key();
-        annotate_copy(
+        write_predictions(
             input,
             &path,
-            &[
-                Annotation::ObsLabels { column: "scfm_prediction", labels: &names },
-                Annotation::ObsLabels { column: "scfm_split", labels: &split },
-                Annotation::Obsm { key, values: &embeddings, dim: d },
-            ],
+            family.kind().obsm_key(),
+            (&cells, &valid),
+            &classes.names[..],
+            (&predicted, &all),
         )?;
         written.push(path);
     }
@@ -618,6 +576,85 @@ pub fn annotate_data_parallel<B: AutodiffBackend>(
     std::fs::write(&path, serde_json::to_vec_pretty(&report).expect("serialisable"))
         .map_err(|source| IoError::Io { path: path.clone(), source })?;
     Ok(report)
+}
+
+/// The logistic-regression baseline on log1p CP10k counts: fitted on the training cells,
+/// scored on the validation cells and on the test file's.
+fn baseline(
+    cells: &LabelledCells,
+    (train, y_train): (&[usize], &[usize]),
+    (valid, y_valid): (&[usize], &[usize]),
+    test: Option<&(LabelledCells, Vec<usize>)>,
+    class_names: &[String],
+) -> Result<(ClassificationReport, Option<ClassificationReport>), Error> {
+    let features = cells.counts.log1p_normalized(1e4);
+    let config = LogisticRegressionConfig::default();
+    let lr = LogisticRegression::fit(&features.select_rows(train), y_train, class_names.len(), &config)?;
+    let score = |truth: &[usize], predicted: &[usize]| ClassificationReport::compute(truth, predicted, class_names);
+    let valid_scores = score(y_valid, &lr.predict(&features.select_rows(valid))?)?;
+    let test_scores = match test {
+        Some((t, codes)) => Some(score(codes, &lr.predict(&t.counts.log1p_normalized(1e4))?)?),
+        None => None,
+    };
+    Ok((valid_scores, test_scores))
+}
+
+/// The labelled cells of the test file `path`, tokenized with `scheme`, and their class codes;
+/// its genes must be those of the input (`input`, read into `cells`) in the same order.
+fn read_test_cells(
+    path: &Path,
+    options: &AnnotateOptions,
+    scheme: &Scheme,
+    (input, cells): (&Path, &LabelledCells),
+    classes: &Labels,
+) -> Result<(LabelledCells, Vec<usize>), Error> {
+    let t = read_labelled_cells_with(path, &options.label, scheme, options.model.max_len)?;
+    if t.genes != cells.genes {
+        return Err(Error::Incompatible {
+            reason: format!(
+                "{}: its genes differ from {}'s (same gene symbols in the same order needed)",
+                path.display(),
+                input.display()
+            ),
+        });
+    }
+    let codes =
+        classes.encode(&t.labels).map_err(|e| Error::Incompatible { reason: format!("{}: {e}", path.display()) })?;
+    Ok((t, codes))
+}
+
+/// A copy of `input` at `path` with each cell's predicted class (`scfm_prediction`), its split
+/// (`scfm_split`: train, validation, or excluded for cells the model could not read, whose
+/// prediction is empty and embedding NaN) and its embedding (`obsm[key]`).
+fn write_predictions(
+    input: &Path,
+    path: &Path,
+    key: &str,
+    (cells, valid): (&LabelledCells, &[usize]),
+    class_names: &[String],
+    (predicted, all): (&[usize], &Predictions),
+) -> Result<(), Error> {
+    let (n, d) = (cells.cells_in, all.dim);
+    let (mut names, mut split, mut embeddings) =
+        (vec![String::new(); n], vec!["excluded".to_owned(); n], vec![f32::NAN; n * d]);
+    for (i, &row) in cells.rows.iter().enumerate() {
+        names[row] = class_names[predicted[i]].clone();
+        split[row] = "train".into();
+        embeddings[row * d..(row + 1) * d].copy_from_slice(&all.embeddings[i * d..(i + 1) * d]);
+    }
+    for &i in valid {
+        split[cells.rows[i]] = "validation".into();
+    }
+    annotate_copy(
+        input,
+        path,
+        &[
+            Annotation::ObsLabels { column: "scfm_prediction", labels: &names },
+            Annotation::ObsLabels { column: "scfm_split", labels: &split },
+            Annotation::Obsm { key, values: &embeddings, dim: d },
+        ],
+    )?;
+    Ok(())
 }
 
 fn tail_mean(losses: &[f64]) -> f64 {
