@@ -123,13 +123,7 @@ pub enum Scheme {
 impl Scheme {
     /// The scheme's command-line name.
     pub fn name(&self) -> &'static str {
-        match self {
-            Self::Geneformer { version: GeneformerVersion::V1, .. } => "geneformer-v1",
-            Self::Geneformer { .. } => "geneformer-v2",
-            Self::ScGpt { .. } => "scgpt",
-            Self::ScBert { .. } => "scbert",
-            Self::XTrimoGene { .. } => "xtrimogene",
-        }
+        self.spec().name()
     }
 }
 
