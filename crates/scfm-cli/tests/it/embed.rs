@@ -32,6 +32,10 @@ fn scgpt_embeddings_keep_cell_order_and_do_not_depend_on_batching() {
     let embedder = Embedder::<Cpu>::prepare(&model, batched, &device).unwrap();
     let batched = embedder.embed(&input, &mut |_, _| calls += 1).unwrap();
     assert_eq!(calls, 2, "progress after each chunk");
+    // scGPT reads its own vocab.json: another vocabulary is refused, not ignored.
+    let other = model.clone().with_vocab(data("vocab/scgpt/default_census_vocab.json"));
+    let err = Embedder::<Cpu>::prepare(&other, EmbedOptions::default(), &device).err().expect("refused");
+    assert!(err.to_string().contains("own vocab.json"), "{err}");
 
     let h5 = H5adSource::open(&input).unwrap();
     assert_eq!(batched.cell_ids.len(), h5.n_cells());

@@ -147,6 +147,16 @@ impl ModelFamily for ScGpt {
         opts: &EmbedOptions,
         device: &B::Device,
     ) -> Result<(Self::Embedder<B>, Scheme), Error> {
+        if let Some(vocab) = &spec.vocab {
+            // A vocabulary other than the checkpoint's own would give its genes wrong ids.
+            return Err(Error::Incompatible {
+                reason: format!(
+                    "{}: scGPT reads the checkpoint folder's own vocab.json; leave out --vocab ({})",
+                    spec.checkpoint.display(),
+                    vocab.display()
+                ),
+            });
+        }
         let m = Model::<B>::from_dir(&spec.checkpoint, device)?;
         let mut sequence = ScGptSequence::zero_shot(m.config.cls_token_id as u32);
         sequence.max_len = m.config.max_seq_len;
