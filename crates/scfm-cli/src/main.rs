@@ -13,7 +13,7 @@ use scfm::io::inspect::inspect;
 use scfm::io::{MatrixSelector, ObsFilter, ObsSelection};
 use scfm::models::geneformer::EmbeddingLayer;
 use scfm::models::xtrimogene::Weights;
-use scfm::pipeline::{GeneformerFiles, Scheme, TieMode, TokenizeOptions, UnknownGenePolicy, tokenize};
+use scfm::pipeline::{Scheme, SchemeOptions, TieMode, TokenizeOptions, UnknownGenePolicy, tokenize};
 use scfm::tokenize::geneformer::GeneformerVersion;
 use scfm::tokenize::scgpt::ScGptSequence;
 
@@ -542,33 +542,13 @@ fn tokenize_cmd(args: TokenizeArgs) -> Result<()> {
         gene_table,
         threads,
     } = args;
-    let file_in = |names: &[&str]| file_in(&vocab, names);
-    let scheme = match scheme.as_str() {
-        "geneformer-v2" | "geneformer" => Scheme::Geneformer {
-            version: GeneformerVersion::V2,
-            files: GeneformerFiles::find(&vocab, GeneformerVersion::V2)?,
-        },
-        "geneformer-v1" => Scheme::Geneformer {
-            version: GeneformerVersion::V1,
-            files: GeneformerFiles::find(&vocab, GeneformerVersion::V1)?,
-        },
-        "scgpt" => {
-            let mut sequence = ScGptSequence::zero_shot(0);
-            sequence.max_len = max_len;
-            sequence.seed = seed;
-            sequence.cls_value = cls_value;
-            sequence.include_zero_genes = include_zero_genes;
-            Scheme::ScGpt { vocab: file_in(&["vocab.json", "default_census_vocab.json"])?, sequence, ties }
-        }
-        "scbert" => Scheme::ScBert { genes: file_in(&["vocab_gene2vec_16906.pkl", "scbert_panglao_genes_16906.txt"])? },
-        "xtrimogene" | "scfoundation" => Scheme::XTrimoGene {
-            genes: file_in(&["OS_scRNA_gene_index.19264.tsv"])?,
-            target: target.parse().map_err(|e: String| anyhow::anyhow!(e))?,
-        },
-        other => {
-            anyhow::bail!("unknown scheme {other:?}: use geneformer-v2, geneformer-v1, scgpt, scbert or xtrimogene")
-        }
-    };
+    let mut sequence = ScGptSequence::zero_shot(0);
+    sequence.max_len = max_len;
+    sequence.seed = seed;
+    sequence.cls_value = cls_value;
+    sequence.include_zero_genes = include_zero_genes;
+    let target = target.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let scheme = Scheme::named(&scheme, &vocab, &SchemeOptions { sequence, ties, target })?;
     let opts = TokenizeOptions {
         matrix,
         unknown_genes,
@@ -859,20 +839,6 @@ fn inspect_cmd(args: InspectArgs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// An upstream file given as itself or as its folder (`--vocab`, `--genes`): a folder is
-/// searched for the first of `names`; anything else is taken as the file (its reader reports a
-/// missing one).
-fn file_in(path: &std::path::Path, names: &[&str]) -> Result<PathBuf> {
-    if !path.is_dir() {
-        return Ok(path.to_owned());
-    }
-    names
-        .iter()
-        .map(|n| path.join(n))
-        .find(|p| p.exists())
-        .with_context(|| format!("{} holds none of {names:?}", path.display()))
 }
 
 /// `scfm embed` on one backend.

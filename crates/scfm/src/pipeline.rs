@@ -127,7 +127,78 @@ impl Scheme {
     }
 }
 
+/// The settings of [`Scheme::named`] that only some schemes read.
+#[derive(Debug, Clone)]
+pub struct SchemeOptions {
+    /// scGPT: the sequence (`max_len`, `<cls>` value, zero genes, seed; `cls_id` comes from
+    /// the vocabulary).
+    pub sequence: ScGptSequence,
+    /// scGPT: how binning ties are broken.
+    pub ties: TieMode,
+    /// xTrimoGene: the target read depth.
+    pub target: DepthTarget,
+}
+
+impl Default for SchemeOptions {
+    /// scGPT's zero-shot sequence with helical's ties; xTrimoGene's `t4`.
+    fn default() -> Self {
+        Self { sequence: ScGptSequence::zero_shot(0), ties: TieMode::Helical, target: DepthTarget::Fixed(4.0) }
+    }
+}
+
+/// `path` itself, or when it is a folder the first of `names` in it.
+fn file_in(path: &Path, names: &[&str]) -> Result<PathBuf, Error> {
+    if !path.is_dir() {
+        return Ok(path.to_owned());
+    }
+    names.iter().map(|n| path.join(n)).find(|p| p.exists()).ok_or_else(|| {
+        IoError::MissingElement {
+            path: path.to_owned(),
+            element: names.join(" or "),
+            hint: "; pass the file or the folder holding it".into(),
+        }
+        .into()
+    })
+}
+
 impl Scheme {
+    /// The scheme called `name` (`geneformer-v2` or `geneformer`, `geneformer-v1`, `scgpt`,
+    /// `scbert`, `xtrimogene` or `scfoundation`) over the upstream files at `vocab`: the file,
+    /// or a folder holding it under its upstream name (Geneformer: the dictionaries' folder).
+    ///
+    /// # Errors
+    /// [`Error::Unknown`] for another name; a folder without the scheme's files.
+    pub fn named(name: &str, vocab: &Path, options: &SchemeOptions) -> Result<Self, Error> {
+        Ok(match name {
+            "geneformer-v2" | "geneformer" => Self::Geneformer {
+                version: GeneformerVersion::V2,
+                files: GeneformerFiles::find(vocab, GeneformerVersion::V2)?,
+            },
+            "geneformer-v1" => Self::Geneformer {
+                version: GeneformerVersion::V1,
+                files: GeneformerFiles::find(vocab, GeneformerVersion::V1)?,
+            },
+            "scgpt" => Self::ScGpt {
+                vocab: file_in(vocab, &["vocab.json", "default_census_vocab.json"])?,
+                sequence: options.sequence.clone(),
+                ties: options.ties,
+            },
+            "scbert" => {
+                Self::ScBert { genes: file_in(vocab, &["vocab_gene2vec_16906.pkl", "scbert_panglao_genes_16906.txt"])? }
+            }
+            "xtrimogene" | "scfoundation" => {
+                Self::XTrimoGene { genes: file_in(vocab, &["OS_scRNA_gene_index.19264.tsv"])?, target: options.target }
+            }
+            other => {
+                return Err(Error::Unknown {
+                    what: "tokenization scheme",
+                    name: other.to_owned(),
+                    expected: "geneformer-v2, geneformer-v1, scgpt, scbert, xtrimogene".into(),
+                });
+            }
+        })
+    }
+
     /// The scheme as datasets record it ([`TokenizerSpec`], saved in `scfm_tokenizer.json`).
     pub fn spec(&self) -> TokenizerSpec {
         match self {
