@@ -53,8 +53,6 @@ pub(crate) struct HostLinear {
     weight: HostValues,
     /// `[d_out]`; zeros for a layer without a bias.
     bias: Vec<f32>,
-    d_in: usize,
-    d_out: usize,
 }
 
 impl HostLinear {
@@ -84,7 +82,7 @@ impl HostLinear {
         }
         assert_eq!(weight.as_slice().len(), d_in * d_out, "linear weights do not fit [{d_in}, {d_out}]");
         assert_eq!(bias.len(), d_out, "linear biases do not fit [{d_out}]");
-        Self { weight, bias, d_in, d_out }
+        Self { weight, bias }
     }
 
     /// `x W + b`, plus `residual` when given.
@@ -109,7 +107,6 @@ impl HostLinear {
 
     /// [`scfm_kernels::linear::linear`] over the layers' weights.
     fn forward_then(&self, x: &[f32], residual: Option<&[f32]>, activation: Option<Activation>) -> Vec<f32> {
-        debug_assert_eq!((self.weight.as_slice().len(), self.bias.len()), (self.d_in * self.d_out, self.d_out));
         scfm_kernels::linear::linear(x, self.weight.as_slice(), &self.bias, residual, activation.map(Activation::host))
     }
 }
