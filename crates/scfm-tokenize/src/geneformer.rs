@@ -211,6 +211,17 @@ impl Ranking<'_> {
     }
 }
 
+/// The ids of `<cls>` and `<eos>` in a token dictionary.
+fn special_ids(tokens: &GeneVocab) -> Result<(u32, u32), TokenizeError> {
+    let id = |t: &str| {
+        tokens.id(t).ok_or_else(|| TokenizeError::MissingToken {
+            token: t.to_owned(),
+            vocabulary: "Geneformer token dictionary",
+        })
+    };
+    Ok((id("<cls>")?, id("<eos>")?))
+}
+
 /// Geneformer's tokenizer; see the [module documentation](self).
 #[derive(Debug, Clone)]
 pub struct GeneformerTokenizer {
@@ -241,10 +252,9 @@ impl GeneformerTokenizer {
     /// When a V2 token dictionary lacks `<cls>` or `<eos>` (a programming error: V1 dictionaries
     /// were given for V2).
     pub fn new(version: GeneformerVersion, dicts: GeneformerDictionaries) -> Self {
-        let specials = version.special_tokens().then(|| {
-            let id = |t: &str| dicts.tokens.id(t).unwrap_or_else(|| panic!("V2 token dictionary has no {t}"));
-            (id("<cls>"), id("<eos>"))
-        });
+        let specials = version
+            .special_tokens()
+            .then(|| special_ids(&dicts.tokens).unwrap_or_else(|e| panic!("{e} (V2 needs them)")));
         Self {
             version,
             dicts,
@@ -271,17 +281,7 @@ impl GeneformerTokenizer {
     /// [`TokenizeError::MissingToken`] when specials are asked for and the token dictionary
     /// has no `<cls>` or `<eos>` (the V1 dictionaries).
     pub fn with_special_tokens(mut self, on: bool) -> Result<Self, TokenizeError> {
-        self.specials = if on {
-            let id = |t: &str| {
-                self.dicts.tokens.id(t).ok_or_else(|| TokenizeError::MissingToken {
-                    token: t.to_owned(),
-                    vocabulary: "Geneformer token dictionary",
-                })
-            };
-            Some((id("<cls>")?, id("<eos>")?))
-        } else {
-            None
-        };
+        self.specials = if on { Some(special_ids(&self.dicts.tokens)?) } else { None };
         Ok(self)
     }
 
@@ -550,10 +550,9 @@ impl crate::Tokenizer for GeneformerTokenizer {
 
     fn plan(&self, genes: &scfm_core::GeneTable) -> crate::GeneMapping<GenePlan> {
         let genes = input_genes(genes, self.gene_names.as_ref());
-        let plan = GeneformerTokenizer::plan(self, &genes);
-        let mapped: Vec<bool> = (0..genes.len()).map(|i| plan.is_mapped(i)).collect();
-        let genes_mapped = plan.mapped_inputs;
-        crate::GeneMapping { genes_mapped, ..crate::GeneMapping::new(plan, &genes, |i| mapped[i]) }
+        let mapping = crate::GeneMapping::new(GeneformerTokenizer::plan(self, &genes), &genes, GenePlan::is_mapped);
+        // Upstream's count: inputs with a mapping target (summed duplicates count each).
+        crate::GeneMapping { genes_mapped: mapping.plan.mapped_inputs, ..mapping }
     }
 
     fn tokenize(&self, plan: &GenePlan, _key: u64, cell: CellView<'_>, n_counts: f64) -> Option<crate::TokenizedCell> {

@@ -10,6 +10,10 @@ use std::collections::HashMap;
 
 use scfm_core::{CellView, GeneTable};
 
+/// The names of scBERT's ordered gene list in a folder, first found first: the release's
+/// pickled `gene2vec` order or its text list.
+pub const GENE_LIST_FILES: [&str; 2] = ["vocab_gene2vec_16906.pkl", "scbert_panglao_genes_16906.txt"];
+
 /// scBERT's expression-bin tokenizer over its ordered gene list.
 #[derive(Debug, Clone)]
 pub struct ScBertTokenizer {
@@ -116,9 +120,7 @@ impl crate::Tokenizer for ScBertTokenizer {
     }
 
     fn plan(&self, genes: &GeneTable) -> crate::GeneMapping<ScBertPlan> {
-        let plan = ScBertTokenizer::plan(self, genes);
-        let mapped: Vec<bool> = (0..genes.len()).map(|i| plan.is_mapped(i)).collect();
-        crate::GeneMapping::new(plan, genes.ids(), |i| mapped[i])
+        crate::GeneMapping::new(ScBertTokenizer::plan(self, genes), genes.ids(), ScBertPlan::is_mapped)
     }
 
     fn tokenize(

@@ -208,6 +208,10 @@ fn ceil_non_negative(y: f64) -> u8 {
     if f64::from(t) < y { t + 1 } else { t }
 }
 
+/// The names of a scGPT vocabulary in a folder, first found first: a release's own
+/// `vocab.json`, or the whole-human vocabulary as the shared data folder has it.
+pub const VOCAB_FILES: [&str; 2] = ["vocab.json", "default_census_vocab.json"];
+
 /// How scGPT builds a cell's token sequence (MODELS.md §3.5).
 #[derive(Debug, Clone)]
 pub struct ScGptSequence {
@@ -346,9 +350,7 @@ impl crate::Tokenizer for ScGptTokenizer {
     }
 
     fn plan(&self, genes: &scfm_core::GeneTable) -> crate::GeneMapping<Self::Plan> {
-        let plan = ScGptSequence::plan(&self.vocab, genes);
-        let mapped: Vec<bool> = plan.iter().map(Option::is_some).collect();
-        crate::GeneMapping::new(plan, genes.ids(), |i| mapped[i])
+        crate::GeneMapping::new(ScGptSequence::plan(&self.vocab, genes), genes.ids(), |plan, i| plan[i].is_some())
     }
 
     fn tokenize(

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// How scGPT breaks ties between equal quantile edges.
+/// How scGPT breaks ties between equal quantile edges (see [`crate::scgpt::TieBreak`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum ScGptTies {
     /// Upstream's NumPy legacy stream after `np.random.seed(seed)`, cells in file order.

@@ -73,11 +73,12 @@ pub struct GeneMapping<P> {
 }
 
 impl<P> GeneMapping<P> {
-    /// The report of `plan` over `genes`, where `mapped(i)` says whether input gene `i` maps.
-    pub fn new(plan: P, genes: &[String], mapped: impl Fn(usize) -> bool) -> Self {
-        let genes_mapped = (0..genes.len()).filter(|&i| mapped(i)).count();
+    /// The report of `plan` over `genes`, where `mapped(&plan, i)` says whether input gene `i`
+    /// maps.
+    pub fn new(plan: P, genes: &[String], mapped: impl Fn(&P, usize) -> bool) -> Self {
+        let genes_mapped = (0..genes.len()).filter(|&i| mapped(&plan, i)).count();
         let unknown_examples =
-            genes.iter().enumerate().filter(|&(i, _)| !mapped(i)).take(3).map(|(_, g)| g.clone()).collect();
+            genes.iter().enumerate().filter(|&(i, _)| !mapped(&plan, i)).take(3).map(|(_, g)| g.clone()).collect();
         Self { plan, genes_mapped, unknown_examples }
     }
 }

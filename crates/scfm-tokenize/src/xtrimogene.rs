@@ -79,6 +79,9 @@ pub struct XTrimoGeneCell<V> {
     pub values: Vec<V>,
 }
 
+/// The name of scFoundation's gene index in a folder.
+pub const GENE_INDEX_FILES: [&str; 1] = ["OS_scRNA_gene_index.19264.tsv"];
+
 /// xTrimoGene's input builder over its ordered gene list.
 #[derive(Debug, Clone)]
 pub struct XTrimoGeneTokenizer {
@@ -191,9 +194,7 @@ impl crate::Tokenizer for XTrimoGeneTokenizer {
     }
 
     fn plan(&self, genes: &GeneTable) -> crate::GeneMapping<XTrimoGenePlan> {
-        let plan = XTrimoGeneTokenizer::plan(self, genes);
-        let mapped: Vec<bool> = (0..genes.len()).map(|i| plan.is_mapped(i)).collect();
-        crate::GeneMapping::new(plan, genes.ids(), |i| mapped[i])
+        crate::GeneMapping::new(XTrimoGeneTokenizer::plan(self, genes), genes.ids(), XTrimoGenePlan::is_mapped)
     }
 
     /// Positions and values rounded once from f64 to f32.

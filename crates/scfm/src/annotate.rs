@@ -679,7 +679,7 @@ pub(crate) struct Finetune<'a, B: AutodiffBackend> {
     all: Cells<'a>,
     test: Option<Cells<'a>>,
     /// The first holds the model; more train data parallel.
-    pub(crate) devices: &'a [B::Device],
+    devices: &'a [B::Device],
 }
 
 /// What [`Finetune::run`] produced.
@@ -693,8 +693,24 @@ pub(crate) struct Finetuned {
 }
 
 impl<B: AutodiffBackend> Finetune<'_, B> {
+    /// Builds a head with `make` on the model's device, every new parameter drawn under
+    /// `head_seed` (the backbone's exist already), then [`Self::run`]s it.
+    pub(crate) fn run_head<M>(
+        &self,
+        head_seed: u64,
+        make: impl FnOnce(&B::Device) -> M,
+        progress: &mut dyn FnMut(&StepReport),
+    ) -> Result<Finetuned, Error>
+    where
+        M: CellClassifier<B> + AutodiffModule<B>,
+        M::InnerModule: CellClassifier<B::InnerBackend>,
+    {
+        let device = &self.devices[0];
+        self.run(scfm_train::seeded(device, head_seed, || make(device)), progress)
+    }
+
     /// Freezes, trains and predicts with `model`.
-    pub(crate) fn run<M>(&self, model: M, progress: &mut dyn FnMut(&StepReport)) -> Result<Finetuned, Error>
+    fn run<M>(&self, model: M, progress: &mut dyn FnMut(&StepReport)) -> Result<Finetuned, Error>
     where
         M: CellClassifier<B> + AutodiffModule<B>,
         M::InnerModule: CellClassifier<B::InnerBackend>,

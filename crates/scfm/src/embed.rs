@@ -92,17 +92,7 @@ impl EmbedModel {
         let vocab = self.vocab.as_deref().ok_or_else(|| Error::Incompatible {
             reason: format!("{}: {family} embeddings need {what} (--vocab)", self.checkpoint.display()),
         })?;
-        if names.is_empty() || !vocab.is_dir() {
-            return Ok(vocab.to_owned());
-        }
-        names.iter().map(|n| vocab.join(n)).find(|p| p.exists()).ok_or_else(|| {
-            IoError::MissingElement {
-                path: vocab.to_owned(),
-                element: names.join(" or "),
-                hint: format!("; pass {what} or the folder holding it"),
-            }
-            .into()
-        })
+        crate::pipeline::file_in(vocab, names, what)
     }
 }
 

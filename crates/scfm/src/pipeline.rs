@@ -14,12 +14,12 @@ use scfm_core::{CellSource, GeneIdKind, GeneTable};
 use scfm_io::hf::HfDatasetWriter;
 use scfm_io::{AnySource, IoError, MatrixSelector, ObsSelection, SourceOptions};
 use scfm_tokenize::geneformer::{GeneformerDictionaries, GeneformerTokenizer, GeneformerVersion, input_genes};
-use scfm_tokenize::scbert::ScBertTokenizer;
-use scfm_tokenize::scgpt::{ScGptSequence, ScGptTokenizer, TieBreak};
-use scfm_tokenize::spec::{GeneformerDictionaryFiles, ScGptTies};
+use scfm_tokenize::scbert::{self, ScBertTokenizer};
+use scfm_tokenize::scgpt::{self, ScGptSequence, ScGptTokenizer, TieBreak};
+use scfm_tokenize::spec::GeneformerDictionaryFiles;
 use scfm_tokenize::tokenizer::Planned;
 use scfm_tokenize::vocab::{gencode_symbols, gene_list, scfoundation_genes, scgpt_vocab, string_map};
-use scfm_tokenize::xtrimogene::{DepthTarget, XTrimoGeneTokenizer};
+use scfm_tokenize::xtrimogene::{self, DepthTarget, XTrimoGeneTokenizer};
 use scfm_tokenize::{
     GeneMapping, IdWidth, PlannedTokenizer, TokenLayout, TokenizeError, TokenizedCell, Tokenizer, TokenizerSpec,
 };
@@ -74,17 +74,7 @@ impl GeneformerFiles {
 }
 
 /// How scGPT breaks ties between equal quantile edges (see [`TieBreak`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-#[serde(rename_all = "snake_case")]
-pub enum TieMode {
-    /// Upstream's NumPy legacy stream after `np.random.seed(seed)`, cells in file order.
-    NumpyLegacy,
-    /// helical's `default_rng(42)` per cell.
-    Helical,
-    /// The highest candidate bin (no randomness).
-    Deterministic,
-}
+pub use scfm_tokenize::spec::ScGptTies as TieMode;
 
 /// A tokenization scheme and the upstream files it needs.
 #[derive(Debug, Clone)]
@@ -146,16 +136,17 @@ impl Default for SchemeOptions {
     }
 }
 
-/// `path` itself, or when it is a folder the first of `names` in it.
-fn file_in(path: &Path, names: &[&str]) -> Result<PathBuf, Error> {
-    if !path.is_dir() {
+/// `path` itself, or when it is a folder and `names` are given the first of them in it; `what`
+/// names the file for the error when none is there.
+pub(crate) fn file_in(path: &Path, names: &[&str], what: &str) -> Result<PathBuf, Error> {
+    if names.is_empty() || !path.is_dir() {
         return Ok(path.to_owned());
     }
     names.iter().map(|n| path.join(n)).find(|p| p.exists()).ok_or_else(|| {
         IoError::MissingElement {
             path: path.to_owned(),
             element: names.join(" or "),
-            hint: "; pass the file or the folder holding it".into(),
+            hint: format!("; pass {what} or the folder holding it"),
         }
         .into()
     })
@@ -179,16 +170,15 @@ impl Scheme {
                 files: GeneformerFiles::find(vocab, GeneformerVersion::V1)?,
             },
             "scgpt" => Self::ScGpt {
-                vocab: file_in(vocab, &["vocab.json", "default_census_vocab.json"])?,
+                vocab: file_in(vocab, &scgpt::VOCAB_FILES, "the scGPT vocab.json")?,
                 sequence: options.sequence.clone(),
                 ties: options.ties,
             },
-            "scbert" => {
-                Self::ScBert { genes: file_in(vocab, &["vocab_gene2vec_16906.pkl", "scbert_panglao_genes_16906.txt"])? }
-            }
-            "xtrimogene" | "scfoundation" => {
-                Self::XTrimoGene { genes: file_in(vocab, &["OS_scRNA_gene_index.19264.tsv"])?, target: options.target }
-            }
+            "scbert" => Self::ScBert { genes: file_in(vocab, &scbert::GENE_LIST_FILES, "scBERT's gene list")? },
+            "xtrimogene" | "scfoundation" => Self::XTrimoGene {
+                genes: file_in(vocab, &xtrimogene::GENE_INDEX_FILES, "scFoundation's gene index")?,
+                target: options.target,
+            },
             other => {
                 return Err(Error::Unknown {
                     what: "tokenization scheme",
@@ -222,11 +212,7 @@ impl Scheme {
                 n_bins: sequence.n_bins,
                 include_zero_genes: sequence.include_zero_genes,
                 seed: sequence.seed,
-                ties: match ties {
-                    TieMode::NumpyLegacy => ScGptTies::NumpyLegacy,
-                    TieMode::Helical => ScGptTies::Helical,
-                    TieMode::Deterministic => ScGptTies::Deterministic,
-                },
+                ties: *ties,
             },
             Self::ScBert { genes } => {
                 let defaults = ScBertTokenizer::new(vec![]);
@@ -342,7 +328,16 @@ impl<'a> Prepared<'a> {
         genes: &GeneTable,
         settings: impl FnOnce(&T, &T::Plan) -> serde_json::Value,
     ) -> Self {
-        let GeneMapping { plan, genes_mapped, unknown_examples } = tokenizer.plan(genes);
+        let mapping = tokenizer.plan(genes);
+        Self::planned(tokenizer, mapping, settings)
+    }
+
+    /// `tokenizer` with the plan it made (`mapping`), with the scheme's `settings`.
+    fn planned<T: Tokenizer + 'a>(
+        tokenizer: T,
+        GeneMapping { plan, genes_mapped, unknown_examples }: GeneMapping<T::Plan>,
+        settings: impl FnOnce(&T, &T::Plan) -> serde_json::Value,
+    ) -> Self {
         let settings = settings(&tokenizer, &plan);
         let layout = tokenizer.layout();
         Self {
@@ -425,14 +420,14 @@ pub(crate) fn prepare_scheme<'a>(
                 "include_zero_genes": seq.include_zero_genes, "seed": seq.seed, "ties": ties,
             });
             let tok = ScGptTokenizer { vocab, sequence: seq, helical_ties: *ties == TieMode::Helical };
-            let table = symbols()?;
+            let mapping = tok.plan(&symbols()?);
             // Upstream's legacy stream is drawn from in file order, by `tokenize` itself.
             let legacy = (*ties == TieMode::NumpyLegacy).then(|| ScGptLegacy {
                 seq: tok.sequence.clone(),
-                plan: ScGptSequence::plan(&tok.vocab, &table),
+                plan: mapping.plan.clone(),
                 tie: TieBreak::numpy_legacy(tok.sequence.seed),
             });
-            Prepared { legacy, ..Prepared::new(tok, &table, |_, _| settings) }
+            Prepared { legacy, ..Prepared::planned(tok, mapping, |_, _| settings) }
         }
         Scheme::ScBert { genes } => Prepared::new(
             ScBertTokenizer::new(gene_list(genes)?),
@@ -477,11 +472,6 @@ pub fn tokenize(
         matches!(scheme, Scheme::Geneformer { .. }).then(|| obs_schema.index_of("filter_pass").ok()).flatten();
     let Prepared { tokenizer, layout, unknown_examples, genes_mapped, settings, mut legacy } =
         prepare_scheme(scheme, &source, n_counts_col.is_some(), opts.gene_table.as_deref(), true)?;
-    let id_type = match layout.ids {
-        IdWidth::I16 => DataType::Int16,
-        IdWidth::I32 => DataType::Int32,
-        IdWidth::U8 => DataType::UInt8,
-    };
     let (has_values, has_counts) = (layout.values, layout.counts);
     let genes_in = source.genes().len();
     if opts.unknown_genes == UnknownGenePolicy::Error && genes_mapped < genes_in {
@@ -506,7 +496,7 @@ pub fn tokenize(
         })
         .collect::<Result<_, _>>()?;
     let list_of = |t: DataType| DataType::List(Arc::new(Field::new_list_field(t, true)));
-    let mut fields = vec![Field::new("input_ids", list_of(id_type.clone()), true)];
+    let mut fields = vec![Field::new("input_ids", list_of(Ids::data_type(layout.ids)), true)];
     if has_values {
         fields.push(Field::new("values", list_of(DataType::Float32), true));
     }
@@ -541,7 +531,7 @@ pub fn tokenize(
             }
             None => passes(i).then(|| tokenizer.tokenize(base + i as u64, c, n_counts[i])).flatten(),
         });
-        let batch = build_batch(&schema, &id_type, (has_values, has_counts), rows, &chunk, &carried, out)?;
+        let batch = build_batch(&schema, layout.ids, (has_values, has_counts), rows, &chunk, &carried, out)?;
         Ok((chunk.n_cells(), batch))
     };
     in_file_order(&source, opts.chunk_cells, workers, tokenize_chunk, |(n_in, batch)| {
@@ -600,7 +590,7 @@ pub(crate) fn require_mapped(source: &AnySource, input: &Path, genes_mapped: usi
 /// The record batch of one chunk's tokenized cells (cells without tokens are left out).
 fn build_batch(
     schema: &Arc<Schema>,
-    id_type: &DataType,
+    ids: IdWidth,
     (has_values, has_counts): (bool, bool),
     rows: impl Iterator<Item = Option<Row>>,
     chunk: &scfm_core::CellChunk,
@@ -611,7 +601,7 @@ fn build_batch(
     let (mut offsets, mut count_offsets) = (vec![0i32], vec![0i32]);
     // Room for every expressed gene and two specials per cell: one allocation in most schemes.
     let room = chunk.nnz() + 2 * chunk.n_cells();
-    let mut flat_ids = Ids::with_capacity(id_type, room);
+    let mut flat_ids = Ids::with_capacity(ids, room);
     let mut flat_values = Vec::with_capacity(if has_values { room } else { 0 });
     let mut lengths = vec![];
     let (mut count_positions, mut counts) = (vec![], vec![]);
@@ -654,7 +644,7 @@ fn build_batch(
     Ok(RecordBatch::try_new(schema.clone(), cols).map_err(arrow)?)
 }
 
-/// Token ids in the dataset's integer type (the scheme's `id_type`), filled row by row.
+/// Token ids in the dataset's integer type (the tokenizer's [`IdWidth`]), filled row by row.
 enum Ids {
     I16(Vec<i16>),
     U8(Vec<u8>),
@@ -662,11 +652,20 @@ enum Ids {
 }
 
 impl Ids {
-    fn with_capacity(id_type: &DataType, capacity: usize) -> Self {
-        match id_type {
-            DataType::Int16 => Self::I16(Vec::with_capacity(capacity)),
-            DataType::UInt8 => Self::U8(Vec::with_capacity(capacity)),
-            _ => Self::I32(Vec::with_capacity(capacity)),
+    fn with_capacity(width: IdWidth, capacity: usize) -> Self {
+        match width {
+            IdWidth::I16 => Self::I16(Vec::with_capacity(capacity)),
+            IdWidth::U8 => Self::U8(Vec::with_capacity(capacity)),
+            IdWidth::I32 => Self::I32(Vec::with_capacity(capacity)),
+        }
+    }
+
+    /// The Arrow type of ids of `width`.
+    fn data_type(width: IdWidth) -> DataType {
+        match width {
+            IdWidth::I16 => DataType::Int16,
+            IdWidth::U8 => DataType::UInt8,
+            IdWidth::I32 => DataType::Int32,
         }
     }
 

@@ -118,9 +118,12 @@ impl ModelFamily for Geneformer {
         head_seed: u64,
         progress: &mut dyn FnMut(&StepReport),
     ) -> Result<Finetuned, Error> {
-        let device = &stage.devices[0];
-        let head = scfm_train::seeded(device, head_seed, || GeneformerClassifier::new(model, n_classes, device));
-        stage.run(head.with_pooling(stage.head_pooling), progress)
+        let pooling = stage.head_pooling;
+        stage.run_head(
+            head_seed,
+            |device| GeneformerClassifier::new(model, n_classes, device).with_pooling(pooling),
+            progress,
+        )
     }
 
     /// `input_ids` of V2 datasets (or Geneformer's own), cut to `max_len` as the tokenizer cuts.

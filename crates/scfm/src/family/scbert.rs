@@ -102,8 +102,7 @@ impl ModelFamily for ScBert {
         head_seed: u64,
         progress: &mut dyn FnMut(&StepReport),
     ) -> Result<Finetuned, Error> {
-        let device = &stage.devices[0];
-        stage.run(scfm_train::seeded(device, head_seed, || model.with_classifier(n_classes, device)), progress)
+        stage.run_head(head_seed, |device| model.with_classifier(n_classes, device), progress)
     }
 
     /// `input_ids` (the bins).
@@ -117,11 +116,7 @@ impl ModelFamily for ScBert {
         _opts: &EmbedOptions,
         device: &B::Device,
     ) -> Result<(Self::Embedder<B>, Scheme), Error> {
-        let genes = spec.vocab_file(
-            Self::TITLE,
-            "its ordered gene list",
-            &["vocab_gene2vec_16906.pkl", "scbert_panglao_genes_16906.txt"],
-        )?;
+        let genes = spec.vocab_file(Self::TITLE, "its ordered gene list", &scfm_tokenize::scbert::GENE_LIST_FILES)?;
         let m = Model::<B>::from_file(&spec.checkpoint, device)?;
         require_positions(&spec.checkpoint, m.config.seq_len, &genes, positions(&genes)?)?;
         Ok((Box::new(m), Scheme::ScBert { genes }))

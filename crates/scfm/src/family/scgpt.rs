@@ -132,8 +132,7 @@ impl ModelFamily for ScGpt {
         head_seed: u64,
         progress: &mut dyn FnMut(&StepReport),
     ) -> Result<Finetuned, Error> {
-        let device = &stage.devices[0];
-        stage.run(scfm_train::seeded(device, head_seed, || model.with_classifier(n_classes, device)), progress)
+        stage.run_head(head_seed, |device| model.with_classifier(n_classes, device), progress)
     }
 
     /// `input_ids` and their binned `values`.

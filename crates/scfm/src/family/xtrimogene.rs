@@ -109,11 +109,7 @@ impl ModelFamily for XTrimoGene {
         head_seed: u64,
         progress: &mut dyn FnMut(&StepReport),
     ) -> Result<Finetuned, Error> {
-        let device = &stage.devices[0];
-        stage.run(
-            scfm_train::seeded(device, head_seed, || XTrimoGeneClassifier::new(model, n_classes, device)),
-            progress,
-        )
+        stage.run_head(head_seed, |device| XTrimoGeneClassifier::new(model, n_classes, device), progress)
     }
 
     /// Pretraining: the raw counts on the gene positions; the model: its encoder input.
@@ -131,7 +127,7 @@ impl ModelFamily for XTrimoGene {
         let genes = spec.vocab_file(
             Self::TITLE,
             "its gene index (OS_scRNA_gene_index.19264.tsv)",
-            &["OS_scRNA_gene_index.19264.tsv"],
+            &scfm_tokenize::xtrimogene::GENE_INDEX_FILES,
         )?;
         let m = Model::<B>::from_checkpoint(&spec.checkpoint, spec.weights, device)?;
         let panel = n_genes(&genes)?;
