@@ -8,8 +8,11 @@ use scfm::core::arrow_array::types::{Float32Type, Int16Type, Int32Type, Int64Typ
 use scfm::core::arrow_array::{ListArray, RecordBatch};
 use scfm::core::arrow_schema::{DataType, Field, Schema};
 use scfm::io::hf::{HfDataset, HfDatasetWriter};
-use scfm::pipeline::{GeneformerFiles, Scheme, TokenizeOptions, tokenize};
-use scfm::tokenize::geneformer::GeneformerVersion;
+use scfm::pipeline::{TokenizeOptions, TokenizerSpec, tokenize};
+use scfm::tokenize::geneformer::GeneformerSpec;
+use scfm::tokenize::scbert::ScBertSpec;
+use scfm::tokenize::scgpt::ScGptSpec;
+use scfm::tokenize::xtrimogene::XTrimoGeneSpec;
 
 use crate::data;
 
@@ -25,11 +28,10 @@ fn safetensors_i64(path: &std::path::Path, name: &str) -> Vec<i64> {
 #[test]
 fn geneformer_dataset_has_the_upstream_layout_and_tokens() {
     let out = tempfile::tempdir().unwrap();
-    let files = GeneformerFiles::find(&data("vocab/geneformer"), GeneformerVersion::V2).unwrap();
+    let gf: TokenizerSpec = GeneformerSpec::<2>::in_dir(&data("vocab/geneformer")).unwrap().into();
     let opts = TokenizeOptions { obs_columns: vec!["trueLabel".into()], ..Default::default() };
     let input = data("h5ad/pbmc_sorted_3k5_train.h5ad");
-    let files_token_dictionary = files.token_dictionary.clone();
-    let scheme = Scheme::Geneformer { version: GeneformerVersion::V2, files };
+    let scheme = gf;
     let report = tokenize(&input, out.path(), &scheme, &opts, &mut |_, _| {}).unwrap();
     assert_eq!((report.cells_in, report.cells_out), (2800, 2800));
     assert_eq!(report.settings["collapsed_duplicates"], true, "pbmc symbols take upstream's collapse branch");
@@ -48,8 +50,9 @@ fn geneformer_dataset_has_the_upstream_layout_and_tokens() {
     let saved: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("scfm_tokenizer.json")).unwrap()).unwrap();
     let spec: scfm::tokenize::TokenizerSpec = serde_json::from_value(saved["spec"].clone()).unwrap();
-    assert_eq!(spec, scheme.spec());
-    assert_eq!((spec.name(), spec.vocabulary()), ("geneformer-v2", files_token_dictionary.as_path()));
+    assert_eq!(spec, scheme);
+    let token_dictionary = data("vocab/geneformer/token_dictionary_gc104M.pkl");
+    assert_eq!((spec.name(), spec.vocabulary()), ("geneformer-v2", token_dictionary.as_path()));
 
     // The data file is an Arrow IPC *stream* with the `huggingface` schema metadata.
     let f = std::fs::File::open(out.path().join("data-00000-of-00001.arrow")).unwrap();
@@ -99,13 +102,13 @@ fn read_ids(dir: &std::path::Path) -> Vec<Vec<i32>> {
 
 #[test]
 fn tokens_do_not_depend_on_chunk_size_or_threads() {
-    let files = GeneformerFiles::find(&data("vocab/geneformer"), GeneformerVersion::V2).unwrap();
+    let gf: TokenizerSpec = GeneformerSpec::<2>::in_dir(&data("vocab/geneformer")).unwrap().into();
     let input = data("h5ad/pbmc_sorted_train_490.h5ad");
     let mut results = vec![];
     for (chunk_cells, threads) in [(7, 1), (64, 2), (64, 3), (10_000, 1), (10_000, 4)] {
         let out = tempfile::tempdir().unwrap();
         let opts = TokenizeOptions { chunk_cells, threads: Some(threads), ..Default::default() };
-        let scheme = Scheme::Geneformer { version: GeneformerVersion::V2, files: files.clone() };
+        let scheme = gf.clone();
         tokenize(&input, out.path(), &scheme, &opts, &mut |_, _| {}).unwrap();
         results.push(read_ids(out.path()));
     }
@@ -131,8 +134,8 @@ fn a_bad_value_late_in_the_file_is_an_error_for_any_number_of_threads() {
         v[n - 10] = -3;
         values.write_raw(&v).unwrap();
     }
-    let files = GeneformerFiles::find(&data("vocab/geneformer"), GeneformerVersion::V2).unwrap();
-    let scheme = Scheme::Geneformer { version: GeneformerVersion::V2, files };
+    let gf: TokenizerSpec = GeneformerSpec::<2>::in_dir(&data("vocab/geneformer")).unwrap().into();
+    let scheme = gf;
     for threads in [1, 2, 5] {
         let out = dir.path().join(format!("out_{threads}"));
         let opts = TokenizeOptions { chunk_cells: 16, threads: Some(threads), ..Default::default() };
@@ -148,9 +151,9 @@ fn a_bad_value_late_in_the_file_is_an_error_for_any_number_of_threads() {
 #[test]
 fn memory_mapped_datasets_read_every_row_in_any_order() {
     // scfm tokenize's output, rows read backwards (as a shuffled training run reads them).
-    let files = GeneformerFiles::find(&data("vocab/geneformer"), GeneformerVersion::V2).unwrap();
+    let gf: TokenizerSpec = GeneformerSpec::<2>::in_dir(&data("vocab/geneformer")).unwrap().into();
     let out = tempfile::tempdir().unwrap();
-    let scheme = Scheme::Geneformer { version: GeneformerVersion::V2, files };
+    let scheme = gf;
     tokenize(&data("h5ad/pbmc_sorted_train_490.h5ad"), out.path(), &scheme, &Default::default(), &mut |_, _| {})
         .unwrap();
     let expected = read_ids(out.path());
@@ -205,7 +208,7 @@ fn ensembl_only_inputs_map_through_gencode_and_unknown_genes_can_be_refused() {
     use scfm::pipeline::{TieMode, UnknownGenePolicy};
     use scfm::tokenize::scgpt::ScGptSequence;
     let input = data("h5ad/cellbench_celseq2_5cl.h5ad");
-    let scbert = Scheme::ScBert { genes: data("vocab/scbert/vocab_gene2vec_16906.pkl") };
+    let scbert = ScBertSpec::new(data("vocab/scbert/vocab_gene2vec_16906.pkl")).into();
     let out = tempfile::tempdir().unwrap();
     // Ensembl ids only: nothing matches scBERT's symbols…
     let err = tokenize(&input, out.path(), &scbert, &TokenizeOptions::default(), &mut |_, _| {}).unwrap_err();
@@ -217,11 +220,11 @@ fn ensembl_only_inputs_map_through_gencode_and_unknown_genes_can_be_refused() {
     };
     let report = tokenize(&input, out.path(), &scbert, &opts, &mut |_, _| {}).unwrap();
     assert!(report.genes_mapped > 8_000, "{} genes mapped", report.genes_mapped);
-    let scgpt = Scheme::ScGpt {
-        vocab: data("vocab/scgpt/default_census_vocab.json"),
-        sequence: ScGptSequence::zero_shot(0),
-        ties: TieMode::NumpyLegacy,
-    };
+    let scgpt = TokenizerSpec::from(ScGptSpec::new(
+        data("vocab/scgpt/default_census_vocab.json"),
+        &ScGptSequence::zero_shot(0),
+        TieMode::NumpyLegacy,
+    ));
     let report = tokenize(&input, out.path(), &scgpt, &opts, &mut |_, _| {}).unwrap();
     assert!(report.genes_mapped > 10_000);
     let strict = TokenizeOptions { unknown_genes: UnknownGenePolicy::Error, ..opts };
@@ -234,11 +237,11 @@ fn scgpt_legacy_bins_do_not_depend_on_chunk_size() {
     use scfm::pipeline::TieMode;
     use scfm::tokenize::scgpt::ScGptSequence;
     let input = data("h5ad/pbmc_sorted_train_490.h5ad");
-    let scheme = Scheme::ScGpt {
-        vocab: data("vocab/scgpt/default_census_vocab.json"),
-        sequence: ScGptSequence::zero_shot(0),
-        ties: TieMode::NumpyLegacy,
-    };
+    let scheme = TokenizerSpec::from(ScGptSpec::new(
+        data("vocab/scgpt/default_census_vocab.json"),
+        &ScGptSequence::zero_shot(0),
+        TieMode::NumpyLegacy,
+    ));
     let mut results = vec![];
     for chunk_cells in [13, 5000] {
         let out = tempfile::tempdir().unwrap();
@@ -272,7 +275,7 @@ fn xtrimogene_datasets_carry_the_raw_counts_that_pretraining_down_samples() {
     use scfm::tokenize::xtrimogene::{DepthTarget, XTrimoGeneTokenizer};
     let input = data("h5ad/pbmc_sorted_train_490.h5ad");
     let genes = data("vocab/scfoundation/OS_scRNA_gene_index.19264.tsv");
-    let scheme = Scheme::XTrimoGene { genes: genes.clone(), target: DepthTarget::Fixed(4.0) };
+    let scheme = XTrimoGeneSpec::new(genes.clone(), DepthTarget::Fixed(4.0)).into();
     let out = tempfile::tempdir().unwrap();
     let report = tokenize(&input, out.path(), &scheme, &TokenizeOptions::default(), &mut |_, _| {}).unwrap();
     let info: serde_json::Value =

@@ -8,7 +8,8 @@ use scfm::annotate::{LabelledCells, read_labelled_cells};
 use scfm::backend::CpuTrain;
 use scfm::burn::module::{AutodiffModule, Module};
 use scfm::eval::{ClassificationReport, Labels, argmax_rows, stratified_split};
-use scfm::models::geneformer::{ClassifierPooling, Geneformer, GeneformerClassifier, GeneformerConfig};
+use scfm::models::Pooling;
+use scfm::models::geneformer::{Geneformer, GeneformerClassifier, GeneformerConfig};
 use scfm::tokenize::mask::GeneformerMlm;
 use scfm::train::{
     CellClassifier, Cells, Checkpoint, CheckpointMeta, Classification, MaskedLm, ScheduleKind, TrainError,
@@ -55,7 +56,8 @@ fn meta(family: &str, classes: &[String]) -> CheckpointMeta {
 fn classifier(n_classes: usize, seed: u64) -> GeneformerClassifier<B> {
     let device = Default::default();
     seeded::<B, _>(&device, seed, || GeneformerClassifier::init(&tiny(), n_classes, &device))
-        .with_pooling(ClassifierPooling::Mean)
+        .with_pooling(Pooling::Mean)
+        .unwrap()
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -147,15 +149,14 @@ fn fine_tuning_beats_chance_on_held_out_cells() {
 #[test]
 fn fine_tuning_streams_from_a_tokenized_dataset_as_from_memory() {
     use scfm::family::{Family, FamilyKind};
-    use scfm::pipeline::{GeneformerFiles, Scheme, TokenizeOptions, tokenize};
+    use scfm::pipeline::{TokenizeOptions, tokenize};
     use scfm::pretrain::DatasetTokens;
-    use scfm::tokenize::geneformer::GeneformerVersion;
+    use scfm::tokenize::geneformer::GeneformerSpec;
     use scfm::train::Subset;
     // The labelled cells as a dataset: `scfm tokenize --obs trueLabel`.
     let dir = tempfile::tempdir().unwrap();
     let dictionaries = crate::data("vocab/geneformer");
-    let files = GeneformerFiles::find(&dictionaries, GeneformerVersion::V2).unwrap();
-    let scheme = Scheme::Geneformer { version: GeneformerVersion::V2, files };
+    let scheme = GeneformerSpec::<2>::in_dir(&dictionaries).unwrap().into();
     let opts = TokenizeOptions { obs_columns: vec!["trueLabel".into()], ..Default::default() };
     let input = crate::data("h5ad/pbmc_sorted_train_490.h5ad");
     tokenize(&input, dir.path(), &scheme, &opts, &mut |_, _| {}).unwrap();

@@ -13,10 +13,13 @@ use scfm::models::layers::PerformerShape;
 use scfm::models::scbert::{ScBert, ScBertConfig};
 use scfm::models::scgpt::{ScGpt, ScGptConfig};
 use scfm::models::xtrimogene::{XTrimoGene, XTrimoGeneClassifier, XTrimoGeneConfig};
-use scfm::pipeline::{Scheme, TieMode};
+use scfm::pipeline::{TieMode, TokenizerSpec};
 use scfm::tokenize::mask::{ScBertMask, ScGptValueMask, XTrimoGeneMask};
+use scfm::tokenize::scbert::ScBertSpec;
 use scfm::tokenize::scgpt::ScGptSequence;
+use scfm::tokenize::scgpt::ScGptSpec;
 use scfm::tokenize::vocab::{scfoundation_genes, scgpt_vocab};
+use scfm::tokenize::xtrimogene::XTrimoGeneSpec;
 use scfm::tokenize::xtrimogene::{DepthTarget, XTrimoGeneTokenizer};
 use scfm::train::{
     Cells, CheckpointMeta, Classification, DownSampling, ScBertMaskedLm, ScGptPretraining, ScGptTask, ScheduleKind,
@@ -30,8 +33,8 @@ type B = CpuTrain;
 fn scgpt_cells_of(max_len: usize) -> LabelledCells {
     let sequence = ScGptSequence { cls_value: 0.0, max_len, ..ScGptSequence::zero_shot(0) };
     let vocab = crate::data("vocab/scgpt/default_cellxgene_vocab.json");
-    let scheme = Scheme::ScGpt { vocab, sequence, ties: TieMode::Helical };
-    read_labelled_cells_with(&crate::data("h5ad/pbmc_sorted_train_490.h5ad"), "trueLabel", &scheme, 0).unwrap()
+    let scheme: TokenizerSpec = ScGptSpec::new(vocab, &sequence, TieMode::Helical).into();
+    read_labelled_cells_with(&crate::data("h5ad/pbmc_sorted_train_490.h5ad"), "trueLabel", &scheme).unwrap()
 }
 
 /// [`scgpt_cells_of`] 129 tokens, for pretraining.
@@ -44,8 +47,8 @@ fn scgpt_cells() -> &'static LabelledCells {
 fn scbert_cells() -> &'static LabelledCells {
     static CELLS: OnceLock<LabelledCells> = OnceLock::new();
     CELLS.get_or_init(|| {
-        let scheme = Scheme::ScBert { genes: crate::data("vocab/scbert/scbert_panglao_genes_16906.txt") };
-        read_labelled_cells_with(&crate::data("h5ad/pbmc_sorted_train_490.h5ad"), "trueLabel", &scheme, 0).unwrap()
+        let scheme: TokenizerSpec = ScBertSpec::new(crate::data("vocab/scbert/scbert_panglao_genes_16906.txt")).into();
+        read_labelled_cells_with(&crate::data("h5ad/pbmc_sorted_train_490.h5ad"), "trueLabel", &scheme).unwrap()
     })
 }
 
@@ -312,11 +315,9 @@ fn xtrimogene_read_depth_aware_pretraining_learns() {
 
 #[test]
 fn xtrimogene_head_overfits_one_batch() {
-    let scheme = Scheme::XTrimoGene {
-        genes: crate::data("vocab/scfoundation/OS_scRNA_gene_index.19264.tsv"),
-        target: DepthTarget::Fold(1.0),
-    };
-    let c = read_labelled_cells_with(&crate::data("h5ad/pbmc_sorted_train_490.h5ad"), "trueLabel", &scheme, 0).unwrap();
+    let genes = crate::data("vocab/scfoundation/OS_scRNA_gene_index.19264.tsv");
+    let scheme: TokenizerSpec = XTrimoGeneSpec::new(genes, DepthTarget::Fold(1.0)).into();
+    let c = read_labelled_cells_with(&crate::data("h5ad/pbmc_sorted_train_490.h5ad"), "trueLabel", &scheme).unwrap();
     let labels = Labels::from_strings(&c.labels);
     let rows: Vec<usize> = (0..8).map(|i| i * 55).collect();
     let ids: Vec<Vec<u32>> = rows.iter().map(|&r| c.tokens[r].clone()).collect();

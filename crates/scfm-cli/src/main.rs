@@ -13,9 +13,10 @@ use scfm::io::inspect::inspect;
 use scfm::io::{MatrixSelector, ObsFilter, ObsSelection};
 use scfm::models::geneformer::EmbeddingLayer;
 use scfm::models::xtrimogene::Weights;
-use scfm::pipeline::{Scheme, SchemeOptions, TieMode, TokenizeOptions, UnknownGenePolicy, tokenize};
+use scfm::pipeline::{SchemeKind, SchemeOptions, TieMode, TokenizeOptions, TokenizerSpec, UnknownGenePolicy, tokenize};
 use scfm::tokenize::geneformer::GeneformerVersion;
 use scfm::tokenize::scgpt::ScGptSequence;
+use scfm::tokenize::xtrimogene::DepthTarget;
 
 #[derive(Parser)]
 #[command(name = "scfm", version, about = "Single-cell foundation models: data, tokenizers, models")]
@@ -167,10 +168,10 @@ struct FinetuneArgs {
     /// Peak fine-tuning learning rate.
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
-    /// What Geneformer's head reads: mean (of the real positions) or first (upstream's
-    /// <cls>).
-    #[arg(long, default_value = "mean")]
-    pooling: String,
+    /// What Geneformer's head reads: mean (of the real positions) or cls (the first position,
+    /// upstream's; also called first).
+    #[arg(long, value_enum, default_value = "mean")]
+    pooling: Pooling,
     /// Write a checkpoint every N optimiser steps into OUT/checkpoints.
     #[arg(long)]
     checkpoint_every: Option<u64>,
@@ -290,9 +291,9 @@ struct TokenizeArgs {
     /// Output dataset folder.
     #[arg(short, long)]
     output: PathBuf,
-    /// geneformer-v2, geneformer-v1, scgpt, scbert or xtrimogene.
-    #[arg(long, default_value = "geneformer-v2")]
-    scheme: String,
+    /// The tokenization scheme.
+    #[arg(long, value_enum, default_value = "geneformer-v2")]
+    scheme: SchemeKind,
     /// The model's upstream vocabulary: a folder holding the upstream files (Geneformer
     /// dictionaries, scGPT vocab.json, scBERT gene list, scFoundation gene index) or the file.
     #[arg(long)]
@@ -322,7 +323,7 @@ struct TokenizeArgs {
     ties: TieMode,
     /// xTrimoGene target depth: t<v>, f<r> or a<d>.
     #[arg(long, default_value = "t4")]
-    target: String,
+    target: DepthTarget,
     /// Unknown genes: skip (count and leave out) or error.
     #[arg(long, value_enum, default_value_t = UnknownGenePolicy::Skip)]
     unknown_genes: UnknownGenePolicy,
@@ -362,10 +363,10 @@ struct EmbedArgs {
     weights: Weights,
     /// xTrimoGene: the target read depth T: t<v> (fixed), f<r> or a<d> (default t4).
     #[arg(long, default_value = "t4")]
-    target: String,
+    target: DepthTarget,
     /// Geneformer: v1 or v2 (default: v1 for checkpoints with 2,048 positions, else v2).
-    #[arg(long)]
-    version: Option<String>,
+    #[arg(long, value_enum)]
+    version: Option<GeneformerVersion>,
     /// mean or cls (default: Geneformer and scBERT mean, scGPT cls); xTrimoGene: all
     /// (S, T, max, mean; default) or max.
     #[arg(long, value_enum)]
@@ -389,9 +390,9 @@ struct EmbedArgs {
     /// scGPT: seed of the sub-sampling of cells with more genes than max_seq_len.
     #[arg(long, default_value_t = 0)]
     seed: u32,
-    /// Table format: arrow or parquet (with the `parquet` feature).
-    #[arg(long, default_value = "arrow")]
-    format: String,
+    /// Table format: arrow, or parquet where scfm is built with the `parquet` feature.
+    #[arg(long, value_enum, default_value = "arrow")]
+    format: OutputFormat,
     /// cpu, cuda (feature `cuda`) or wgpu (feature `wgpu`).
     #[arg(long, value_enum, default_value_t = Backend::Cpu)]
     backend: Backend,
@@ -547,8 +548,7 @@ fn tokenize_cmd(args: TokenizeArgs) -> Result<()> {
     sequence.seed = seed;
     sequence.cls_value = cls_value;
     sequence.include_zero_genes = include_zero_genes;
-    let target = target.parse().map_err(|e: String| anyhow::anyhow!(e))?;
-    let scheme = Scheme::named(&scheme, &vocab, &SchemeOptions { sequence, ties, target })?;
+    let scheme = TokenizerSpec::named(scheme, &vocab, &SchemeOptions { sequence, ties, target })?;
     let opts = TokenizeOptions {
         matrix,
         unknown_genes,
@@ -604,18 +604,7 @@ fn embed_cmd(args: EmbedArgs) -> Result<()> {
     if weights == Weights::Gene {
         anyhow::bail!("--weights gene is models.ckpt's decoder path, not cell embeddings: use cell or rde");
     }
-    let model = EmbedModel {
-        vocab,
-        version: match version.as_deref() {
-            None => None,
-            Some("v1") => Some(GeneformerVersion::V1),
-            Some("v2") => Some(GeneformerVersion::V2),
-            Some(other) => anyhow::bail!("unknown --version {other:?}: use v1 or v2"),
-        },
-        weights,
-        depth_target: target.parse().map_err(|e: String| anyhow::anyhow!(e))?,
-        ..EmbedModel::new(model, checkpoint)
-    };
+    let model = EmbedModel { vocab, version, weights, depth_target: target, ..EmbedModel::new(model, checkpoint) };
     let opts = EmbedOptions {
         matrix,
         gene_table,
@@ -630,12 +619,6 @@ fn embed_cmd(args: EmbedArgs) -> Result<()> {
         },
         seed,
         ..Default::default()
-    };
-    let format = match format.as_str() {
-        "arrow" => OutputFormat::Arrow,
-        #[cfg(feature = "parquet")]
-        "parquet" => OutputFormat::Parquet,
-        other => anyhow::bail!("unknown --format {other:?}: use arrow or parquet (feature `parquet`)"),
     };
     match (backend, precision) {
         (Backend::Cpu, Precision::Fp32) => {
@@ -683,7 +666,6 @@ fn finetune_cmd(args: FinetuneArgs) -> Result<()> {
         train_on,
     } = args;
     use scfm::annotate::{AnnotateOptions, Stage, annotate_data_parallel};
-    use scfm::models::geneformer::ClassifierPooling;
     let mut opts = AnnotateOptions::with_data_dir(std::path::Path::new("."), &out);
     opts.family = scfm::family::Family::new(family, vocab);
     opts.label = label;
@@ -699,11 +681,7 @@ fn finetune_cmd(args: FinetuneArgs) -> Result<()> {
     opts.init = init;
     opts.freeze_layers = freeze_layers;
     opts.precision = train_on.precision();
-    opts.pooling = match pooling.as_str() {
-        "mean" => ClassifierPooling::Mean,
-        "first" | "cls" => ClassifierPooling::First,
-        other => anyhow::bail!("unknown --pooling {other:?}: use mean or first"),
-    };
+    opts.pooling = pooling;
     let bar =
         ProgressBar::new(0).with_style(ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} steps  ETA {eta}")?);
     let report = on_train_backend!(train_on, |B, devices| {

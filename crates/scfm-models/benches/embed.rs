@@ -8,8 +8,9 @@
 use burn::backend::Flex as Cpu;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use scfm_models::geneformer::{CellPooling, EmbeddingLayer, Geneformer, GeneformerConfig};
-use scfm_models::scgpt::{ScGpt, ScGptConfig, ScGptPooling};
+use scfm_models::Pooling;
+use scfm_models::geneformer::{EmbeddingLayer, Geneformer, GeneformerConfig};
+use scfm_models::scgpt::{ScGpt, ScGptConfig};
 
 const CELLS: usize = 8;
 const LEN: usize = 256;
@@ -33,7 +34,7 @@ fn embed(c: &mut Criterion) {
         b.iter(|| {
             let enc = gf.encode(gf_ids.clone(), padded.clone(), false);
             let h = enc.hidden_states[gf.hidden_index(EmbeddingLayer::Penultimate)].clone();
-            Geneformer::pool(h, &[LEN; CELLS], CellPooling::Mean { exclude_specials: false }).into_data()
+            Geneformer::pool(h, &[LEN; CELLS], Pooling::Mean, false).unwrap().into_data()
         })
     });
 
@@ -46,7 +47,7 @@ fn embed(c: &mut Criterion) {
     g.bench_function("scgpt_whole_human", |b| {
         b.iter(|| {
             let enc = sg.encode(sg_ids.clone(), values.clone(), padded.clone(), false);
-            ScGpt::cell_embeddings(enc.output, &[LEN; CELLS], ScGptPooling::Cls { normalize: false }).into_data()
+            ScGpt::cell_embeddings(enc.output, &[LEN; CELLS], Pooling::Cls, false).unwrap().into_data()
         })
     });
     g.finish();

@@ -23,10 +23,11 @@ use anyhow::{Context, Result, bail};
 use burn::backend::Flex as Cpu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
-use scfm_models::geneformer::{CellPooling, EmbeddingLayer, Geneformer, GeneformerConfig};
+use scfm_models::Pooling;
+use scfm_models::geneformer::{EmbeddingLayer, Geneformer, GeneformerConfig};
 use scfm_models::scbert::{ScBert, ScBertConfig};
-use scfm_models::scgpt::{ScGpt, ScGptConfig, ScGptPooling};
-use scfm_models::xtrimogene::{CellPooling as XPooling, EncoderInput, XTrimoGene, XTrimoGeneConfig};
+use scfm_models::scgpt::{ScGpt, ScGptConfig};
+use scfm_models::xtrimogene::{EncoderInput, XTrimoGene, XTrimoGeneConfig};
 
 /// A tiny deterministic generator (the inputs only need to be the same on both sides).
 fn lcg(state: &mut u64) -> u64 {
@@ -97,7 +98,7 @@ fn bench<B: Backend>(
                 } else {
                     m.encode(ids.clone(), padded.clone(), false).hidden_states[index].clone()
                 };
-                host(Geneformer::pool(hidden, &vec![l; b], CellPooling::Mean { exclude_specials: false }))
+                host(Geneformer::pool(hidden, &vec![l; b], Pooling::Mean, false).unwrap())
             })
         }
         "scgpt-human" => {
@@ -109,7 +110,7 @@ fn bench<B: Backend>(
             let values = Tensor::<B, 2>::from_data(TensorData::new(values, [b, l]), &device);
             Box::new(move || {
                 let enc = m.encode(ids.clone(), values.clone(), padded.clone(), false);
-                host(ScGpt::cell_embeddings(enc.output, &vec![l; b], ScGptPooling::Cls { normalize: false }))
+                host(ScGpt::cell_embeddings(enc.output, &vec![l; b], Pooling::Cls, false).unwrap())
             })
         }
         "scbert" => {
@@ -141,7 +142,7 @@ fn bench<B: Backend>(
             let m = config.init::<B>(&device, 0);
             Box::new(move || {
                 let (v, p, pad) = input.tensors::<B>(&device);
-                host(XTrimoGene::cell_embeddings(m.encode(v, p, pad), &input.lengths, XPooling::All))
+                host(XTrimoGene::cell_embeddings(m.encode(v, p, pad), &input.lengths, Pooling::All).unwrap())
             })
         }
         other => bail!("unknown model {other:?}"),

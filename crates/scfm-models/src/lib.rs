@@ -18,9 +18,11 @@ pub mod cpu;
 mod error;
 pub mod geneformer;
 pub mod layers;
+mod pooling;
 pub mod scbert;
 pub mod scgpt;
 mod torch;
 pub mod xtrimogene;
 
 pub use error::{ImportError, TensorProblem};
+pub use pooling::{Pooling, UnsupportedPooling};

@@ -78,6 +78,27 @@ pub enum TokenizeError {
         #[source]
         source: scfm_core::CoreError,
     },
+    /// A folder holds none of the files a scheme reads.
+    #[error("{dir}: no {file}{hint}")]
+    MissingFile {
+        /// The folder.
+        dir: PathBuf,
+        /// The file names looked for.
+        file: String,
+        /// What to pass instead.
+        hint: String,
+    },
+    /// A scheme's setting cannot be used (an unknown scheme name, a malformed read-depth
+    /// target).
+    #[error("{what} {value:?}: expected {expected}")]
+    BadSetting {
+        /// Which setting.
+        what: &'static str,
+        /// The value given.
+        value: String,
+        /// What is accepted.
+        expected: String,
+    },
     /// A special token the tokenizer needs is not in the vocabulary.
     #[error("the {vocabulary} has no {token} token")]
     MissingToken {

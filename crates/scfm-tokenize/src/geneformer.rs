@@ -14,7 +14,7 @@
 //! duplicates into columns appended after the others ("collapse").
 //!
 //! ```no_run
-//! use std::path::Path;
+//! use std::path::{Path, PathBuf};
 //! use scfm_tokenize::geneformer::{GeneformerDictionaries, GeneformerTokenizer, GeneformerVersion};
 //!
 //! let dir = Path::new("vocab/geneformer");
@@ -28,15 +28,19 @@
 //! ```
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use scfm_core::{CellView, GeneVocab, StrMap, StringMap};
+use serde::{Deserialize, Serialize};
 
 use crate::error::TokenizeError;
+use crate::spec::{SchemeOptions, SchemeSpec};
+use crate::tokenizer::{PreparedTokenizer, TokenizerInput};
 use crate::vocab::{geneformer_gene_medians, geneformer_token_dictionary, string_map, string_map_where};
 
 /// The Geneformer model generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum), value(rename_all = "lower"))]
 pub enum GeneformerVersion {
     /// gc30M dictionaries, 2,048 tokens, no special tokens.
     V1,
@@ -56,6 +60,138 @@ impl GeneformerVersion {
     /// Whether `<cls>` / `<eos>` wrap the ranking.
     pub fn special_tokens(self) -> bool {
         self == Self::V2
+    }
+}
+
+/// The files Geneformer's tokenizer reads, found in a folder by their upstream names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GeneformerDictionaryFiles {
+    /// `token_dictionary_gc*.pkl`.
+    pub token_dictionary: PathBuf,
+    /// `gene_median_dictionary_gc*.pkl`.
+    pub gene_medians: PathBuf,
+    /// `ensembl_mapping_dict_gc*.pkl`.
+    pub ensembl_mapping: PathBuf,
+    /// `gene_name_id_dict_gc*.pkl` (symbol → Ensembl id), used to map symbol inputs for V1,
+    /// whose Ensembl mapping knows no symbols.
+    pub gene_name_id: Option<PathBuf>,
+}
+
+impl GeneformerDictionaryFiles {
+    /// Finds the files in `dir` (upstream names: `*_gc104M.pkl` for V2, `*_gc30M.pkl` for V1).
+    ///
+    /// # Errors
+    /// [`TokenizeError::MissingFile`] naming the file that is not there.
+    pub fn find(dir: &Path, version: GeneformerVersion) -> Result<Self, TokenizeError> {
+        let suffix = match version {
+            GeneformerVersion::V1 => "gc30M",
+            GeneformerVersion::V2 => "gc104M",
+        };
+        let file = |stem: &str| -> Result<PathBuf, TokenizeError> {
+            let name = format!("{stem}_{suffix}.pkl");
+            let p = dir.join(&name);
+            if p.exists() {
+                Ok(p)
+            } else {
+                Err(TokenizeError::MissingFile {
+                    dir: dir.to_owned(),
+                    file: name,
+                    hint: format!("; pass the folder holding Geneformer's {version:?} dictionaries"),
+                })
+            }
+        };
+        Ok(Self {
+            token_dictionary: file("token_dictionary")?,
+            gene_medians: file("gene_median_dictionary")?,
+            ensembl_mapping: file("ensembl_mapping_dict")?,
+            gene_name_id: file("gene_name_id_dict").ok(),
+        })
+    }
+}
+
+/// Geneformer's rank-value scheme of version `V` (1: gc30M, 2: gc104M with `<cls>` … `<eos>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GeneformerSpec<const V: u8> {
+    /// The dictionaries.
+    pub dictionaries: GeneformerDictionaryFiles,
+    /// Tokens per cell, specials included (upstream's `model_input_size`).
+    pub model_input_size: usize,
+}
+
+impl<const V: u8> GeneformerSpec<V> {
+    /// The version.
+    pub const VERSION: GeneformerVersion = match V {
+        1 => GeneformerVersion::V1,
+        2 => GeneformerVersion::V2,
+        _ => panic!("Geneformer's versions are 1 and 2"),
+    };
+
+    /// The version's dictionaries in `dir` (see [`GeneformerDictionaryFiles::find`]), the
+    /// version's own input size.
+    ///
+    /// # Errors
+    /// [`TokenizeError::MissingFile`] naming a file that is not there.
+    pub fn in_dir(dir: &Path) -> Result<Self, TokenizeError> {
+        let dictionaries = GeneformerDictionaryFiles::find(dir, Self::VERSION)?;
+        Ok(Self { dictionaries, model_input_size: Self::VERSION.model_input_size() })
+    }
+
+    /// The same scheme with `size` tokens per cell (see
+    /// [`GeneformerTokenizer::with_input_size`]).
+    pub fn with_input_size(mut self, size: usize) -> Self {
+        self.model_input_size = size;
+        self
+    }
+
+    /// The same scheme with at most `max_len` tokens per cell: the highest-ranked genes, V2's
+    /// `<cls>` … `<eos>` frame kept (a model's shorter context; longer ones change nothing).
+    pub fn at_most(self, max_len: usize) -> Self {
+        let size = self.model_input_size.min(max_len);
+        self.with_input_size(size)
+    }
+}
+
+impl<const V: u8> SchemeSpec for GeneformerSpec<V> {
+    fn from_files(vocab: &Path, _options: &SchemeOptions) -> Result<Self, TokenizeError> {
+        Self::in_dir(vocab)
+    }
+
+    fn vocabulary(&self) -> &Path {
+        &self.dictionaries.token_dictionary
+    }
+
+    /// Only the input's part of the Ensembl mapping is read (the plan is the same); V1 maps
+    /// symbol inputs through `gene_name_id_dict` first, its Ensembl mapping knowing no symbols.
+    /// Rows whose obs `filter_pass` is not 1 are left out, as upstream.
+    fn prepare(&self, input: &TokenizerInput<'_>) -> Result<PreparedTokenizer, TokenizeError> {
+        let (version, files) = (Self::VERSION, &self.dictionaries);
+        let names = match &files.gene_name_id {
+            Some(p) if version == GeneformerVersion::V1 && input.genes.id_kind() == scfm_core::GeneIdKind::Symbol => {
+                Some(string_map(p)?)
+            }
+            _ => None,
+        };
+        let genes = input_genes(input.genes, names.as_ref());
+        let dicts = GeneformerDictionaries::load_for_genes(
+            &files.token_dictionary,
+            &files.gene_medians,
+            &files.ensembl_mapping,
+            &genes,
+        )?;
+        let mut tok = GeneformerTokenizer::new(version, dicts).with_input_size(self.model_input_size);
+        if let Some(names) = names {
+            tok = tok.with_gene_names(names);
+        }
+        let has_n_counts = input.has_n_counts;
+        let prepared = PreparedTokenizer::new(tok, input.genes, |tok, plan| {
+            serde_json::json!({
+                "model_input_size": tok.input_size(),
+                "dictionaries": files,
+                "collapsed_duplicates": plan.collapsed,
+                "n_counts_from": if has_n_counts { "obs column n_counts" } else { "cell totals over all input genes" },
+            })
+        });
+        Ok(PreparedTokenizer { filter_column: Some("filter_pass"), ..prepared })
     }
 }
 

@@ -25,5 +25,8 @@ pub mod vocab;
 pub mod xtrimogene;
 
 pub use error::TokenizeError;
-pub use spec::TokenizerSpec;
-pub use tokenizer::{GeneMapping, IdWidth, PlannedTokenizer, TokenLayout, TokenizedCell, Tokenizer};
+pub use spec::{SchemeKind, SchemeOptions, SchemeSpec, TokenizerSpec};
+pub use tokenizer::{
+    GeneMapping, IdWidth, PlannedTokenizer, PreparedTokenizer, SequentialTokenizer, TokenLayout, TokenizedCell,
+    Tokenizer, TokenizerInput,
+};

@@ -8,7 +8,14 @@
 
 use std::collections::HashMap;
 
+use std::path::{Path, PathBuf};
+
 use scfm_core::{CellView, GeneTable};
+use serde::{Deserialize, Serialize};
+
+use crate::TokenizeError;
+use crate::spec::{SchemeOptions, SchemeSpec};
+use crate::tokenizer::{PreparedTokenizer, TokenizerInput};
 
 /// The names of scBERT's ordered gene list in a folder, first found first: the release's
 /// pickled `gene2vec` order or its text list.
@@ -132,5 +139,47 @@ impl crate::Tokenizer for ScBertTokenizer {
     ) -> Option<crate::TokenizedCell> {
         ScBertTokenizer::tokenize(self, plan, cell)
             .map(|t| crate::TokenizedCell::ids(t.into_iter().map(u32::from).collect()))
+    }
+}
+
+/// scBERT's scheme: expression bins over its ordered gene panel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScBertSpec {
+    /// The ordered gene list (`vocab_gene2vec_16906.pkl` or the text list).
+    pub genes: PathBuf,
+    /// Cells with fewer expressed panel genes are left out.
+    pub min_genes: usize,
+    /// Highest expression bin.
+    pub bin_num: u8,
+}
+
+impl ScBertSpec {
+    /// The gene list `genes` with upstream's settings.
+    pub fn new(genes: PathBuf) -> Self {
+        let defaults = ScBertTokenizer::new(vec![]);
+        Self { genes, min_genes: defaults.min_genes, bin_num: defaults.bin_num }
+    }
+}
+
+impl SchemeSpec for ScBertSpec {
+    fn from_files(vocab: &Path, _options: &SchemeOptions) -> Result<Self, TokenizeError> {
+        Ok(Self::new(crate::vocab::file_in(vocab, &GENE_LIST_FILES, "scBERT's gene list")?))
+    }
+
+    fn vocabulary(&self) -> &Path {
+        &self.genes
+    }
+
+    /// Genes match by symbol (through GENCODE for inputs with only Ensembl ids).
+    fn prepare(&self, input: &TokenizerInput<'_>) -> Result<PreparedTokenizer, TokenizeError> {
+        let mut tok = ScBertTokenizer::new(crate::vocab::gene_list(&self.genes)?);
+        tok.min_genes = self.min_genes;
+        tok.bin_num = self.bin_num;
+        let genes = &self.genes;
+        Ok(PreparedTokenizer::new(
+            tok,
+            &crate::vocab::symbol_table(input.genes, input.gencode)?,
+            |tok, _| serde_json::json!({"genes": genes, "seq_len": tok.seq_len(), "min_genes": tok.min_genes, "bin_num": tok.bin_num}),
+        ))
     }
 }

@@ -6,7 +6,14 @@
 //! run of equal edges (common with integer counts) gets a *random* bin among
 //! `right+1 ..= left`. Where `u` comes from is a [`TieBreak`]; zeros stay 0.
 
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
 use crate::rng::{NumpyLegacy, NumpyPcg64};
+use crate::spec::{SchemeOptions, SchemeSpec};
+use crate::tokenizer::{PreparedTokenizer, SequentialTokenizer, TokenizedCell, TokenizerInput};
+use crate::{TokenizeError, Tokenizer};
 
 /// Where the uniform draws that break ties between equal quantile edges come from.
 #[derive(Debug, Clone)]
@@ -363,5 +370,109 @@ impl crate::Tokenizer for ScGptTokenizer {
         let mut tie = if self.helical_ties { TieBreak::HelicalPcg64 } else { TieBreak::Deterministic };
         let (ids, values) = self.sequence.tokenize(plan, cell, key, &mut tie);
         Some(crate::TokenizedCell::with_values(ids, values))
+    }
+}
+
+/// How scGPT breaks ties between equal quantile edges (see [`TieBreak`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "snake_case")]
+pub enum ScGptTies {
+    /// Upstream's NumPy legacy stream after `np.random.seed(seed)`, cells in file order.
+    NumpyLegacy,
+    /// helical's `default_rng(42)` per cell.
+    Helical,
+    /// The highest candidate bin (no randomness).
+    Deterministic,
+}
+
+/// scGPT's scheme: gene ids by symbol from a `vocab.json` and binned values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScGptSpec {
+    /// The `vocab.json` (the release's specials are appended when missing).
+    pub vocab: PathBuf,
+    /// Longest sequence, `<cls>` included.
+    pub max_len: usize,
+    /// Value of the `<cls>` position.
+    pub cls_value: f32,
+    /// Number of value bins.
+    pub n_bins: usize,
+    /// Unexpressed vocabulary genes included.
+    pub include_zero_genes: bool,
+    /// Seed of the sub-sampling (and of the legacy ties).
+    pub seed: u32,
+    /// How ties are broken.
+    pub ties: ScGptTies,
+}
+
+impl ScGptSpec {
+    /// `sequence` (its `cls_id` is taken from the vocabulary) over `vocab`, ties broken by
+    /// `ties`.
+    pub fn new(vocab: PathBuf, sequence: &ScGptSequence, ties: ScGptTies) -> Self {
+        Self {
+            vocab,
+            max_len: sequence.max_len,
+            cls_value: sequence.cls_value,
+            n_bins: sequence.n_bins,
+            include_zero_genes: sequence.include_zero_genes,
+            seed: sequence.seed,
+            ties,
+        }
+    }
+}
+
+/// scGPT with upstream's legacy RNG: the stream consumed cell after cell in file order.
+struct ScGptLegacy {
+    sequence: ScGptSequence,
+    plan: Vec<Option<u32>>,
+    tie: TieBreak,
+}
+
+impl SequentialTokenizer for ScGptLegacy {
+    fn tokenize(&mut self, key: u64, cell: scfm_core::CellView<'_>) -> TokenizedCell {
+        let (ids, values) = self.sequence.tokenize(&self.plan, cell, key, &mut self.tie);
+        TokenizedCell::with_values(ids, values)
+    }
+}
+
+impl SchemeSpec for ScGptSpec {
+    fn from_files(vocab: &Path, options: &SchemeOptions) -> Result<Self, TokenizeError> {
+        let vocab = crate::vocab::file_in(vocab, &VOCAB_FILES, "the scGPT vocab.json")?;
+        Ok(Self::new(vocab, &options.sequence, options.ties))
+    }
+
+    fn vocabulary(&self) -> &Path {
+        &self.vocab
+    }
+
+    /// Genes match by symbol (through GENCODE for inputs with only Ensembl ids); the legacy
+    /// ties make a [`SequentialTokenizer`].
+    fn prepare(&self, input: &TokenizerInput<'_>) -> Result<PreparedTokenizer, TokenizeError> {
+        let vocab = crate::vocab::scgpt_vocab(&self.vocab, true)?;
+        let cls_id = vocab
+            .id("<cls>")
+            .ok_or_else(|| TokenizeError::MissingToken { token: "<cls>".into(), vocabulary: "scGPT vocab.json" })?;
+        let sequence = ScGptSequence {
+            cls_id,
+            cls_value: self.cls_value,
+            max_len: self.max_len,
+            include_zero_genes: self.include_zero_genes,
+            n_bins: self.n_bins,
+            seed: self.seed,
+        };
+        let settings = serde_json::json!({
+            "vocab": self.vocab, "max_len": sequence.max_len, "cls_value": sequence.cls_value, "n_bins": sequence.n_bins,
+            "include_zero_genes": sequence.include_zero_genes, "seed": sequence.seed, "ties": self.ties,
+        });
+        let tok = ScGptTokenizer { vocab, sequence, helical_ties: self.ties == ScGptTies::Helical };
+        let mapping = tok.plan(&crate::vocab::symbol_table(input.genes, input.gencode)?);
+        let sequential = (self.ties == ScGptTies::NumpyLegacy).then(|| {
+            Box::new(ScGptLegacy {
+                sequence: tok.sequence.clone(),
+                plan: mapping.plan.clone(),
+                tie: TieBreak::numpy_legacy(tok.sequence.seed),
+            }) as Box<dyn SequentialTokenizer>
+        });
+        Ok(PreparedTokenizer { sequential, ..PreparedTokenizer::planned(tok, mapping, |_, _| settings) })
     }
 }

@@ -127,3 +127,91 @@ impl<T: Tokenizer> PlannedTokenizer for Planned<T> {
         self.tokenizer.tokenize(&self.plan, key, cell, n_counts)
     }
 }
+
+/// A tokenizer whose cells depend on the cells before it (scGPT's legacy NumPy stream, drawn
+/// from value by value across cells): it runs on one thread over every cell in file order,
+/// cells that are then left out included.
+pub trait SequentialTokenizer: Send {
+    /// Tokenizes the next cell (`key`: its index in the input).
+    fn tokenize(&mut self, key: u64, cell: CellView<'_>) -> TokenizedCell;
+}
+
+/// What a scheme needs to know of a dataset to make its tokenizer ready
+/// ([`SchemeSpec::prepare`](crate::spec::SchemeSpec::prepare)).
+#[derive(Debug, Clone, Copy)]
+pub struct TokenizerInput<'a> {
+    /// The dataset's genes.
+    pub genes: &'a GeneTable,
+    /// A GENCODE gene table (Ensembl id → symbol) for symbol-based schemes on inputs that
+    /// have only Ensembl ids ([`crate::vocab::symbol_table`]).
+    pub gencode: Option<&'a std::path::Path>,
+    /// The dataset has an obs column `n_counts` (recorded in Geneformer's settings).
+    pub has_n_counts: bool,
+    /// xTrimoGene: cells carry their raw counts on the model's gene positions, what its
+    /// pretraining down-samples (datasets and training read them; embeddings do not).
+    pub with_counts: bool,
+}
+
+/// A scheme's tokenizer planned for one dataset, with the mapping report and the settings a
+/// dataset records.
+pub struct PreparedTokenizer {
+    /// The tokenizer with its plan.
+    pub tokenizer: Box<dyn PlannedTokenizer>,
+    /// What its cells hold.
+    pub layout: TokenLayout,
+    /// Input genes that map to the model's genes.
+    pub genes_mapped: usize,
+    /// Up to three input genes the model does not know.
+    pub unknown_examples: Vec<String>,
+    /// The scheme's settings and files, as `scfm_tokenizer.json` records them.
+    pub settings: serde_json::Value,
+    /// Set when the cells must instead be tokenized in file order by this one tokenizer
+    /// (scGPT's legacy ties); `tokenizer` is then its per-cell counterpart.
+    pub sequential: Option<Box<dyn SequentialTokenizer>>,
+    /// An obs column whose rows other than 1 upstream leaves out of a tokenized dataset
+    /// (Geneformer's `filter_pass`).
+    pub filter_column: Option<&'static str>,
+}
+
+impl PreparedTokenizer {
+    /// `tokenizer` planned for `genes`, with the scheme's `settings` (given the plan).
+    pub fn new<T: Tokenizer + 'static>(
+        tokenizer: T,
+        genes: &GeneTable,
+        settings: impl FnOnce(&T, &T::Plan) -> serde_json::Value,
+    ) -> Self {
+        let mapping = tokenizer.plan(genes);
+        Self::planned(tokenizer, mapping, settings)
+    }
+
+    /// `tokenizer` with the plan it made (`mapping`), with the scheme's `settings`.
+    pub fn planned<T: Tokenizer + 'static>(
+        tokenizer: T,
+        GeneMapping { plan, genes_mapped, unknown_examples }: GeneMapping<T::Plan>,
+        settings: impl FnOnce(&T, &T::Plan) -> serde_json::Value,
+    ) -> Self {
+        let settings = settings(&tokenizer, &plan);
+        let layout = tokenizer.layout();
+        Self {
+            tokenizer: Box::new(Planned { tokenizer, plan }),
+            layout,
+            genes_mapped,
+            unknown_examples,
+            settings,
+            sequential: None,
+            filter_column: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for PreparedTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedTokenizer")
+            .field("layout", &self.layout)
+            .field("genes_mapped", &self.genes_mapped)
+            .field("settings", &self.settings)
+            .field("sequential", &self.sequential.is_some())
+            .field("filter_column", &self.filter_column)
+            .finish_non_exhaustive()
+    }
+}

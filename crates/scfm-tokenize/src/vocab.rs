@@ -345,3 +345,43 @@ pub fn scfoundation_genes(path: &Path) -> Result<Vec<String>, TokenizeError> {
     }
     Ok(genes)
 }
+
+/// The gene table a symbol-based scheme matches against: `genes` itself, or, when it has only
+/// Ensembl ids and a GENCODE table (`gencode`, [`gencode_symbols`]) is given, with each id's
+/// symbol (ids GENCODE does not know stand for themselves).
+///
+/// # Errors
+/// Reading `gencode`.
+pub fn symbol_table(
+    genes: &scfm_core::GeneTable,
+    gencode: Option<&Path>,
+) -> Result<scfm_core::GeneTable, TokenizeError> {
+    match gencode {
+        Some(p) if genes.symbols().is_none() && genes.id_kind() == scfm_core::GeneIdKind::Ensembl => {
+            let map = gencode_symbols(p)?;
+            let symbols = genes
+                .ids()
+                .iter()
+                .map(|id| map.get(id.split('.').next().unwrap_or(id)).map_or_else(|| id.clone(), str::to_owned))
+                .collect();
+            genes.clone().with_symbols(symbols).map_err(|source| TokenizeError::Vocab { path: p.to_owned(), source })
+        }
+        _ => Ok(genes.clone()),
+    }
+}
+
+/// `path` itself, or, when it is a folder and `names` are given, the first of them in it;
+/// `what` names the file for the error when none is there.
+///
+/// # Errors
+/// [`TokenizeError::MissingFile`] for a folder holding none of `names`.
+pub fn file_in(path: &Path, names: &[&str], what: &str) -> Result<std::path::PathBuf, TokenizeError> {
+    if names.is_empty() || !path.is_dir() {
+        return Ok(path.to_owned());
+    }
+    names.iter().map(|n| path.join(n)).find(|p| p.exists()).ok_or_else(|| TokenizeError::MissingFile {
+        dir: path.to_owned(),
+        file: names.join(" or "),
+        hint: format!("; pass {what} or the folder holding it"),
+    })
+}

@@ -11,7 +11,14 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
+use std::path::{Path, PathBuf};
+
 use scfm_core::{CellView, GeneTable};
+use serde::{Deserialize, Serialize};
+
+use crate::TokenizeError;
+use crate::spec::{SchemeOptions, SchemeSpec};
+use crate::tokenizer::{PreparedTokenizer, TokenizerInput};
 
 /// How the target depth T is chosen (`--tgthighres`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -211,5 +218,59 @@ impl crate::Tokenizer for XTrimoGeneTokenizer {
             values: Some(enc.values.into_iter().map(|v| v as f32).collect()),
             counts: self.keep_counts.then(|| self.align_counts(plan, cell)),
         })
+    }
+}
+
+/// xTrimoGene's (scFoundation's) scheme: log-normalised values of its 19,264 genes with the
+/// T and S read-depth tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XTrimoGeneSpec {
+    /// The gene index TSV.
+    pub genes: PathBuf,
+    /// The target read depth (`t4`, `f1`, `a5`, …), as `--target` writes it.
+    pub target: String,
+}
+
+impl XTrimoGeneSpec {
+    /// The gene index `genes` with the read-depth `target`.
+    pub fn new(genes: PathBuf, target: DepthTarget) -> Self {
+        Self { genes, target: target.to_string() }
+    }
+
+    /// The target read depth.
+    ///
+    /// # Errors
+    /// [`TokenizeError::BadSetting`] for a target [`DepthTarget`] does not read.
+    pub fn depth_target(&self) -> Result<DepthTarget, TokenizeError> {
+        self.target.parse().map_err(|expected| TokenizeError::BadSetting {
+            what: "xTrimoGene read-depth target",
+            value: self.target.clone(),
+            expected,
+        })
+    }
+}
+
+impl SchemeSpec for XTrimoGeneSpec {
+    fn from_files(vocab: &Path, options: &SchemeOptions) -> Result<Self, TokenizeError> {
+        let genes = crate::vocab::file_in(vocab, &GENE_INDEX_FILES, "scFoundation's gene index")?;
+        Ok(Self::new(genes, options.target))
+    }
+
+    fn vocabulary(&self) -> &Path {
+        &self.genes
+    }
+
+    /// Genes match by symbol (through GENCODE for inputs with only Ensembl ids); the raw
+    /// counts are kept where `input` asks for them.
+    fn prepare(&self, input: &TokenizerInput<'_>) -> Result<PreparedTokenizer, TokenizeError> {
+        let target = self.depth_target()?;
+        let mut tok = XTrimoGeneTokenizer::new(crate::vocab::scfoundation_genes(&self.genes)?, target);
+        tok.keep_counts = input.with_counts;
+        let genes = &self.genes;
+        Ok(PreparedTokenizer::new(
+            tok,
+            &crate::vocab::symbol_table(input.genes, input.gencode)?,
+            |tok, _| serde_json::json!({"genes": genes, "target": format!("{target:?}"), "seq_len": tok.seq_len(), "values": "computed in f64, rounded once to f32"}),
+        ))
     }
 }

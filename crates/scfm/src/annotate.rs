@@ -18,9 +18,9 @@ use scfm_eval::{
 };
 use scfm_io::writeback::{Annotation, annotate_copy};
 use scfm_io::{AnySource, IoError, MatrixSelector, ObsSelection, SourceOptions};
-use scfm_models::geneformer::ClassifierPooling;
-use scfm_tokenize::geneformer::GeneformerVersion;
-use scfm_train::batch::truncate_rank_value;
+use scfm_models::Pooling;
+use scfm_tokenize::PreparedTokenizer;
+use scfm_tokenize::geneformer::GeneformerSpec;
 use scfm_train::{
     CellClassifier, Cells, CheckpointMeta, Classification, Precision, Predictions, StepReport, TrainOptions,
 };
@@ -29,7 +29,7 @@ use serde::Serialize;
 use crate::Error;
 use crate::family::{Backbone, ModelFamily, PretrainRun, with_value};
 pub use crate::family::{Family, FamilyKind, ModelSize};
-use crate::pipeline::{GeneformerFiles, Prepared, Row, Scheme, prepare_scheme};
+use crate::pipeline::{Row, TokenizerSpec, prepare};
 
 /// Options of [`annotate`].
 #[derive(Debug, Clone, Serialize)]
@@ -46,7 +46,7 @@ pub struct AnnotateOptions {
     pub model: ModelSize,
     /// What Geneformer's classification head reads (`mean` learns much faster from scratch
     /// than upstream's `first`); the other families pool as upstream.
-    pub pooling: ClassifierPooling,
+    pub pooling: Pooling,
     /// Self-supervised pretraining epochs over the training cells before fine-tuning, with
     /// the family's objective (0: none).
     pub pretrain_epochs: usize,
@@ -88,7 +88,7 @@ impl AnnotateOptions {
             seed: 42,
             family: Family::in_data_dir(FamilyKind::default(), data),
             model: ModelSize::default(),
-            pooling: ClassifierPooling::Mean,
+            pooling: Pooling::Mean,
             pretrain_epochs: 1,
             finetune_epochs: 6,
             pretrain_lr: 1e-3,
@@ -198,23 +198,17 @@ pub fn read_labelled_cells(
     dictionaries: &Path,
     max_len: usize,
 ) -> Result<LabelledCells, Error> {
-    let files = GeneformerFiles::find(dictionaries, GeneformerVersion::V2)?;
-    read_labelled_cells_with(path, label, &Scheme::Geneformer { version: GeneformerVersion::V2, files }, max_len)
+    let spec = GeneformerSpec::<2>::in_dir(dictionaries)?.at_most(max_len);
+    read_labelled_cells_with(path, label, &spec.into())
 }
 
-/// [`read_labelled_cells`] with any tokenization scheme: Geneformer cells are truncated to
-/// `max_len` tokens (keeping V2's frame); the other schemes set their own length (scGPT's
-/// `ScGptSequence::max_len`, scBERT's and xTrimoGene's gene panels) and `max_len` is unused.
+/// [`read_labelled_cells`] with any tokenization scheme, which sets the cells' length
+/// (Geneformer's `model_input_size`, scGPT's `max_len`, scBERT's and xTrimoGene's gene panels).
 ///
 /// # Errors
 /// Unreadable files, missing vocabulary files or label column, non-count matrices.
-pub fn read_labelled_cells_with(
-    path: &Path,
-    label: &str,
-    scheme: &Scheme,
-    max_len: usize,
-) -> Result<LabelledCells, Error> {
-    read_cells(path, Some(label), scheme, max_len, true)
+pub fn read_labelled_cells_with(path: &Path, label: &str, scheme: &TokenizerSpec) -> Result<LabelledCells, Error> {
+    read_cells(path, Some(label), scheme, true)
 }
 
 /// Reads and tokenizes the cells of `path`: with `label`, only cells labelled in that obs
@@ -222,20 +216,14 @@ pub fn read_labelled_cells_with(
 pub(crate) fn read_cells(
     path: &Path,
     label: Option<&str>,
-    scheme: &Scheme,
-    max_len: usize,
+    scheme: &TokenizerSpec,
     keep_counts: bool,
 ) -> Result<LabelledCells, Error> {
-    let truncate = match scheme {
-        Scheme::Geneformer { version, .. } => Some(*version == GeneformerVersion::V2),
-        _ => None,
-    };
     let opts = SourceOptions { matrix: MatrixSelector::Counts, obs: ObsSelection::All, require_counts: true };
     let source = AnySource::open(path, &opts)?;
     crate::pipeline::require_counts(&source, path)?;
     let n_counts_col = source.obs_schema().index_of("n_counts").ok();
-    let Prepared { tokenizer, layout, genes_mapped, .. } =
-        prepare_scheme(scheme, &source, n_counts_col.is_some(), None, true)?;
+    let PreparedTokenizer { tokenizer, layout, genes_mapped, .. } = prepare(scheme, &source, None, true)?;
     crate::pipeline::require_mapped(&source, path, genes_mapped)?;
     let mut cells = LabelledCells {
         tokens: vec![],
@@ -277,10 +265,7 @@ pub(crate) fn read_cells(
                 cells.counts.push_row(cell.indices, cell.values).map_err(eval_err)?;
             }
             cells.rows.push(row);
-            cells.tokens.push(match truncate {
-                Some(framed) => truncate_rank_value(ids, max_len, framed),
-                None => ids,
-            });
+            cells.tokens.push(ids);
             if let Some(v) = values {
                 cells.values.get_or_insert_with(Vec::new).push(v);
             }
@@ -417,7 +402,7 @@ pub fn annotate_data_parallel<B: AutodiffBackend>(
         None => Backbone::fresh(family, m, options.seed, device)?,
     };
     let scheme = family.scheme(&backbone, m.max_len, options.seed)?;
-    let cells = read_labelled_cells_with(input, &options.label, &scheme, m.max_len)?;
+    let cells = read_labelled_cells_with(input, &options.label, &scheme)?;
     let classes = Labels::from_strings(&cells.labels);
     if classes.n_classes() < 2 {
         return Err(Error::Incompatible {
@@ -604,11 +589,11 @@ fn baseline(
 fn read_test_cells(
     path: &Path,
     options: &AnnotateOptions,
-    scheme: &Scheme,
+    scheme: &TokenizerSpec,
     (input, cells): (&Path, &LabelledCells),
     classes: &Labels,
 ) -> Result<(LabelledCells, Vec<usize>), Error> {
-    let t = read_labelled_cells_with(path, &options.label, scheme, options.model.max_len)?;
+    let t = read_labelled_cells_with(path, &options.label, scheme)?;
     if t.genes != cells.genes {
         return Err(Error::Incompatible {
             reason: format!(
@@ -674,7 +659,7 @@ pub(crate) struct Finetune<'a, B: AutodiffBackend> {
     meta: CheckpointMeta,
     freeze_layers: usize,
     /// What a head that pools reads ([`AnnotateOptions::pooling`]).
-    pub(crate) head_pooling: ClassifierPooling,
+    pub(crate) head_pooling: Pooling,
     /// Cells to predict after training: all input cells, and the test file's.
     all: Cells<'a>,
     test: Option<Cells<'a>>,
@@ -705,12 +690,18 @@ impl<B: AutodiffBackend> Finetune<'_, B> {
         M: CellClassifier<B> + AutodiffModule<B>,
         M::InnerModule: CellClassifier<B::InnerBackend>,
     {
+        self.run(self.head(head_seed, make), progress)
+    }
+
+    /// A head built with `make` on the model's device, every new parameter drawn under
+    /// `head_seed` (the backbone's exist already).
+    pub(crate) fn head<M: burn::module::Module<B>>(&self, head_seed: u64, make: impl FnOnce(&B::Device) -> M) -> M {
         let device = &self.devices[0];
-        self.run(scfm_train::seeded(device, head_seed, || make(device)), progress)
+        scfm_train::seeded(device, head_seed, || make(device))
     }
 
     /// Freezes, trains and predicts with `model`.
-    fn run<M>(&self, model: M, progress: &mut dyn FnMut(&StepReport)) -> Result<Finetuned, Error>
+    pub(crate) fn run<M>(&self, model: M, progress: &mut dyn FnMut(&StepReport)) -> Result<Finetuned, Error>
     where
         M: CellClassifier<B> + AutodiffModule<B>,
         M::InnerModule: CellClassifier<B::InnerBackend>,

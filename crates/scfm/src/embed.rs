@@ -37,7 +37,8 @@ use serde::Serialize;
 
 use crate::Error;
 use crate::family::{EmbedderModel, FamilyKind, ModelFamily, Registered, with_kind, with_value};
-use crate::pipeline::{Prepared, Scheme, prepare_scheme};
+use crate::pipeline::{TokenizerSpec, prepare};
+use scfm_tokenize::PreparedTokenizer;
 
 /// Upper bound on `cells × len²` per forward pass (the padding bias has that many floats: 64 MB),
 /// so that long cells (4,096 tokens) run one at a time whatever the token budget.
@@ -92,26 +93,12 @@ impl EmbedModel {
         let vocab = self.vocab.as_deref().ok_or_else(|| Error::Incompatible {
             reason: format!("{}: {family} embeddings need {what} (--vocab)", self.checkpoint.display()),
         })?;
-        crate::pipeline::file_in(vocab, names, what)
+        Ok(scfm_tokenize::vocab::file_in(vocab, names, what)?)
     }
 }
 
-/// How cells are pooled into one vector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-#[serde(rename_all = "snake_case")]
-pub enum Pooling {
-    /// Mean over the cell's real tokens (Geneformer's `emb_mode="cell"`, excluding
-    /// `<cls>`/`<eos>` for V2).
-    Mean,
-    /// The `<cls>` position (scGPT's `cell_emb_style="cls"`, Geneformer V2's `emb_mode="cls"`).
-    Cls,
-    /// xTrimoGene's `pool_type="all"`: S and T token states, max and mean over the expressed
-    /// genes, concatenated (4 × 768).
-    All,
-    /// xTrimoGene's `pool_type="max"`: the max over every encoder position.
-    Max,
-}
+/// How cells are pooled into one vector (one enum for every family's embeddings and heads).
+pub use scfm_models::Pooling;
 
 /// Options of [`Embedder`].
 #[derive(Debug, Clone)]
@@ -157,7 +144,7 @@ impl Default for EmbedOptions {
 /// A loaded model with its tokenizer, ready to embed inputs ([`Embedder::embed`]).
 pub struct Embedder<B: Backend> {
     model: EmbedderModel<B>,
-    scheme: Scheme,
+    scheme: TokenizerSpec,
     checkpoint: PathBuf,
     opts: EmbedOptions,
     pooling: Pooling,
@@ -295,8 +282,8 @@ impl<B: Backend> Embedder<B> {
         )?;
         crate::pipeline::require_counts(&source, input)?;
         let n_counts_col = source.obs_schema().index_of("n_counts").ok();
-        let Prepared { tokenizer, layout, genes_mapped, settings, .. } =
-            prepare_scheme(&self.scheme, &source, n_counts_col.is_some(), self.opts.gene_table.as_deref(), false)?;
+        let PreparedTokenizer { tokenizer, layout, genes_mapped, settings, .. } =
+            prepare(&self.scheme, &source, self.opts.gene_table.as_deref(), false)?;
         crate::pipeline::require_mapped(&source, input, genes_mapped)?;
         let (n, dim) = (source.n_cells(), self.dim());
         // The tokenizer's threads: rayon's global pool, or a pool of the size asked for.
@@ -463,6 +450,7 @@ pub struct EmbedOutputs {
 
 /// The embedding table's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum OutputFormat {
     /// Arrow IPC (`embeddings.arrow`).
     #[default]

@@ -116,6 +116,10 @@ pub enum Error {
     #[cfg(feature = "models")]
     #[error(transparent)]
     Model(#[from] scfm_models::ImportError),
+    /// A pooling the model does not support.
+    #[cfg(feature = "models")]
+    #[error(transparent)]
+    Pooling(#[from] scfm_models::UnsupportedPooling),
     /// Metrics, baselines and plots.
     #[error(transparent)]
     Eval(#[from] scfm_eval::EvalError),
@@ -171,7 +175,7 @@ pub enum Error {
         /// The scheme it was tokenized with.
         found: String,
         /// The scheme needed.
-        expected: &'static str,
+        expected: scfm_tokenize::SchemeKind,
         /// Who reads it (`geneformer-mlm pretraining`).
         reader: String,
     },

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use scfm_core::CellSource;
 use scfm_core::arrow_array::cast::AsArray;
 use scfm_core::arrow_array::types::Float64Type;
 use scfm_core::arrow_array::{
@@ -10,220 +11,16 @@ use scfm_core::arrow_array::{
 };
 use scfm_core::arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use scfm_core::arrow_schema::{DataType, Field, Schema};
-use scfm_core::{CellSource, GeneIdKind, GeneTable};
 use scfm_io::hf::HfDatasetWriter;
 use scfm_io::{AnySource, IoError, MatrixSelector, ObsSelection, SourceOptions};
-use scfm_tokenize::geneformer::{GeneformerDictionaries, GeneformerTokenizer, GeneformerVersion, input_genes};
-use scfm_tokenize::scbert::{self, ScBertTokenizer};
-use scfm_tokenize::scgpt::{self, ScGptSequence, ScGptTokenizer, TieBreak};
-use scfm_tokenize::spec::GeneformerDictionaryFiles;
-use scfm_tokenize::tokenizer::Planned;
-use scfm_tokenize::vocab::{gencode_symbols, gene_list, scfoundation_genes, scgpt_vocab, string_map};
-use scfm_tokenize::xtrimogene::{self, DepthTarget, XTrimoGeneTokenizer};
-use scfm_tokenize::{
-    GeneMapping, IdWidth, PlannedTokenizer, TokenLayout, TokenizeError, TokenizedCell, Tokenizer, TokenizerSpec,
-};
+use scfm_tokenize::{IdWidth, PreparedTokenizer, SequentialTokenizer, TokenizeError, TokenizedCell, TokenizerInput};
 use serde::Serialize;
 
 use crate::Error;
 
-/// The Geneformer dictionary files of one version, found in a folder by their upstream names.
-#[derive(Debug, Clone, Serialize)]
-pub struct GeneformerFiles {
-    /// `token_dictionary_gc*.pkl`.
-    pub token_dictionary: PathBuf,
-    /// `gene_median_dictionary_gc*.pkl`.
-    pub gene_medians: PathBuf,
-    /// `ensembl_mapping_dict_gc*.pkl`.
-    pub ensembl_mapping: PathBuf,
-    /// `gene_name_id_dict_gc*.pkl` (symbol → Ensembl id), used to map symbol inputs for V1,
-    /// whose Ensembl mapping knows no symbols.
-    pub gene_name_id: Option<PathBuf>,
-}
-
-impl GeneformerFiles {
-    /// Finds the files in `dir` (upstream names: `*_gc104M.pkl` for V2, `*_gc30M.pkl` for V1).
-    ///
-    /// # Errors
-    /// [`IoError::MissingElement`] naming the file that is not there.
-    pub fn find(dir: &Path, version: GeneformerVersion) -> Result<Self, Error> {
-        let suffix = match version {
-            GeneformerVersion::V1 => "gc30M",
-            GeneformerVersion::V2 => "gc104M",
-        };
-        let file = |stem: &str| -> Result<PathBuf, Error> {
-            let p = dir.join(format!("{stem}_{suffix}.pkl"));
-            if p.exists() {
-                Ok(p)
-            } else {
-                Err(IoError::MissingElement {
-                    path: dir.to_owned(),
-                    element: format!("{stem}_{suffix}.pkl"),
-                    hint: format!("; pass the folder holding Geneformer's {version:?} dictionaries"),
-                }
-                .into())
-            }
-        };
-        Ok(Self {
-            token_dictionary: file("token_dictionary")?,
-            gene_medians: file("gene_median_dictionary")?,
-            ensembl_mapping: file("ensembl_mapping_dict")?,
-            gene_name_id: file("gene_name_id_dict").ok(),
-        })
-    }
-}
-
-/// How scGPT breaks ties between equal quantile edges (see [`TieBreak`]).
-pub use scfm_tokenize::spec::ScGptTies as TieMode;
-
-/// A tokenization scheme and the upstream files it needs.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Scheme {
-    /// Geneformer rank-value encoding.
-    Geneformer {
-        /// V1 or V2.
-        version: GeneformerVersion,
-        /// The dictionaries.
-        files: GeneformerFiles,
-    },
-    /// scGPT gene ids and binned values.
-    ScGpt {
-        /// `vocab.json` (the release's specials are appended when missing).
-        vocab: PathBuf,
-        /// Sequence settings (`cls_id` is taken from the vocabulary).
-        sequence: ScGptSequence,
-        /// Tie-breaking of the binning.
-        ties: TieMode,
-    },
-    /// scBERT expression bins over its 16,906 genes.
-    ScBert {
-        /// The ordered gene list (`vocab_gene2vec_16906.pkl` or the text list).
-        genes: PathBuf,
-    },
-    /// xTrimoGene / scFoundation encoder input.
-    XTrimoGene {
-        /// `OS_scRNA_gene_index.19264.tsv`.
-        genes: PathBuf,
-        /// The target read depth (`t4`, `f1`, `a5`, …).
-        target: DepthTarget,
-    },
-}
-
-impl Scheme {
-    /// The scheme's command-line name.
-    pub fn name(&self) -> &'static str {
-        self.spec().name()
-    }
-}
-
-/// The settings of [`Scheme::named`] that only some schemes read.
-#[derive(Debug, Clone)]
-pub struct SchemeOptions {
-    /// scGPT: the sequence (`max_len`, `<cls>` value, zero genes, seed; `cls_id` comes from
-    /// the vocabulary).
-    pub sequence: ScGptSequence,
-    /// scGPT: how binning ties are broken.
-    pub ties: TieMode,
-    /// xTrimoGene: the target read depth.
-    pub target: DepthTarget,
-}
-
-impl Default for SchemeOptions {
-    /// scGPT's zero-shot sequence with helical's ties; xTrimoGene's `t4`.
-    fn default() -> Self {
-        Self { sequence: ScGptSequence::zero_shot(0), ties: TieMode::Helical, target: DepthTarget::Fixed(4.0) }
-    }
-}
-
-/// `path` itself, or when it is a folder and `names` are given the first of them in it; `what`
-/// names the file for the error when none is there.
-pub(crate) fn file_in(path: &Path, names: &[&str], what: &str) -> Result<PathBuf, Error> {
-    if names.is_empty() || !path.is_dir() {
-        return Ok(path.to_owned());
-    }
-    names.iter().map(|n| path.join(n)).find(|p| p.exists()).ok_or_else(|| {
-        IoError::MissingElement {
-            path: path.to_owned(),
-            element: names.join(" or "),
-            hint: format!("; pass {what} or the folder holding it"),
-        }
-        .into()
-    })
-}
-
-impl Scheme {
-    /// The scheme called `name` (`geneformer-v2` or `geneformer`, `geneformer-v1`, `scgpt`,
-    /// `scbert`, `xtrimogene` or `scfoundation`) over the upstream files at `vocab`: the file,
-    /// or a folder holding it under its upstream name (Geneformer: the dictionaries' folder).
-    ///
-    /// # Errors
-    /// [`Error::Unknown`] for another name; a folder without the scheme's files.
-    pub fn named(name: &str, vocab: &Path, options: &SchemeOptions) -> Result<Self, Error> {
-        Ok(match name {
-            "geneformer-v2" | "geneformer" => Self::Geneformer {
-                version: GeneformerVersion::V2,
-                files: GeneformerFiles::find(vocab, GeneformerVersion::V2)?,
-            },
-            "geneformer-v1" => Self::Geneformer {
-                version: GeneformerVersion::V1,
-                files: GeneformerFiles::find(vocab, GeneformerVersion::V1)?,
-            },
-            "scgpt" => Self::ScGpt {
-                vocab: file_in(vocab, &scgpt::VOCAB_FILES, "the scGPT vocab.json")?,
-                sequence: options.sequence.clone(),
-                ties: options.ties,
-            },
-            "scbert" => Self::ScBert { genes: file_in(vocab, &scbert::GENE_LIST_FILES, "scBERT's gene list")? },
-            "xtrimogene" | "scfoundation" => Self::XTrimoGene {
-                genes: file_in(vocab, &xtrimogene::GENE_INDEX_FILES, "scFoundation's gene index")?,
-                target: options.target,
-            },
-            other => {
-                return Err(Error::Unknown {
-                    what: "tokenization scheme",
-                    name: other.to_owned(),
-                    expected: "geneformer-v2, geneformer-v1, scgpt, scbert, xtrimogene".into(),
-                });
-            }
-        })
-    }
-
-    /// The scheme as datasets record it ([`TokenizerSpec`], saved in `scfm_tokenizer.json`).
-    pub fn spec(&self) -> TokenizerSpec {
-        match self {
-            Self::Geneformer { version, files } => {
-                let dictionaries = GeneformerDictionaryFiles {
-                    token_dictionary: files.token_dictionary.clone(),
-                    gene_medians: files.gene_medians.clone(),
-                    ensembl_mapping: files.ensembl_mapping.clone(),
-                    gene_name_id: files.gene_name_id.clone(),
-                };
-                let model_input_size = version.model_input_size();
-                match version {
-                    GeneformerVersion::V1 => TokenizerSpec::GeneformerV1 { dictionaries, model_input_size },
-                    GeneformerVersion::V2 => TokenizerSpec::GeneformerV2 { dictionaries, model_input_size },
-                }
-            }
-            Self::ScGpt { vocab, sequence, ties } => TokenizerSpec::ScGpt {
-                vocab: vocab.clone(),
-                max_len: sequence.max_len,
-                cls_value: sequence.cls_value,
-                n_bins: sequence.n_bins,
-                include_zero_genes: sequence.include_zero_genes,
-                seed: sequence.seed,
-                ties: *ties,
-            },
-            Self::ScBert { genes } => {
-                let defaults = ScBertTokenizer::new(vec![]);
-                TokenizerSpec::ScBert { genes: genes.clone(), min_genes: defaults.min_genes, bin_num: defaults.bin_num }
-            }
-            Self::XTrimoGene { genes, target } => {
-                TokenizerSpec::XTrimoGene { genes: genes.clone(), target: target.to_string() }
-            }
-        }
-    }
-}
+/// How scGPT breaks ties between equal quantile edges (see [`scfm_tokenize::scgpt::TieBreak`]).
+pub use scfm_tokenize::scgpt::ScGptTies as TieMode;
+pub use scfm_tokenize::{SchemeKind, SchemeOptions, TokenizerSpec};
 
 /// What to do with input genes the model does not know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -301,149 +98,17 @@ pub const COUNTS: &str = "counts";
 /// One tokenized cell.
 pub(crate) type Row = TokenizedCell;
 
-/// scGPT with upstream's legacy RNG: the state that must be consumed in cell order.
-struct ScGptLegacy {
-    seq: ScGptSequence,
-    plan: Vec<Option<u32>>,
-    tie: TieBreak,
-}
-
-/// A scheme made ready for one dataset: its tokenizer with the plan, and the report.
-pub(crate) struct Prepared<'a> {
-    /// The tokenizer planned for the dataset.
-    pub(crate) tokenizer: Box<dyn PlannedTokenizer + 'a>,
-    /// What its cells hold.
-    pub(crate) layout: TokenLayout,
-    /// A few input genes the model does not know.
-    pub(crate) unknown_examples: Vec<String>,
-    pub(crate) genes_mapped: usize,
-    pub(crate) settings: serde_json::Value,
-    legacy: Option<ScGptLegacy>,
-}
-
-impl<'a> Prepared<'a> {
-    /// `tokenizer` planned for `genes`, with the scheme's `settings` (given the plan).
-    fn new<T: Tokenizer + 'a>(
-        tokenizer: T,
-        genes: &GeneTable,
-        settings: impl FnOnce(&T, &T::Plan) -> serde_json::Value,
-    ) -> Self {
-        let mapping = tokenizer.plan(genes);
-        Self::planned(tokenizer, mapping, settings)
-    }
-
-    /// `tokenizer` with the plan it made (`mapping`), with the scheme's `settings`.
-    fn planned<T: Tokenizer + 'a>(
-        tokenizer: T,
-        GeneMapping { plan, genes_mapped, unknown_examples }: GeneMapping<T::Plan>,
-        settings: impl FnOnce(&T, &T::Plan) -> serde_json::Value,
-    ) -> Self {
-        let settings = settings(&tokenizer, &plan);
-        let layout = tokenizer.layout();
-        Self {
-            tokenizer: Box::new(Planned { tokenizer, plan }),
-            layout,
-            unknown_examples,
-            genes_mapped,
-            settings,
-            legacy: None,
-        }
-    }
-}
-
-/// The gene table a symbol-based scheme matches against: the source's symbols, or its Ensembl
-/// ids translated through GENCODE when it has only ids.
-pub(crate) fn symbol_table(source: &AnySource, gene_table: Option<&Path>) -> Result<GeneTable, Error> {
-    let genes = source.genes();
-    match gene_table {
-        Some(p) if genes.symbols().is_none() && genes.id_kind() == GeneIdKind::Ensembl => {
-            let map = gencode_symbols(p)?;
-            let symbols = genes
-                .ids()
-                .iter()
-                .map(|id| map.get(id.split('.').next().unwrap_or(id)).map_or_else(|| id.clone(), str::to_owned))
-                .collect();
-            Ok(genes.clone().with_symbols(symbols)?)
-        }
-        _ => Ok(genes.clone()),
-    }
-}
-
-/// The tokenizer of `scheme` for `source`'s genes. `with_counts`: xTrimoGene rows carry the
-/// aligned raw counts its pretraining down-samples (datasets and training read them; cell
-/// embeddings do not).
-pub(crate) fn prepare_scheme<'a>(
-    scheme: &Scheme,
+/// `spec`'s tokenizer for `source`'s genes. `gencode`: GENCODE's gene table for symbol-based
+/// schemes on Ensembl-only inputs. `with_counts`: xTrimoGene rows carry the aligned raw counts
+/// its pretraining down-samples (datasets and training read them; cell embeddings do not).
+pub(crate) fn prepare(
+    spec: &TokenizerSpec,
     source: &AnySource,
-    has_n_counts: bool,
-    gene_table: Option<&Path>,
+    gencode: Option<&Path>,
     with_counts: bool,
-) -> Result<Prepared<'a>, Error> {
-    // Symbol-based schemes match against this (Geneformer maps ids through its own files).
-    let symbols = || symbol_table(source, gene_table);
-    Ok(match scheme {
-        Scheme::Geneformer { version, files } => {
-            // V1's Ensembl mapping knows no symbols: symbol inputs go through gene_name_id first.
-            let names = match &files.gene_name_id {
-                Some(p) if *version == GeneformerVersion::V1 && source.genes().id_kind() == GeneIdKind::Symbol => {
-                    Some(string_map(p)?)
-                }
-                _ => None,
-            };
-            // Only this dataset's part of the Ensembl mapping is kept: the plan is the same.
-            let genes = input_genes(source.genes(), names.as_ref());
-            let dicts = GeneformerDictionaries::load_for_genes(
-                &files.token_dictionary,
-                &files.gene_medians,
-                &files.ensembl_mapping,
-                &genes,
-            )?;
-            let mut tok = GeneformerTokenizer::new(*version, dicts);
-            if let Some(names) = names {
-                tok = tok.with_gene_names(names);
-            }
-            Prepared::new(tok, source.genes(), |tok, plan| {
-                serde_json::json!({
-                    "model_input_size": tok.input_size(),
-                    "dictionaries": files,
-                    "collapsed_duplicates": plan.collapsed,
-                    "n_counts_from": if has_n_counts { "obs column n_counts" } else { "cell totals over all input genes" },
-                })
-            })
-        }
-        Scheme::ScGpt { vocab: path, sequence, ties } => {
-            let vocab = scgpt_vocab(path, true)?;
-            let mut seq = sequence.clone();
-            seq.cls_id = vocab.id("<cls>").expect("specials are appended");
-            let settings = serde_json::json!({
-                "vocab": path, "max_len": seq.max_len, "cls_value": seq.cls_value, "n_bins": seq.n_bins,
-                "include_zero_genes": seq.include_zero_genes, "seed": seq.seed, "ties": ties,
-            });
-            let tok = ScGptTokenizer { vocab, sequence: seq, helical_ties: *ties == TieMode::Helical };
-            let mapping = tok.plan(&symbols()?);
-            // Upstream's legacy stream is drawn from in file order, by `tokenize` itself.
-            let legacy = (*ties == TieMode::NumpyLegacy).then(|| ScGptLegacy {
-                seq: tok.sequence.clone(),
-                plan: mapping.plan.clone(),
-                tie: TieBreak::numpy_legacy(tok.sequence.seed),
-            });
-            Prepared { legacy, ..Prepared::planned(tok, mapping, |_, _| settings) }
-        }
-        Scheme::ScBert { genes } => Prepared::new(
-            ScBertTokenizer::new(gene_list(genes)?),
-            &symbols()?,
-            |tok, _| serde_json::json!({"genes": genes, "seq_len": tok.seq_len(), "min_genes": tok.min_genes, "bin_num": tok.bin_num}),
-        ),
-        Scheme::XTrimoGene { genes, target } => {
-            let mut tok = XTrimoGeneTokenizer::new(scfoundation_genes(genes)?, *target);
-            tok.keep_counts = with_counts;
-            Prepared::new(
-                tok,
-                &symbols()?,
-                |tok, _| serde_json::json!({"genes": genes, "target": format!("{target:?}"), "seq_len": tok.seq_len(), "values": "computed in f64, rounded once to f32"}),
-            )
-        }
-    })
+) -> Result<PreparedTokenizer, Error> {
+    let has_n_counts = source.obs_schema().index_of("n_counts").is_ok();
+    Ok(spec.prepare(&TokenizerInput { genes: source.genes(), gencode, has_n_counts, with_counts })?)
 }
 
 /// Tokenizes any input (h5ad, 10x, corpus) with one scheme into a Hugging Face dataset:
@@ -456,7 +121,7 @@ pub(crate) fn prepare_scheme<'a>(
 pub fn tokenize(
     input: &Path,
     out: &Path,
-    scheme: &Scheme,
+    scheme: &TokenizerSpec,
     opts: &TokenizeOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<TokenizeReport, Error> {
@@ -467,11 +132,17 @@ pub fn tokenize(
     require_counts(&source, input)?;
     let obs_schema = source.obs_schema();
     let n_counts_col = obs_schema.index_of("n_counts").ok();
-    // Upstream Geneformer tokenizes only rows whose optional `filter_pass` equals 1.
-    let filter_col =
-        matches!(scheme, Scheme::Geneformer { .. }).then(|| obs_schema.index_of("filter_pass").ok()).flatten();
-    let Prepared { tokenizer, layout, unknown_examples, genes_mapped, settings, mut legacy } =
-        prepare_scheme(scheme, &source, n_counts_col.is_some(), opts.gene_table.as_deref(), true)?;
+    let PreparedTokenizer {
+        tokenizer,
+        layout,
+        unknown_examples,
+        genes_mapped,
+        settings,
+        mut sequential,
+        filter_column,
+    } = prepare(scheme, &source, opts.gene_table.as_deref(), true)?;
+    // Rows whose filter column (Geneformer's optional `filter_pass`) is not 1 are left out.
+    let filter_col = filter_column.and_then(|c| obs_schema.index_of(c).ok());
     let (has_values, has_counts) = (layout.values, layout.counts);
     let genes_in = source.genes().len();
     if opts.unknown_genes == UnknownGenePolicy::Error && genes_mapped < genes_in {
@@ -512,28 +183,30 @@ pub fn tokenize(
     let (mut cells_in, mut cells_out) = (0, 0);
     let total_cells = source.n_cells();
     let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
-    // Upstream's legacy NumPy stream is consumed cell after cell in file order: one worker.
-    let workers: Vec<Option<&mut ScGptLegacy>> = match legacy.as_mut() {
-        Some(l) => vec![Some(l)],
+    // A sequential tokenizer (upstream scGPT's legacy NumPy stream) takes every cell in file
+    // order: one worker.
+    let workers: Vec<Option<&mut Box<dyn SequentialTokenizer>>> = match sequential.as_mut() {
+        Some(s) => vec![Some(s)],
         None => (0..threads).map(|_| None).collect(),
     };
-    let tokenize_chunk = |legacy: &mut Option<&mut ScGptLegacy>, base: u64, chunk: scfm_core::CellChunk| {
-        let n_counts = n_counts(&chunk, n_counts_col, layout.uses_n_counts);
-        // Upstream Geneformer leaves out rows whose `filter_pass` is not 1: they are not tokenized.
-        let pass = filter_col.and_then(|i| numeric_f64(chunk.obs().column(i)));
-        let passes = |i: usize| pass.as_ref().is_none_or(|p| p[i] == 1.0);
-        // Rows are made one at a time and go straight into the batch's flat columns.
-        let rows = chunk.cells().enumerate().map(|(i, c)| match legacy {
-            Some(l) => {
-                // Every cell draws from the stream, as upstream, before any row is left out.
-                let (ids, values) = l.seq.tokenize(&l.plan, c, base + i as u64, &mut l.tie);
-                passes(i).then(|| Row::with_values(ids, values))
-            }
-            None => passes(i).then(|| tokenizer.tokenize(base + i as u64, c, n_counts[i])).flatten(),
-        });
-        let batch = build_batch(&schema, layout.ids, (has_values, has_counts), rows, &chunk, &carried, out)?;
-        Ok((chunk.n_cells(), batch))
-    };
+    let tokenize_chunk =
+        |sequential: &mut Option<&mut Box<dyn SequentialTokenizer>>, base: u64, chunk: scfm_core::CellChunk| {
+            let n_counts = n_counts(&chunk, n_counts_col, layout.uses_n_counts);
+            // Upstream Geneformer leaves out rows whose `filter_pass` is not 1: they are not tokenized.
+            let pass = filter_col.and_then(|i| numeric_f64(chunk.obs().column(i)));
+            let passes = |i: usize| pass.as_ref().is_none_or(|p| p[i] == 1.0);
+            // Rows are made one at a time and go straight into the batch's flat columns.
+            let rows = chunk.cells().enumerate().map(|(i, c)| match sequential {
+                Some(s) => {
+                    // Every cell draws from the stream, as upstream, before any row is left out.
+                    let row = s.tokenize(base + i as u64, c);
+                    passes(i).then_some(row)
+                }
+                None => passes(i).then(|| tokenizer.tokenize(base + i as u64, c, n_counts[i])).flatten(),
+            });
+            let batch = build_batch(&schema, layout.ids, (has_values, has_counts), rows, &chunk, &carried, out)?;
+            Ok((chunk.n_cells(), batch))
+        };
     in_file_order(&source, opts.chunk_cells, workers, tokenize_chunk, |(n_in, batch)| {
         cells_out += batch.num_rows();
         writer.write(&batch)?;
@@ -544,7 +217,7 @@ pub fn tokenize(
     writer.finish()?;
     let report = TokenizeReport {
         scheme: scheme.name(),
-        spec: scheme.spec(),
+        spec: scheme.clone(),
         settings,
         input: input.to_owned(),
         cells_in,

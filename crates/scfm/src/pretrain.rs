@@ -168,7 +168,7 @@ pub fn pretrain_data_parallel<B: AutodiffBackend>(
         (losses, dataset.n_cells(), dataset.cells_in, dataset.genes_mapped)
     } else {
         let scheme = family.scheme(&backbone, m.max_len, train.seed)?;
-        let cells = read_cells(input, None, &scheme, m.max_len, false)?;
+        let cells = read_cells(input, None, &scheme, false)?;
         let (_, losses) = run.run(backbone, cells.pretrain_cells(), progress)?;
         let LabelledCells { tokens, genes_mapped, cells_in, .. } = cells;
         (losses, tokens.len(), cells_in, Some(genes_mapped))
@@ -286,7 +286,7 @@ impl DatasetTokens {
                     (report["scheme"].as_str().unwrap_or_default().to_owned(), recorded)
                 }
             };
-            if found != expected {
+            if found != expected.name() {
                 return Err(Error::SchemeMismatch {
                     dataset: dir.to_owned(),
                     found,
@@ -330,7 +330,7 @@ impl DatasetTokens {
         }
         let lengths = data.list_lengths(ids)?.into_iter().map(|l| truncate.map_or(l, |m| l.min(m))).collect();
         let tokenizer = serde_json::json!({
-            "scheme": expected, "dataset": dir, "settings": settings, "max_len": truncate,
+            "scheme": expected.name(), "dataset": dir, "settings": settings, "max_len": truncate,
         });
         Ok(Self {
             tokenizer,

@@ -83,7 +83,7 @@ fn scgpt_embeddings_keep_cell_order_and_do_not_depend_on_batching() {
 
 #[test]
 fn geneformer_embeddings_on_ensembl_counts_match_a_direct_forward_pass() {
-    use scfm::models::geneformer::{CellPooling, EmbeddingLayer, Geneformer};
+    use scfm::models::geneformer::{EmbeddingLayer, Geneformer};
     let device = Default::default();
     let input = data("h5ad/cxg_heart_320_ensembl.h5ad");
     let checkpoint = data("parity/models/geneformer/v1_10m_shape");
@@ -96,11 +96,7 @@ fn geneformer_embeddings_on_ensembl_counts_match_a_direct_forward_pass() {
 
     // The same cells tokenized into a dataset and run one by one through the model.
     let tmp = tempfile::tempdir().unwrap();
-    let scheme = scfm::pipeline::Scheme::Geneformer {
-        version: scfm::tokenize::geneformer::GeneformerVersion::V1,
-        files: scfm::pipeline::GeneformerFiles::find(&dictionaries, scfm::tokenize::geneformer::GeneformerVersion::V1)
-            .unwrap(),
-    };
+    let scheme = scfm::tokenize::geneformer::GeneformerSpec::<1>::in_dir(&dictionaries).unwrap().into();
     let report = scfm::pipeline::tokenize(&input, tmp.path(), &scheme, &Default::default(), &mut |_, _| {}).unwrap();
     assert_eq!(report.cells_out + cells.report.cells_without_tokens, 320);
     let rows = input_ids_int16(tmp.path());
@@ -119,10 +115,8 @@ fn geneformer_embeddings_on_ensembl_counts_match_a_direct_forward_pass() {
         );
         let enc = gf.encode(t, padded, false);
         let hidden = enc.hidden_states[gf.hidden_index(EmbeddingLayer::Penultimate)].clone();
-        let want: Vec<f32> = Geneformer::pool(hidden, &[n], CellPooling::Mean { exclude_specials: false })
-            .into_data()
-            .into_vec()
-            .unwrap();
+        let want: Vec<f32> =
+            Geneformer::pool(hidden, &[n], Pooling::Mean, false).unwrap().into_data().into_vec().unwrap();
         let got = with_tokens.next().unwrap();
         assert!(max_abs_diff(got, &want) <= 1e-5, "{}", max_abs_diff(got, &want));
     }
@@ -162,7 +156,7 @@ fn scfoundation_panel(n: usize, dir: &std::path::Path) -> std::path::PathBuf {
 
 #[test]
 fn xtrimogene_embeddings_match_the_dense_upstream_input_path() {
-    use scfm::models::xtrimogene::{CellPooling, EncoderInput, Weights, XTrimoGene};
+    use scfm::models::xtrimogene::{EncoderInput, Weights, XTrimoGene};
     let device = Default::default();
     let tmp = tempfile::tempdir().unwrap();
     let input = data("h5ad/pbmc_sorted_train_490.h5ad");
@@ -210,7 +204,8 @@ fn xtrimogene_embeddings_match_the_dense_upstream_input_path() {
         dense.extend([4.0, total.log10() as f32]);
         let x = EncoderInput::gather(&[&dense], 62, 103.0);
         let (v, p, m) = x.tensors::<Cpu>(&device);
-        let want: Vec<f32> = XTrimoGene::cell_embeddings(net.encode(v, p, m), &x.lengths, CellPooling::All)
+        let want: Vec<f32> = XTrimoGene::cell_embeddings(net.encode(v, p, m), &x.lengths, Pooling::All)
+            .unwrap()
             .into_data()
             .into_vec()
             .unwrap();

@@ -6,17 +6,7 @@ use burn::tensor::{Bool, Int, Tensor};
 use super::{Geneformer, GeneformerConfig};
 use crate::checkpoint::{Fresh, ModuleSource};
 use crate::layers::as_dtype;
-
-/// What the classification head pools.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClassifierPooling {
-    /// The first position (`<cls>` in V2), as `BertForSequenceClassification`.
-    #[default]
-    First,
-    /// The mean over the real (non-padding) positions: learns much faster from scratch.
-    Mean,
-}
+use crate::{Pooling, UnsupportedPooling};
 
 /// Geneformer with Hugging Face `BertForSequenceClassification`'s head, as upstream's
 /// `Classifier` fine-tunes it for cell types: the BERT pooler (`tanh(dense(h))` over the
@@ -32,7 +22,7 @@ pub struct GeneformerClassifier<B: Backend> {
     pub classifier: Linear<B>,
     pub dropout: Dropout,
     #[module(skip)]
-    pub pooling: ClassifierPooling,
+    pub pooling: Pooling,
 }
 
 impl<B: Backend> GeneformerClassifier<B> {
@@ -47,15 +37,20 @@ impl<B: Backend> GeneformerClassifier<B> {
             pooler: fresh.linear("bert.pooler.dense", d, d),
             classifier: fresh.linear("classifier", d, n_classes),
             dropout: DropoutConfig::new(dropout).init(),
-            pooling: ClassifierPooling::First,
+            pooling: Pooling::Cls,
             encoder,
         }
     }
 
-    /// The same model pooling as `pooling` says.
-    pub fn with_pooling(mut self, pooling: ClassifierPooling) -> Self {
+    /// The same model pooling as `pooling` says: [`Pooling::Cls`] (the first position,
+    /// upstream's) or [`Pooling::Mean`] (learns much faster from scratch).
+    ///
+    /// # Errors
+    /// [`UnsupportedPooling`] for the other poolings.
+    pub fn with_pooling(mut self, pooling: Pooling) -> Result<Self, UnsupportedPooling> {
+        UnsupportedPooling::check("Geneformer's classification head", pooling, Geneformer::<B>::POOLINGS)?;
         self.pooling = pooling;
-        self
+        Ok(self)
     }
 
     /// A fresh model of `config` with `n_classes` outputs.
@@ -86,13 +81,12 @@ impl<B: Backend> GeneformerClassifier<B> {
     /// - output: `[batch, d_model]`
     pub fn pool(&self, hidden: Tensor<B, 3>, padded: Tensor<B, 2, Bool>) -> Tensor<B, 2> {
         let [b, l, d] = hidden.dims();
-        match self.pooling {
-            ClassifierPooling::First => hidden.narrow(1, 0, 1).reshape([b, d]),
-            ClassifierPooling::Mean => {
-                let real = as_dtype(padded.bool_not().float(), hidden.dtype()).reshape([b, l, 1]);
-                let counts = real.clone().sum_dim(1).reshape([b, 1]).clamp_min(1.0);
-                (hidden * real).sum_dim(1).reshape([b, d]) / counts
-            }
+        if self.pooling == Pooling::Mean {
+            let real = as_dtype(padded.bool_not().float(), hidden.dtype()).reshape([b, l, 1]);
+            let counts = real.clone().sum_dim(1).reshape([b, 1]).clamp_min(1.0);
+            (hidden * real).sum_dim(1).reshape([b, d]) / counts
+        } else {
+            hidden.narrow(1, 0, 1).reshape([b, d])
         }
     }
 

@@ -3,13 +3,13 @@
 //!
 //! Load a released model from its Hugging Face folder with [`Geneformer::from_hf_dir`] and
 //! compute cell embeddings with [`Geneformer::cell_embeddings`], exactly as upstream
-//! `EmbExtractor` does (see [`CellPooling`] and [`EmbeddingLayer`]).
+//! `EmbExtractor` does (see [`Geneformer::pool`] and [`EmbeddingLayer`]).
 
 mod assemble;
 mod classifier;
 mod config;
 mod model;
 
-pub use classifier::{ClassifierPooling, GeneformerClassifier};
+pub use classifier::GeneformerClassifier;
 pub use config::GeneformerConfig;
-pub use model::{CellPooling, EmbeddingLayer, Encoded, Geneformer, MlmHead};
+pub use model::{EmbeddingLayer, Encoded, Geneformer, MlmHead};

@@ -5,6 +5,7 @@ use burn::tensor::{Bool, Int, Tensor};
 
 use super::GeneformerConfig;
 use crate::layers::{Activation, EncoderLayer, full_bias, key_padding_bias, mean_over};
+use crate::{Pooling, UnsupportedPooling};
 
 /// BERT embeddings: word + absolute position + token type 0, then LayerNorm.
 #[derive(Module, Debug)]
@@ -96,16 +97,6 @@ pub enum EmbeddingLayer {
     Index(usize),
 }
 
-/// How a cell embedding pools the gene embeddings (upstream `emb_mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CellPooling {
-    /// `emb_mode="cell"`: mean over the real tokens; with `exclude_specials` (V2) position 0
-    /// (`<cls>`) and the last real position (`<eos>`) are left out.
-    Mean { exclude_specials: bool },
-    /// `emb_mode="cls"` (V2): the `<cls>` position.
-    Cls,
-}
-
 impl<B: Backend> Geneformer<B> {
     /// Runs the encoder.
     ///
@@ -166,23 +157,34 @@ impl<B: Backend> Geneformer<B> {
         }
     }
 
-    /// Cell embeddings as upstream `EmbExtractor` computes them.
+    /// Cell embeddings as upstream `EmbExtractor` computes them: [`Pooling::Cls`] (`emb_mode="cls"`,
+    /// V2) or [`Pooling::Mean`] (`emb_mode="cell"`), which with `framed` (V2's `<cls>` …
+    /// `<eos>`) leaves position 0 and the last real position out.
     ///
     /// # Shapes
     /// - `hidden`: `[batch, len, d_model]` (one of [`Encoded::hidden_states`])
     /// - `lengths`: real tokens per row (specials included)
     /// - output: `[batch, d_model]`
-    pub fn pool(hidden: Tensor<B, 3>, lengths: &[usize], pooling: CellPooling) -> Tensor<B, 2> {
+    ///
+    /// # Errors
+    /// [`UnsupportedPooling`] for the other poolings.
+    pub fn pool(
+        hidden: Tensor<B, 3>,
+        lengths: &[usize],
+        pooling: Pooling,
+        framed: bool,
+    ) -> Result<Tensor<B, 2>, UnsupportedPooling> {
+        UnsupportedPooling::check("Geneformer", pooling, Self::POOLINGS)?;
         let [b, _, d] = hidden.dims();
-        match pooling {
-            CellPooling::Cls => hidden.slice([0..b, 0..1, 0..d]).reshape([b, d]),
-            CellPooling::Mean { exclude_specials } => {
-                let ranges: Vec<_> = lengths
-                    .iter()
-                    .map(|&n| if exclude_specials { 1..n.saturating_sub(1).max(1) } else { 0..n })
-                    .collect();
-                mean_over(hidden, &ranges)
-            }
-        }
+        Ok(if pooling == Pooling::Cls {
+            hidden.slice([0..b, 0..1, 0..d]).reshape([b, d])
+        } else {
+            let ranges: Vec<_> =
+                lengths.iter().map(|&n| if framed { 1..n.saturating_sub(1).max(1) } else { 0..n }).collect();
+            mean_over(hidden, &ranges)
+        })
     }
+
+    /// The poolings of [`Self::pool`].
+    pub const POOLINGS: &'static [Pooling] = &[Pooling::Mean, Pooling::Cls];
 }

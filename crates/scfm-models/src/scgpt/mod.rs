@@ -4,7 +4,7 @@
 //!
 //! Load a released model from its folder (`args.json` + `vocab.json` + `best_model.pt`) with
 //! [`ScGpt::from_dir`]; [`ScGpt::encode`] runs the encoder and [`ScGpt::cell_embeddings`] pools
-//! cell embeddings as `scgpt.tasks.cell_emb.embed_data` does (see [`ScGptPooling`]).
+//! cell embeddings as `scgpt.tasks.cell_emb.embed_data` does (see [`ScGpt::cell_embeddings`]).
 //!
 //! Inputs are what `scfm_tokenize::scgpt::ScGptSequence` produces: `<cls>` first, then gene
 //! tokens with their bin (1…50) as a float, right-padded with `<pad>` and `pad_value` (−2).
@@ -14,6 +14,4 @@ mod config;
 mod model;
 
 pub use config::ScGptConfig;
-pub use model::{
-    ClsBlock, ClsDecoder, ExprDecoder, GeneEncoder, MvcDecoder, ScGpt, ScGptEncoded, ScGptPooling, ValueEncoder,
-};
+pub use model::{ClsBlock, ClsDecoder, ExprDecoder, GeneEncoder, MvcDecoder, ScGpt, ScGptEncoded, ValueEncoder};

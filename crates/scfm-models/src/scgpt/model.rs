@@ -7,6 +7,7 @@ use burn::tensor::{Bool, Int, Tensor, TensorData};
 use super::ScGptConfig;
 use crate::checkpoint::{Fresh, ModuleSource};
 use crate::layers::{EncoderLayer, as_dtype, full_bias, key_padding_bias, l2_normalize, masked_bias, mean_over};
+use crate::{Pooling, UnsupportedPooling};
 
 /// `GeneEncoder`: the gene-token embedding followed by `enc_norm`.
 #[derive(Module, Debug)]
@@ -136,18 +137,6 @@ pub struct ScGptEncoded<B: Backend> {
     pub output: Tensor<B, 3>,
     /// Attention probabilities per layer, `[batch, heads, len, len]`, when asked for.
     pub attentions: Vec<Tensor<B, 4>>,
-}
-
-/// How [`ScGpt::cell_embeddings`] pools a cell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScGptPooling {
-    /// `cell_emb_style="cls"` (the released models): the `<cls>` position; with `normalize`,
-    /// divided by its L2 norm as `embed_data` returns it.
-    Cls { normalize: bool },
-    /// The mean over the real (non-padded) positions, `<cls>` included. (Upstream's "avg-pool"
-    /// averages over padding too, which makes a cell's embedding depend on its batch; scfm
-    /// does not.)
-    Mean,
 }
 
 impl<B: Backend> ScGpt<B> {
@@ -286,25 +275,38 @@ impl<B: Backend> ScGpt<B> {
         Some(self.cls_decoder.as_ref()?.forward(cell))
     }
 
-    /// Cell embeddings.
+    /// Cell embeddings: [`Pooling::Cls`] (`cell_emb_style="cls"`, the released models; with
+    /// `normalize`, divided by its L2 norm as `embed_data` returns it) or [`Pooling::Mean`], the
+    /// mean over the real (non-padded) positions, `<cls>` included. (Upstream's "avg-pool"
+    /// averages over padding too, which makes a cell's embedding depend on its batch; scfm
+    /// does not.)
     ///
     /// # Shapes
     /// - `output`: `[batch, len, d_model]` ([`ScGptEncoded::output`])
-    /// - `lengths`: real tokens per row (`<cls>` included); read by [`ScGptPooling::Mean`]
+    /// - `lengths`: real tokens per row (`<cls>` included); read by [`Pooling::Mean`]
     /// - output: `[batch, d_model]`
-    pub fn cell_embeddings(output: Tensor<B, 3>, lengths: &[usize], pooling: ScGptPooling) -> Tensor<B, 2> {
+    ///
+    /// # Errors
+    /// [`UnsupportedPooling`] for the other poolings.
+    pub fn cell_embeddings(
+        output: Tensor<B, 3>,
+        lengths: &[usize],
+        pooling: Pooling,
+        normalize: bool,
+    ) -> Result<Tensor<B, 2>, UnsupportedPooling> {
+        UnsupportedPooling::check("scGPT", pooling, Self::POOLINGS)?;
         let [b, l, d] = output.dims();
-        match pooling {
-            ScGptPooling::Cls { normalize } => {
-                let cls = output.slice([0..b, 0..1, 0..d]).reshape([b, d]);
-                if normalize { l2_normalize(cls) } else { cls }
-            }
-            ScGptPooling::Mean => {
-                let ranges: Vec<_> = lengths.iter().map(|&n| 0..n.clamp(1, l)).collect();
-                mean_over(output, &ranges)
-            }
-        }
+        Ok(if pooling == Pooling::Cls {
+            let cls = output.slice([0..b, 0..1, 0..d]).reshape([b, d]);
+            if normalize { l2_normalize(cls) } else { cls }
+        } else {
+            let ranges: Vec<_> = lengths.iter().map(|&n| 0..n.clamp(1, l)).collect();
+            mean_over(output, &ranges)
+        })
     }
+
+    /// The poolings of [`Self::cell_embeddings`].
+    pub const POOLINGS: &'static [Pooling] = &[Pooling::Cls, Pooling::Mean];
 }
 
 pub(super) fn dropout(p: f64) -> Dropout {

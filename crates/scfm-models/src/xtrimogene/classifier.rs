@@ -4,7 +4,8 @@ use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
 
-use super::{CellPooling, XTrimoGene};
+use super::XTrimoGene;
+use crate::Pooling;
 use crate::checkpoint::{Fresh, ModuleSource};
 use crate::layers::as_dtype;
 
@@ -76,7 +77,7 @@ impl<B: Backend> XTrimoGeneClassifier<B> {
         lengths: &[usize],
     ) -> Tensor<B, 2> {
         let encoded = self.backbone.encode(values, positions, padded);
-        XTrimoGene::cell_embeddings(encoded, lengths, CellPooling::Max)
+        XTrimoGene::cell_embeddings(encoded, lengths, Pooling::Max).expect("xTrimoGene pools by max")
     }
 
     /// BatchNorm → `fc1` → ReLU → `fc2`. The batch norm runs in its own parameters' type

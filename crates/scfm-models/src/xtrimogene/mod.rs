@@ -26,4 +26,4 @@ mod model;
 pub use assemble::Weights;
 pub use classifier::XTrimoGeneClassifier;
 pub use config::XTrimoGeneConfig;
-pub use model::{AutoDiscretization, CellPooling, EncoderInput, XTrimoGene};
+pub use model::{AutoDiscretization, EncoderInput, XTrimoGene};

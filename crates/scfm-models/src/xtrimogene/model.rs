@@ -6,6 +6,7 @@ use burn::tensor::{Bool, Int, Tensor, TensorData};
 
 use super::XTrimoGeneConfig;
 use crate::layers::{EncoderLayer, PerformerLayer, as_dtype, full_bias, key_padding_bias};
+use crate::{Pooling, UnsupportedPooling};
 
 /// `AutoDiscretizationEmbedding2`: each value `v` becomes `softmax(α·h + mlp2(h)) · E` with
 /// `h = LeakyReLU₀.₁(mlp(v))` and `E` the `bin_num` bin embeddings; values exactly equal to the
@@ -129,18 +130,6 @@ impl EncoderInput {
     }
 }
 
-/// How [`XTrimoGene::cell_embeddings`] pools the encoder output (`get_embedding.py`'s
-/// `pool_type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CellPooling {
-    /// `all`: the S token, the T token, the element-wise max and the mean over the expressed
-    /// genes, concatenated (4 × width: 3,072 for the release).
-    All,
-    /// `max`: the element-wise max over every selected position, T and S included.
-    Max,
-}
-
 /// scFoundation's `MaeAutobin` (inference path).
 #[derive(Module, Debug)]
 pub struct XTrimoGene<B: Backend> {
@@ -216,15 +205,24 @@ impl<B: Backend> XTrimoGene<B> {
         self.to_final.forward(decoded).squeeze_dim(2)
     }
 
-    /// Cell embeddings from the encoder output, as `get_embedding.py` pools one cell, with the
-    /// padding of a batch left out. A cell with fewer than three selected positions (no
-    /// expressed gene besides T and S) gets a NaN row under [`CellPooling::All`].
+    /// Cell embeddings from the encoder output, as `get_embedding.py` pools one cell
+    /// (`pool_type`: [`Pooling::All`] or [`Pooling::Max`]), with the padding of a batch left
+    /// out. A cell with fewer than three selected positions (no expressed gene besides T and S)
+    /// gets a NaN row under [`Pooling::All`].
     ///
     /// # Shapes
     /// - `encoded`: `[batch, width, encoder_dim]`
     /// - `lengths`: selected positions per cell ([`EncoderInput::lengths`])
-    /// - output: `[batch, 4 · encoder_dim]` ([`CellPooling::All`]) or `[batch, encoder_dim]`
-    pub fn cell_embeddings(encoded: Tensor<B, 3>, lengths: &[usize], pooling: CellPooling) -> Tensor<B, 2> {
+    /// - output: `[batch, 4 · encoder_dim]` ([`Pooling::All`]) or `[batch, encoder_dim]`
+    ///
+    /// # Errors
+    /// [`UnsupportedPooling`] for the other poolings.
+    pub fn cell_embeddings(
+        encoded: Tensor<B, 3>,
+        lengths: &[usize],
+        pooling: Pooling,
+    ) -> Result<Tensor<B, 2>, UnsupportedPooling> {
+        UnsupportedPooling::check("xTrimoGene", pooling, Self::POOLINGS)?;
         let [_, _, d] = encoded.dims();
         let device = encoded.device();
         let rows = lengths
@@ -232,18 +230,21 @@ impl<B: Backend> XTrimoGene<B> {
             .enumerate()
             .map(|(r, &len)| {
                 let h = encoded.clone().slice([r..r + 1, 0..len.max(1)]).reshape([len.max(1), d]);
-                match pooling {
-                    CellPooling::Max => h.max_dim(0),
-                    CellPooling::All if len < 3 => Tensor::full([1, 4 * d], f32::NAN, (&device, encoded.dtype())),
-                    CellPooling::All => {
-                        let genes = h.clone().narrow(0, 0, len - 2);
-                        let s = h.clone().narrow(0, len - 1, 1);
-                        let t = h.narrow(0, len - 2, 1);
-                        Tensor::cat(vec![s, t, genes.clone().max_dim(0), genes.mean_dim(0)], 1)
-                    }
+                if pooling == Pooling::Max {
+                    h.max_dim(0)
+                } else if len < 3 {
+                    Tensor::full([1, 4 * d], f32::NAN, (&device, encoded.dtype()))
+                } else {
+                    let genes = h.clone().narrow(0, 0, len - 2);
+                    let s = h.clone().narrow(0, len - 1, 1);
+                    let t = h.narrow(0, len - 2, 1);
+                    Tensor::cat(vec![s, t, genes.clone().max_dim(0), genes.mean_dim(0)], 1)
                 }
             })
             .collect();
-        Tensor::cat(rows, 0)
+        Ok(Tensor::cat(rows, 0))
     }
+
+    /// The poolings of [`Self::cell_embeddings`].
+    pub const POOLINGS: &'static [Pooling] = &[Pooling::All, Pooling::Max];
 }

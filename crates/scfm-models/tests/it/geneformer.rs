@@ -1,6 +1,7 @@
 use burn::tensor::{Bool, Tensor, TensorData};
+use scfm_models::Pooling;
 use scfm_models::checkpoint::{TensorFile, int_tensor};
-use scfm_models::geneformer::{CellPooling, EmbeddingLayer, Geneformer};
+use scfm_models::geneformer::{EmbeddingLayer, Geneformer};
 
 use crate::{B, assert_close, model_fixtures, public_fixture};
 
@@ -65,14 +66,14 @@ fn geneformer_forward_parity_on_every_fixture() {
             let one: Vec<f32> = model.hidden_state(ids, padded, i).into_data().into_vec().unwrap();
             assert_eq!(one, values(enc.hidden_states[i].clone()), "{name}: hidden_state({i})");
         }
-        let cell = Geneformer::pool(hidden.clone(), &lengths, CellPooling::Mean { exclude_specials: v2 });
+        let cell = Geneformer::pool(hidden.clone(), &lengths, Pooling::Mean, v2).unwrap();
         assert_close(
             &format!("{name} cell_emb"),
             &cell.into_data().into_vec().unwrap(),
             &outputs.f32("cell_emb").unwrap(),
         );
         if v2 {
-            let cls = Geneformer::pool(hidden, &lengths, CellPooling::Cls);
+            let cls = Geneformer::pool(hidden, &lengths, Pooling::Cls, true).unwrap();
             assert_close(
                 &format!("{name} cls_emb"),
                 &cls.into_data().into_vec().unwrap(),

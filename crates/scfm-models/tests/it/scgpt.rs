@@ -1,8 +1,9 @@
 use std::path::Path;
 
 use burn::tensor::{Bool, Tensor, TensorData};
+use scfm_models::Pooling;
 use scfm_models::checkpoint::{TensorFile, int_tensor};
-use scfm_models::scgpt::{ScGpt, ScGptConfig, ScGptPooling};
+use scfm_models::scgpt::{ScGpt, ScGptConfig};
 use scfm_models::{ImportError, TensorProblem};
 
 use crate::{B, assert_close, model_fixtures, public_fixture, write_safetensors};
@@ -62,9 +63,9 @@ fn check_outputs(name: &str, dir: &Path, model: &ScGpt<B>) {
     let (g, w) = real_positions(&vec2(model.expression(enc.output.clone())), &want("mlm_output"), &x.mask);
     assert_close(&format!("{name} mlm_output"), &g, &w);
 
-    let cell = ScGpt::cell_embeddings(enc.output.clone(), &x.lengths, ScGptPooling::Cls { normalize: false });
+    let cell = ScGpt::cell_embeddings(enc.output.clone(), &x.lengths, Pooling::Cls, false).unwrap();
     assert_close(&format!("{name} cell_emb"), &vec2(cell.clone()), &want("cell_emb"));
-    let l2 = ScGpt::cell_embeddings(enc.output.clone(), &x.lengths, ScGptPooling::Cls { normalize: true });
+    let l2 = ScGpt::cell_embeddings(enc.output.clone(), &x.lengths, Pooling::Cls, true).unwrap();
     assert_close(&format!("{name} cell_emb_l2"), &vec2(l2), &want("cell_emb_l2"));
 
     match (model.mvc(cell.clone(), enc.gene_embeddings), outputs.f32("mvc_output")) {
@@ -223,18 +224,26 @@ fn a_fresh_scgpt_has_the_configured_heads_and_pools_only_real_tokens() {
             }
         }
     }
-    let cell = ScGpt::cell_embeddings(enc.output.clone(), &[4, 2], ScGptPooling::Cls { normalize: false });
+    let cell = ScGpt::cell_embeddings(enc.output.clone(), &[4, 2], Pooling::Cls, false).unwrap();
     assert_eq!(model.classify(cell).unwrap().dims(), [2, 7]);
     // Mean pooling of row 2 is the mean of its two real positions, whatever the padding holds.
-    let mean = vec2(ScGpt::cell_embeddings(enc.output.clone(), &[4, 2], ScGptPooling::Mean));
+    let mean = vec2(ScGpt::cell_embeddings(enc.output.clone(), &[4, 2], Pooling::Mean, false).unwrap());
     let out: Vec<f32> = enc.output.into_data().into_vec().unwrap();
     let want: Vec<f32> = (0..32).map(|j| (out[4 * 32 + j] + out[5 * 32 + j]) / 2.0).collect();
     assert_close("mean pooling", &mean[32..], &want);
-    let l2 = vec2(ScGpt::cell_embeddings(
-        Tensor::from_data(TensorData::new(out, [2, 4, 32]), &device),
-        &[4, 2],
-        ScGptPooling::Cls { normalize: true },
-    ));
+    let l2 = vec2(
+        ScGpt::cell_embeddings(
+            Tensor::from_data(TensorData::new(out, [2, 4, 32]), &device),
+            &[4, 2],
+            Pooling::Cls,
+            true,
+        )
+        .unwrap(),
+    );
+    // A pooling scGPT does not have is refused by name, not computed.
+    let any = Tensor::<B, 3>::zeros([2, 4, 32], &device);
+    let err = ScGpt::cell_embeddings(any, &[4, 2], Pooling::Max, false).unwrap_err();
+    assert_eq!((err.model, err.pooling), ("scGPT", Pooling::Max));
     for row in l2.chunks(32) {
         let norm: f32 = row.iter().map(|v| v * v).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-5, "{norm}");

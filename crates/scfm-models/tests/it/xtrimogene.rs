@@ -2,8 +2,9 @@ use std::path::Path;
 
 use burn::tensor::Tensor;
 use scfm_models::ImportError;
+use scfm_models::Pooling;
 use scfm_models::checkpoint::TensorFile;
-use scfm_models::xtrimogene::{CellPooling, EncoderInput, Weights, XTrimoGene};
+use scfm_models::xtrimogene::{EncoderInput, Weights, XTrimoGene};
 
 use crate::{B, assert_close, model_fixtures, public_fixture};
 
@@ -55,8 +56,8 @@ fn check_cell_weights(dir: &Path, weights: Weights, cells: &[Vec<f32>], n: usize
             assert_close(&format!("encoder_output.{key}.{i}"), &flat(h.clone()), &want);
             compared += 1;
         }
-        all.extend(flat(XTrimoGene::cell_embeddings(h.clone(), &input.lengths, CellPooling::All)));
-        max.extend(flat(XTrimoGene::cell_embeddings(h, &input.lengths, CellPooling::Max)));
+        all.extend(flat(XTrimoGene::cell_embeddings(h.clone(), &input.lengths, Pooling::All).unwrap()));
+        max.extend(flat(XTrimoGene::cell_embeddings(h, &input.lengths, Pooling::Max).unwrap()));
     }
     let want_all = outputs.f32(&format!("cell_emb.{key}")).unwrap();
     assert_close(&format!("cell_emb.{key}"), &all, &want_all);
@@ -69,7 +70,7 @@ fn check_cell_weights(dir: &Path, weights: Weights, cells: &[Vec<f32>], n: usize
     let h = model.encode(v, p, m);
     assert_close(
         &format!("batched cell_emb.{key}"),
-        &flat(XTrimoGene::cell_embeddings(h, &batch.lengths, CellPooling::All)),
+        &flat(XTrimoGene::cell_embeddings(h, &batch.lengths, Pooling::All).unwrap()),
         &want_all,
     );
     compared + 3

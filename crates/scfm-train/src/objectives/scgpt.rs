@@ -4,7 +4,8 @@
 use burn::module::Module;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Bool, Tensor, TensorData};
-use scfm_models::scgpt::{ScGpt, ScGptPooling};
+use scfm_models::Pooling;
+use scfm_models::scgpt::ScGpt;
 use scfm_tokenize::mask::ScGptValueMask;
 
 use super::{CellClassifier, cell_key, masked_mse};
@@ -30,7 +31,7 @@ impl<B: Backend> CellClassifier<B> for ScGpt<B> {
     fn embed(&self, batch: &TokenBatch, device: &B::Device) -> Tensor<B, 2> {
         let (ids, padded) = batch.tensors::<B>(device);
         let encoded = self.encode(ids, batch.value_tensor(device), padded, false);
-        ScGpt::cell_embeddings(encoded.output, &batch.lengths, ScGptPooling::Cls { normalize: false })
+        ScGpt::cell_embeddings(encoded.output, &batch.lengths, Pooling::Cls, false).expect("scGPT pools by <cls>")
     }
     /// `cls_decoder`.
     fn head(&self, embeddings: Tensor<B, 2>) -> Tensor<B, 2> {
@@ -147,8 +148,8 @@ impl<B: AutodiffBackend> Objective<B, ScGpt<B>> for ScGptPretraining<'_> {
                 let target = target.value_tensor::<B>(device);
                 let mut loss = masked_mse(model.expression(encoded.output.clone()), target.clone(), scored.clone());
                 if self.gepc {
-                    let cell =
-                        ScGpt::cell_embeddings(encoded.output, &input.lengths, ScGptPooling::Cls { normalize: false });
+                    let cell = ScGpt::cell_embeddings(encoded.output, &input.lengths, Pooling::Cls, false)
+                        .expect("scGPT pools by <cls>");
                     let mvc = model.mvc(cell, encoded.gene_embeddings).expect("checked: the model has an MVC decoder");
                     loss = loss + masked_mse(mvc, target, scored);
                 }
@@ -187,8 +188,8 @@ impl<B: AutodiffBackend> Objective<B, ScGpt<B>> for ScGptPretraining<'_> {
                 };
                 let encoded = pass(&prompt, None);
                 let mut loss = masked_mse(model.expression(encoded.output.clone()), target.clone(), scored.clone());
-                let cell =
-                    ScGpt::cell_embeddings(encoded.output, &batch.lengths, ScGptPooling::Cls { normalize: false });
+                let cell = ScGpt::cell_embeddings(encoded.output, &batch.lengths, Pooling::Cls, false)
+                    .expect("scGPT pools by <cls>");
                 if self.gepc {
                     let mvc = model
                         .mvc(cell.clone(), encoded.gene_embeddings)

@@ -1,30 +1,30 @@
 //! Geneformer (BERT over rank-value tokens): V2 dictionaries for training, V1 or V2 for
 //! embeddings; masked-LM pretraining; the BERT pooler + classifier head.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use scfm_models::geneformer::{CellPooling, Geneformer as Model, GeneformerClassifier, GeneformerConfig};
+use scfm_models::geneformer::{Geneformer as Model, GeneformerClassifier, GeneformerConfig};
 use scfm_models::layers::Activation;
-use scfm_tokenize::geneformer::GeneformerVersion;
+use scfm_tokenize::geneformer::{GeneformerSpec, GeneformerVersion};
 use scfm_tokenize::mask::GeneformerMlm;
+use scfm_tokenize::{SchemeKind, SchemeSpec, TokenizerSpec};
 use scfm_train::{Cells, MaskedLm, StepReport};
 
 use super::{DatasetColumns, ModelFamily, ModelSize, PretrainRun};
 use crate::Error;
 use crate::annotate::{Finetune, Finetuned};
 use crate::embed::{DenseBatch, EmbedModel, EmbedOptions, Pending, Pooling};
-use crate::pipeline::{GeneformerFiles, Scheme};
 
 /// The Geneformer family.
 pub(crate) struct Geneformer;
 
-/// The V2 dictionaries' token dictionary in `dictionaries` and its number of token ids.
-fn v2_vocab_size(dictionaries: &Path) -> Result<(GeneformerFiles, usize), Error> {
-    let files = GeneformerFiles::find(dictionaries, GeneformerVersion::V2)?;
-    let n = scfm_tokenize::vocab::geneformer_token_dictionary(&files.token_dictionary)?.id_bound();
-    Ok((files, n))
+/// The V2 token dictionary in `dictionaries` and its number of token ids.
+fn v2_vocab_size(dictionaries: &Path) -> Result<(PathBuf, usize), Error> {
+    let spec = GeneformerSpec::<2>::in_dir(dictionaries)?;
+    let n = scfm_tokenize::vocab::geneformer_token_dictionary(spec.vocabulary())?.id_bound();
+    Ok((spec.dictionaries.token_dictionary, n))
 }
 
 impl ModelFamily for Geneformer {
@@ -36,10 +36,9 @@ impl ModelFamily for Geneformer {
     const DEFAULT_FILE: &'static str = "vocab/geneformer";
     const PRETRAINED_CHECKPOINT: &'static str = "geneformer-mlm";
 
-    /// Geneformer V2 rank values.
-    fn scheme<B: Backend>(file: &Path, _model: &Model<B>, _max_len: usize, _seed: u64) -> Result<Scheme, Error> {
-        let version = GeneformerVersion::V2;
-        Ok(Scheme::Geneformer { version, files: GeneformerFiles::find(file, version)? })
+    /// Geneformer V2 rank values, at most `max_len` per cell.
+    fn scheme<B: Backend>(file: &Path, _model: &Model<B>, max_len: usize, _seed: u64) -> Result<TokenizerSpec, Error> {
+        Ok(GeneformerSpec::<2>::in_dir(file)?.at_most(max_len).into())
     }
 
     fn tokenizer_json(file: &Path, max_len: usize) -> serde_json::Value {
@@ -74,13 +73,13 @@ impl ModelFamily for Geneformer {
 
     /// The V2 dictionaries' vocabulary, and `max_len` positions.
     fn check<B: Backend>(model: &Model<B>, file: &Path, path: &Path, max_len: usize) -> Result<(), Error> {
-        let (files, n) = v2_vocab_size(file)?;
+        let (token_dictionary, n) = v2_vocab_size(file)?;
         let c = &model.config;
         if c.vocab_size != n {
             return Err(Error::VocabularyMismatch {
                 model: path.to_owned(),
                 model_has: format!("has a vocabulary of {} tokens", c.vocab_size),
-                tokenizer: files.token_dictionary,
+                tokenizer: token_dictionary,
                 tokenizer_has: format!("has {n} (the Geneformer V2 dictionaries)"),
             });
         }
@@ -119,20 +118,17 @@ impl ModelFamily for Geneformer {
         progress: &mut dyn FnMut(&StepReport),
     ) -> Result<Finetuned, Error> {
         let pooling = stage.head_pooling;
-        stage.run_head(
-            head_seed,
-            |device| GeneformerClassifier::new(model, n_classes, device).with_pooling(pooling),
-            progress,
-        )
+        let head = stage.head(head_seed, |device| GeneformerClassifier::new(model, n_classes, device));
+        stage.run(head.with_pooling(pooling)?, progress)
     }
 
     /// `input_ids` of V2 datasets (or Geneformer's own), cut to `max_len` as the tokenizer cuts.
     fn dataset_columns(file: &Path, _pretraining: bool, max_len: usize) -> Result<DatasetColumns, Error> {
-        let token_dictionary = GeneformerFiles::find(file, GeneformerVersion::V2)?.token_dictionary;
+        let spec = GeneformerSpec::<2>::in_dir(file)?;
         Ok(DatasetColumns {
             truncate: Some(max_len),
             accepts_unknown_scheme: true,
-            ..DatasetColumns::new("geneformer-v2", token_dictionary, "input_ids", None)
+            ..DatasetColumns::new(SchemeKind::GeneformerV2, spec.vocabulary().to_owned(), "input_ids", None)
         })
     }
 
@@ -142,7 +138,7 @@ impl ModelFamily for Geneformer {
         spec: &EmbedModel,
         _opts: &EmbedOptions,
         device: &B::Device,
-    ) -> Result<(Self::Embedder<B>, Scheme), Error> {
+    ) -> Result<(Self::Embedder<B>, TokenizerSpec), Error> {
         let checkpoint = &spec.checkpoint;
         let dictionaries = spec.vocab_file(Self::TITLE, "the folder of its dictionaries", &[])?;
         let m = Model::<B>::from_hf_dir(checkpoint, device)?;
@@ -162,17 +158,20 @@ impl ModelFamily for Geneformer {
                 ),
             });
         }
-        let files = GeneformerFiles::find(&dictionaries, version)?;
-        let tokens = scfm_tokenize::vocab::geneformer_token_dictionary(&files.token_dictionary)?;
+        let scheme: TokenizerSpec = match version {
+            GeneformerVersion::V1 => GeneformerSpec::<1>::in_dir(&dictionaries)?.into(),
+            GeneformerVersion::V2 => GeneformerSpec::<2>::in_dir(&dictionaries)?.into(),
+        };
+        let tokens = scfm_tokenize::vocab::geneformer_token_dictionary(scheme.vocabulary())?;
         if tokens.id_bound() > m.config.vocab_size {
             return Err(Error::VocabularyMismatch {
                 model: checkpoint.clone(),
                 model_has: format!("has a vocabulary of {} tokens", m.config.vocab_size),
-                tokenizer: files.token_dictionary,
+                tokenizer: scheme.vocabulary().to_owned(),
                 tokenizer_has: format!("has {} token ids: dictionaries of another version?", tokens.id_bound()),
             });
         }
-        Ok(((Box::new(m), version), Scheme::Geneformer { version, files }))
+        Ok(((Box::new(m), version), scheme))
     }
 
     fn poolings<B: Backend>((_, version): &Self::Embedder<B>) -> (&'static [Pooling], &'static str) {
@@ -197,11 +196,6 @@ impl ModelFamily for Geneformer {
     ) -> Result<Tensor<B, 2>, Error> {
         let dense = DenseBatch::new(batch, len, m.config.vocab_size, m.config.pad_token_id, 0.0, device)?;
         let hidden = m.hidden_state(dense.ids, dense.padded, m.hidden_index(opts.geneformer_layer));
-        let pooling = match pooling {
-            Pooling::Cls => CellPooling::Cls,
-            // `poolings` admits only Mean and Cls.
-            _ => CellPooling::Mean { exclude_specials: *version == GeneformerVersion::V2 },
-        };
-        Ok(Model::pool(hidden, &dense.lengths, pooling))
+        Ok(Model::pool(hidden, &dense.lengths, pooling, version.special_tokens())?)
     }
 }

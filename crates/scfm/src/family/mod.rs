@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 use crate::annotate::{Finetune, Finetuned};
 use crate::embed::{EmbedModel, EmbedOptions, Pending, Pooling};
-use crate::pipeline::Scheme;
+use scfm_tokenize::{SchemeKind, TokenizerSpec};
 
 pub(crate) mod geneformer;
 pub(crate) mod scbert;
@@ -200,7 +200,7 @@ pub(crate) trait Registered: ModelFamily {
 #[derive(Debug, Clone)]
 pub(crate) struct DatasetColumns {
     /// The scheme the dataset must have been tokenized with.
-    pub scheme: &'static str,
+    pub scheme: SchemeKind,
     /// The vocabulary file the dataset's tokenizer must have read.
     pub vocab: PathBuf,
     /// The list column of token ids.
@@ -217,7 +217,7 @@ pub(crate) struct DatasetColumns {
 impl DatasetColumns {
     /// Cells of `scheme` (tokenized from `vocab`) in the list columns `ids` and `values`,
     /// read as they are.
-    pub(crate) fn new(scheme: &'static str, vocab: PathBuf, ids: &'static str, values: Option<&'static str>) -> Self {
+    pub(crate) fn new(scheme: SchemeKind, vocab: PathBuf, ids: &'static str, values: Option<&'static str>) -> Self {
         Self { scheme, vocab, ids, values, truncate: None, accepts_unknown_scheme: false }
     }
 }
@@ -241,7 +241,12 @@ pub(crate) trait ModelFamily {
     const PRETRAINED_CHECKPOINT: &'static str;
 
     /// The tokenizer for `model` over the family's `file`, `max_len` tokens per cell.
-    fn scheme<B: Backend>(file: &Path, model: &Self::Model<B>, max_len: usize, seed: u64) -> Result<Scheme, Error>;
+    fn scheme<B: Backend>(
+        file: &Path,
+        model: &Self::Model<B>,
+        max_len: usize,
+        seed: u64,
+    ) -> Result<TokenizerSpec, Error>;
 
     /// What checkpoints record of the tokenizer.
     fn tokenizer_json(file: &Path, max_len: usize) -> serde_json::Value;
@@ -289,7 +294,7 @@ pub(crate) trait ModelFamily {
         model: &EmbedModel,
         opts: &EmbedOptions,
         device: &B::Device,
-    ) -> Result<(Self::Embedder<B>, Scheme), Error>;
+    ) -> Result<(Self::Embedder<B>, TokenizerSpec), Error>;
 
     /// The poolings the loaded model supports, its default first, and why others are not.
     fn poolings<B: Backend>(model: &Self::Embedder<B>) -> (&'static [Pooling], &'static str);
@@ -387,7 +392,7 @@ impl Family {
         backbone: &Backbone<B>,
         max_len: usize,
         seed: u64,
-    ) -> Result<Scheme, Error> {
+    ) -> Result<TokenizerSpec, Error> {
         if backbone.kind() != self.kind {
             return Err(Error::FamilyMismatch {
                 what: format!("a {} backbone", backbone.kind()),
@@ -589,13 +594,17 @@ mod tests {
 
     /// Every registered family, on tiny sizes: a fresh model under a seed, one step of its
     /// pretraining objective on real cells, its checkpoint saved and loaded back as the same
-    /// model, the tokenizer for it, and a model of another family refused.
+    /// model, the tokenizer for it, and a model of another family refused; then the loaded
+    /// model fine-tuned with the family's head (encode, classify) and its cell embeddings
+    /// scored and written under the family's obsm key.
     #[test]
-    fn every_family_pretrains_saves_and_loads_back() {
+    fn every_family_pretrains_saves_loads_back_classifies_and_embeds() {
+        use crate::annotate::{AnnotateOptions, annotate};
         use crate::backend::CpuTrain;
         use crate::pretrain::{PretrainOptions, pretrain};
         let data = data_dir();
         let input = data.join("h5ad/pbmc_sorted_train_490.h5ad");
+        let labelled = data.join("h5ad/scirpy_wu2020_200.h5ad");
         let device = Default::default();
         for &kind in FamilyKind::ALL {
             let out = tempfile::tempdir().unwrap();
@@ -617,6 +626,25 @@ mod tests {
                 let err = Backbone::<Cpu>::load(&family, out.path(), 16, &device).unwrap_err();
                 assert!(err.to_string().contains(options.family.pretrained_checkpoint()), "{kind} as {other}: {err}");
             }
+
+            let annotated = tempfile::tempdir().unwrap();
+            let mut opts = AnnotateOptions::with_data_dir(&data, annotated.path());
+            opts.family = options.family.clone();
+            opts.model = options.model.clone();
+            opts.init = Some(out.path().to_owned());
+            (opts.pretrain_epochs, opts.finetune_epochs, opts.batch_size) = (0, 1, 32);
+            // 200 T cells of three sources: the smallest labelled file.
+            opts.label = "source".into();
+            // Half the cells held out: the fine-tuning epoch is what the test spends its time on.
+            opts.validation_fraction = 0.5;
+            let report = annotate::<CpuTrain>(&labelled, &opts, &device, &mut |_| {}).unwrap();
+            assert!(report.finetune_final_loss.is_finite(), "{kind}: loss {}", report.finetune_final_loss);
+            assert_eq!(report.validation.model.cells as usize, report.validation_cells, "{kind}");
+            assert!(report.classes.len() >= 2 && report.embedding_dim > 0, "{kind}");
+            let written = annotated.path().join("predictions.h5ad");
+            assert!(report.files.contains(&written), "{kind}: {:?}", report.files);
+            let obsm = scfm_io::H5adSource::open(&written).unwrap().obsm_keys().unwrap();
+            assert!(obsm.iter().any(|k| k == kind.obsm_key()), "{kind}: obsm {obsm:?}");
         }
     }
 

@@ -13,7 +13,8 @@ use super::{DatasetColumns, ModelFamily, ModelSize, PretrainRun, performer_shape
 use crate::Error;
 use crate::annotate::{Finetune, Finetuned};
 use crate::embed::{DenseBatch, EmbedModel, EmbedOptions, Pending, Pooling};
-use crate::pipeline::Scheme;
+use scfm_tokenize::scbert::ScBertSpec;
+use scfm_tokenize::{SchemeKind, TokenizerSpec};
 
 /// The scBERT family.
 pub(crate) struct ScBert;
@@ -49,8 +50,8 @@ impl ModelFamily for ScBert {
     /// cell's output depend on its batch-mates.
     const MAX_CELLS_PER_PASS: Option<usize> = Some(1);
 
-    fn scheme<B: Backend>(file: &Path, _model: &Model<B>, _max_len: usize, _seed: u64) -> Result<Scheme, Error> {
-        Ok(Scheme::ScBert { genes: file.to_owned() })
+    fn scheme<B: Backend>(file: &Path, _model: &Model<B>, _max_len: usize, _seed: u64) -> Result<TokenizerSpec, Error> {
+        Ok(ScBertSpec::new(file.to_owned()).into())
     }
 
     fn tokenizer_json(file: &Path, _max_len: usize) -> serde_json::Value {
@@ -107,7 +108,7 @@ impl ModelFamily for ScBert {
 
     /// `input_ids` (the bins).
     fn dataset_columns(file: &Path, _pretraining: bool, _max_len: usize) -> Result<DatasetColumns, Error> {
-        Ok(DatasetColumns::new("scbert", file.to_owned(), "input_ids", None))
+        Ok(DatasetColumns::new(SchemeKind::ScBert, file.to_owned(), "input_ids", None))
     }
 
     /// The `.pth` (or a safetensors state dict) and its ordered gene list (`vocab`).
@@ -115,11 +116,11 @@ impl ModelFamily for ScBert {
         spec: &EmbedModel,
         _opts: &EmbedOptions,
         device: &B::Device,
-    ) -> Result<(Self::Embedder<B>, Scheme), Error> {
+    ) -> Result<(Self::Embedder<B>, TokenizerSpec), Error> {
         let genes = spec.vocab_file(Self::TITLE, "its ordered gene list", &scfm_tokenize::scbert::GENE_LIST_FILES)?;
         let m = Model::<B>::from_file(&spec.checkpoint, device)?;
         require_positions(&spec.checkpoint, m.config.seq_len, &genes, positions(&genes)?)?;
-        Ok((Box::new(m), Scheme::ScBert { genes }))
+        Ok((Box::new(m), ScBertSpec::new(genes).into()))
     }
 
     fn poolings<B: Backend>(_model: &Self::Embedder<B>) -> (&'static [Pooling], &'static str) {

@@ -5,16 +5,16 @@ use std::path::Path;
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
-use scfm_models::scgpt::{ScGpt as Model, ScGptConfig, ScGptPooling};
+use scfm_models::scgpt::{ScGpt as Model, ScGptConfig};
 use scfm_tokenize::mask::ScGptValueMask;
-use scfm_tokenize::scgpt::ScGptSequence;
+use scfm_tokenize::scgpt::{ScGptSequence, ScGptSpec, ScGptTies};
+use scfm_tokenize::{SchemeKind, TokenizerSpec};
 use scfm_train::{Cells, ScGptPretraining, ScGptTask, StepReport};
 
 use super::{DatasetColumns, ModelFamily, ModelSize, PretrainRun};
 use crate::Error;
 use crate::annotate::{Finetune, Finetuned};
 use crate::embed::{DenseBatch, EmbedModel, EmbedOptions, Pending, Pooling};
-use crate::pipeline::{Scheme, TieMode};
 
 /// The scGPT family.
 pub(crate) struct ScGpt;
@@ -41,7 +41,7 @@ impl ModelFamily for ScGpt {
 
     /// The model's bins and `<cls>` value (the pad value, as upstream's pretraining),
     /// `max_len` tokens, ties broken as helical does.
-    fn scheme<B: Backend>(file: &Path, model: &Model<B>, max_len: usize, seed: u64) -> Result<Scheme, Error> {
+    fn scheme<B: Backend>(file: &Path, model: &Model<B>, max_len: usize, seed: u64) -> Result<TokenizerSpec, Error> {
         let c = &model.config;
         let sequence = ScGptSequence {
             max_len,
@@ -50,7 +50,7 @@ impl ModelFamily for ScGpt {
             cls_value: c.pad_value,
             ..ScGptSequence::zero_shot(c.cls_token_id as u32)
         };
-        Ok(Scheme::ScGpt { vocab: file.to_owned(), sequence, ties: TieMode::Helical })
+        Ok(ScGptSpec::new(file.to_owned(), &sequence, ScGptTies::Helical).into())
     }
 
     fn tokenizer_json(file: &Path, max_len: usize) -> serde_json::Value {
@@ -137,7 +137,7 @@ impl ModelFamily for ScGpt {
 
     /// `input_ids` and their binned `values`.
     fn dataset_columns(file: &Path, _pretraining: bool, _max_len: usize) -> Result<DatasetColumns, Error> {
-        Ok(DatasetColumns::new("scgpt", file.to_owned(), "input_ids", Some("values")))
+        Ok(DatasetColumns::new(SchemeKind::ScGpt, file.to_owned(), "input_ids", Some("values")))
     }
 
     /// A released folder (`args.json`, `vocab.json`, `best_model.pt`), its own `vocab.json`.
@@ -145,7 +145,7 @@ impl ModelFamily for ScGpt {
         spec: &EmbedModel,
         opts: &EmbedOptions,
         device: &B::Device,
-    ) -> Result<(Self::Embedder<B>, Scheme), Error> {
+    ) -> Result<(Self::Embedder<B>, TokenizerSpec), Error> {
         if let Some(vocab) = &spec.vocab {
             // A vocabulary other than the checkpoint's own would give its genes wrong ids.
             return Err(Error::Incompatible {
@@ -162,12 +162,12 @@ impl ModelFamily for ScGpt {
         sequence.cls_value = m.config.pad_value;
         sequence.n_bins = m.config.n_bins;
         sequence.seed = opts.seed;
-        let scheme = Scheme::ScGpt { vocab: spec.checkpoint.join("vocab.json"), sequence, ties: TieMode::Helical };
-        Ok((Box::new(m), scheme))
+        let scheme = ScGptSpec::new(spec.checkpoint.join("vocab.json"), &sequence, ScGptTies::Helical);
+        Ok((Box::new(m), scheme.into()))
     }
 
     fn poolings<B: Backend>(_model: &Self::Embedder<B>) -> (&'static [Pooling], &'static str) {
-        (&[Pooling::Cls, Pooling::Mean], "")
+        (Model::<B>::POOLINGS, "")
     }
 
     fn embedding_dim<B: Backend>(m: &Self::Embedder<B>, _pooling: Pooling) -> usize {
@@ -186,10 +186,6 @@ impl ModelFamily for ScGpt {
         let dense = DenseBatch::new(batch, len, vocab, pad_id, pad_value, device)?;
         let values = Tensor::<B, 2>::from_data(TensorData::new(dense.values, [batch.len(), len]), device);
         let enc = m.encode(dense.ids, values, dense.padded, false);
-        let pooling = match pooling {
-            Pooling::Cls => ScGptPooling::Cls { normalize: false },
-            _ => ScGptPooling::Mean,
-        };
-        Ok(Model::cell_embeddings(enc.output, &dense.lengths, pooling))
+        Ok(Model::cell_embeddings(enc.output, &dense.lengths, pooling, false)?)
     }
 }

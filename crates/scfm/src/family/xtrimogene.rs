@@ -6,9 +6,7 @@ use std::path::Path;
 
 use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use scfm_models::xtrimogene::{
-    CellPooling, EncoderInput, Weights, XTrimoGene as Model, XTrimoGeneClassifier, XTrimoGeneConfig,
-};
+use scfm_models::xtrimogene::{EncoderInput, Weights, XTrimoGene as Model, XTrimoGeneClassifier, XTrimoGeneConfig};
 use scfm_tokenize::mask::XTrimoGeneMask;
 use scfm_tokenize::xtrimogene::DepthTarget;
 use scfm_train::{Cells, DownSampling, StepReport, XTrimoGenePretraining};
@@ -17,7 +15,9 @@ use super::{DatasetColumns, ModelFamily, ModelSize, PretrainRun, performer_shape
 use crate::Error;
 use crate::annotate::{Finetune, Finetuned};
 use crate::embed::{EmbedModel, EmbedOptions, Pending, Pooling};
-use crate::pipeline::{COUNT_POSITIONS, COUNTS, Scheme};
+use crate::pipeline::{COUNT_POSITIONS, COUNTS};
+use scfm_tokenize::xtrimogene::XTrimoGeneSpec;
+use scfm_tokenize::{SchemeKind, TokenizerSpec};
 
 /// The xTrimoGene / scFoundation family.
 pub(crate) struct XTrimoGene;
@@ -37,8 +37,8 @@ impl ModelFamily for XTrimoGene {
     const PRETRAINED_CHECKPOINT: &'static str = "xtrimogene";
 
     /// T = S (`f1`).
-    fn scheme<B: Backend>(file: &Path, _model: &Model<B>, _max_len: usize, _seed: u64) -> Result<Scheme, Error> {
-        Ok(Scheme::XTrimoGene { genes: file.to_owned(), target: DepthTarget::Fold(1.0) })
+    fn scheme<B: Backend>(file: &Path, _model: &Model<B>, _max_len: usize, _seed: u64) -> Result<TokenizerSpec, Error> {
+        Ok(XTrimoGeneSpec::new(file.to_owned(), DepthTarget::Fold(1.0)).into())
     }
 
     fn tokenizer_json(file: &Path, _max_len: usize) -> serde_json::Value {
@@ -115,7 +115,7 @@ impl ModelFamily for XTrimoGene {
     /// Pretraining: the raw counts on the gene positions; the model: its encoder input.
     fn dataset_columns(file: &Path, pretraining: bool, _max_len: usize) -> Result<DatasetColumns, Error> {
         let (ids, values) = if pretraining { (COUNT_POSITIONS, COUNTS) } else { ("input_ids", "values") };
-        Ok(DatasetColumns::new("xtrimogene", file.to_owned(), ids, Some(values)))
+        Ok(DatasetColumns::new(SchemeKind::XTrimoGene, file.to_owned(), ids, Some(values)))
     }
 
     /// `models.ckpt`, the chosen weight set and target depth, and the gene index (`vocab`).
@@ -123,7 +123,7 @@ impl ModelFamily for XTrimoGene {
         spec: &EmbedModel,
         _opts: &EmbedOptions,
         device: &B::Device,
-    ) -> Result<(Self::Embedder<B>, Scheme), Error> {
+    ) -> Result<(Self::Embedder<B>, TokenizerSpec), Error> {
         let genes = spec.vocab_file(
             Self::TITLE,
             "its gene index (OS_scRNA_gene_index.19264.tsv)",
@@ -139,11 +139,11 @@ impl ModelFamily for XTrimoGene {
                 tokenizer_has: format!("gives {} (its {panel} genes, T and S): another gene panel?", panel + 2),
             });
         }
-        Ok((Box::new(m), Scheme::XTrimoGene { genes: genes.to_owned(), target: spec.depth_target }))
+        Ok((Box::new(m), XTrimoGeneSpec::new(genes.to_owned(), spec.depth_target).into()))
     }
 
     fn poolings<B: Backend>(_model: &Self::Embedder<B>) -> (&'static [Pooling], &'static str) {
-        (&[Pooling::All, Pooling::Max], "")
+        (Model::<B>::POOLINGS, "")
     }
 
     fn embedding_dim<B: Backend>(m: &Self::Embedder<B>, pooling: Pooling) -> usize {
@@ -171,10 +171,6 @@ impl ModelFamily for XTrimoGene {
             batch.iter().map(|p| (p.ids.as_slice(), p.values.as_deref().unwrap_or_default())).collect();
         let input = EncoderInput::from_selected(&cells, m.config.seq_len, m.config.pad_token_id as f32);
         let (values, positions, padded) = input.tensors::<B>(device);
-        let pooling = match pooling {
-            Pooling::Max => CellPooling::Max,
-            _ => CellPooling::All,
-        };
-        Ok(Model::cell_embeddings(m.encode(values, positions, padded), &input.lengths, pooling))
+        Ok(Model::cell_embeddings(m.encode(values, positions, padded), &input.lengths, pooling)?)
     }
 }
