@@ -60,7 +60,7 @@ fn tiny_scgpt() -> ScGptConfig {
         cls_token_id: vocab.id("<cls>").unwrap() as usize,
         d_model: 32,
         n_heads: 2,
-        d_hid: 64,
+        d_ff: 64,
         n_layers: 1,
         n_layers_cls: 2,
         dropout: 0.1,
@@ -70,7 +70,7 @@ fn tiny_scgpt() -> ScGptConfig {
 
 /// A one-layer Performer 16 wide (scBERT's encoder, xTrimoGene's decoder).
 fn tiny_performer(qkv_bias: bool) -> PerformerShape {
-    PerformerShape { dim: 16, depth: 1, heads: 2, dim_head: 8, nb_features: 16, ff_dim: 32, qkv_bias }
+    PerformerShape { d_model: 16, n_layers: 1, n_heads: 2, d_head: 8, n_features: 16, d_ff: 32, qkv_bias }
 }
 
 fn tiny_scbert() -> ScBertConfig {
@@ -262,10 +262,10 @@ fn data_a_model_cannot_read_is_a_typed_error() {
 
 fn tiny_xtrimogene() -> XTrimoGeneConfig {
     XTrimoGeneConfig {
-        encoder_dim: 16,
-        encoder_depth: 1,
-        encoder_heads: 2,
-        encoder_ff_dim: 32,
+        d_model: 16,
+        n_layers: 1,
+        n_heads: 2,
+        d_ff: 32,
         decoder: tiny_performer(true),
         bin_num: 10,
         ..XTrimoGeneConfig::released()

@@ -115,7 +115,7 @@ fn bench<B: Backend>(
         }
         "scbert" => {
             let mut config = ScBertConfig::released();
-            config.seq_len = l;
+            config.max_len = l;
             let ids: Vec<i64> = (0..b * l).map(|_| (lcg(&mut seed) % 6) as i64).collect();
             let m = config.init::<B>(&device, 0);
             let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [b, l]), &device);
@@ -138,7 +138,7 @@ fn bench<B: Backend>(
                 cells.push((pos, values));
             }
             let refs: Vec<(&[u32], &[f32])> = cells.iter().map(|(p, v)| (p.as_slice(), v.as_slice())).collect();
-            let input = EncoderInput::from_selected(&refs, config.seq_len, config.pad_token_id as f32);
+            let input = EncoderInput::from_selected(&refs, config.max_len, config.pad_token_id as f32);
             let m = config.init::<B>(&device, 0);
             Box::new(move || {
                 let (v, p, pad) = input.tensors::<B>(&device);

@@ -183,44 +183,51 @@ impl<B: Backend> PerformerLayer<B> {
 /// The shape of a Performer stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PerformerShape {
-    /// Model width.
-    pub dim: usize,
-    /// Number of layers.
-    pub depth: usize,
-    /// Attention heads.
-    pub heads: usize,
-    /// Width per head (64 upstream by default, not `dim / heads`).
-    pub dim_head: usize,
-    /// Random features per head (`int(dim_head · ln dim_head)` upstream).
-    pub nb_features: usize,
-    /// Feed-forward width (`4 · dim`).
-    pub ff_dim: usize,
+    /// Model width (upstream `dim`).
+    #[serde(alias = "dim")]
+    pub d_model: usize,
+    /// Number of layers (upstream `depth`).
+    #[serde(alias = "depth")]
+    pub n_layers: usize,
+    /// Attention heads (upstream `heads`).
+    #[serde(alias = "heads")]
+    pub n_heads: usize,
+    /// Width per head (upstream `dim_head`: 64 by default, not `d_model / n_heads`).
+    #[serde(alias = "dim_head")]
+    pub d_head: usize,
+    /// Random features per head (upstream `nb_features`: `int(d_head · ln d_head)`).
+    #[serde(alias = "nb_features")]
+    pub n_features: usize,
+    /// Feed-forward width (`4 · d_model`; upstream `ff_mult`).
+    #[serde(alias = "ff_dim")]
+    pub d_ff: usize,
     /// Whether `to_q`, `to_k`, `to_v` have biases (scFoundation yes, scBERT no).
     pub qkv_bias: bool,
 }
 
 impl PerformerShape {
-    /// `performer_pytorch`'s default number of random features: `int(d · ln d)`.
-    pub fn default_nb_features(dim_head: usize) -> usize {
-        ((dim_head as f64) * (dim_head as f64).ln()) as usize
+    /// `performer_pytorch`'s default number of random features: `int(d · ln d)` for heads of
+    /// width `d_head`.
+    pub fn default_n_features(d_head: usize) -> usize {
+        ((d_head as f64) * (d_head as f64).ln()) as usize
     }
 
     /// Reads the shape of the stack under `prefix` (`performer.net.layers`) from a checkpoint:
-    /// the depth from the layer indices, `dim_head` and `nb_features` from the projection
-    /// buffer, `heads` from `to_q`'s rows. `None` when layer 0 is absent or inconsistent.
+    /// `n_layers` from the layer indices, `d_head` and `n_features` from the projection
+    /// buffer, `n_heads` from `to_q`'s rows. `None` when layer 0 is absent or inconsistent.
     pub fn infer(file: &crate::checkpoint::TensorFile, prefix: &str) -> Option<Self> {
         let shape = |k: &str| file.get(&format!("{prefix}.{k}")).map(|e| e.shape.clone());
-        let [nb_features, dim_head] = shape("0.0.fn.fast_attention.projection_matrix")?[..] else { return None };
-        let [inner, dim] = shape("0.0.fn.to_q.weight")?[..] else { return None };
-        let [ff_dim, _] = shape("0.1.fn.fn.w1.weight")?[..] else { return None };
-        let depth = (0..).take_while(|i| file.get(&format!("{prefix}.{i}.0.norm.weight")).is_some()).count();
-        (dim_head > 0 && inner % dim_head == 0).then_some(Self {
-            dim,
-            depth,
-            heads: inner / dim_head,
-            dim_head,
-            nb_features,
-            ff_dim,
+        let [n_features, d_head] = shape("0.0.fn.fast_attention.projection_matrix")?[..] else { return None };
+        let [inner, d_model] = shape("0.0.fn.to_q.weight")?[..] else { return None };
+        let [d_ff, _] = shape("0.1.fn.fn.w1.weight")?[..] else { return None };
+        let n_layers = (0..).take_while(|i| file.get(&format!("{prefix}.{i}.0.norm.weight")).is_some()).count();
+        (d_head > 0 && inner % d_head == 0).then_some(Self {
+            d_model,
+            n_layers,
+            n_heads: inner / d_head,
+            d_head,
+            n_features,
+            d_ff,
             qkv_bias: file.get(&format!("{prefix}.0.0.fn.to_q.bias")).is_some(),
         })
     }
@@ -235,33 +242,33 @@ pub fn assemble_performer<B: Backend>(
     prefix: &str,
     src: &mut impl ModuleSource<B>,
 ) -> Vec<PerformerLayer<B>> {
-    let inner = s.heads * s.dim_head;
-    (0..s.depth)
+    let inner = s.n_heads * s.d_head;
+    (0..s.n_layers)
         .map(|i| {
             let p = format!("{prefix}.{i}");
             let mut qkv = |name: &str| {
                 if s.qkv_bias {
-                    src.linear(&format!("{p}.0.fn.{name}"), s.dim, inner)
+                    src.linear(&format!("{p}.0.fn.{name}"), s.d_model, inner)
                 } else {
-                    src.linear_no_bias(&format!("{p}.0.fn.{name}.weight"), s.dim, inner)
+                    src.linear_no_bias(&format!("{p}.0.fn.{name}.weight"), s.d_model, inner)
                 }
             };
             let (to_q, to_k, to_v) = (qkv("to_q"), qkv("to_k"), qkv("to_v"));
             let projection =
-                src.projection(&format!("{p}.0.fn.fast_attention.projection_matrix"), s.nb_features, s.dim_head);
+                src.projection(&format!("{p}.0.fn.fast_attention.projection_matrix"), s.n_features, s.d_head);
             PerformerLayer {
-                attn_norm: src.layer_norm(&format!("{p}.0.norm"), s.dim, 1e-5),
+                attn_norm: src.layer_norm(&format!("{p}.0.norm"), s.d_model, 1e-5),
                 attention: FavorAttention {
                     to_q,
                     to_k,
                     to_v,
-                    to_out: src.linear(&format!("{p}.0.fn.to_out"), inner, s.dim),
+                    to_out: src.linear(&format!("{p}.0.fn.to_out"), inner, s.d_model),
                     projection: Param::from_tensor(projection).set_require_grad(false),
-                    heads: s.heads,
+                    heads: s.n_heads,
                 },
-                ff_norm: src.layer_norm(&format!("{p}.1.norm"), s.dim, 1e-5),
-                ff1: src.linear(&format!("{p}.1.fn.fn.w1"), s.dim, s.ff_dim),
-                ff2: src.linear(&format!("{p}.1.fn.fn.w2"), s.ff_dim, s.dim),
+                ff_norm: src.layer_norm(&format!("{p}.1.norm"), s.d_model, 1e-5),
+                ff1: src.linear(&format!("{p}.1.fn.fn.w1"), s.d_model, s.d_ff),
+                ff2: src.linear(&format!("{p}.1.fn.fn.w2"), s.d_ff, s.d_model),
             }
         })
         .collect()

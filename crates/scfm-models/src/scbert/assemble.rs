@@ -20,13 +20,13 @@ const LAYERS: &str = "performer.net.layers";
 const IGNORABLE: [&str; 1] = ["performer.calls_since_last_redraw"];
 
 pub(super) fn assemble<B: Backend>(c: &ScBertConfig, src: &mut impl ModuleSource<B>) -> ScBert<B> {
-    let d = c.performer.dim;
-    let token_emb = src.embedding("token_emb.weight", c.n_tokens, d);
-    let pos_emb = Param::from_tensor(src.weight("pos_emb.emb.weight", [c.seq_len, d])).set_require_grad(false);
+    let d = c.performer.d_model;
+    let token_emb = src.embedding("token_emb.weight", c.vocab_size, d);
+    let pos_emb = Param::from_tensor(src.weight("pos_emb.emb.weight", [c.max_len, d])).set_require_grad(false);
     let layers = assemble_performer(&c.performer, LAYERS, src);
     let norm = src.layer_norm("norm", d, 1e-5);
     let (lm_head, classifier) = match c.classifier {
-        None => (Some(src.linear("to_out", d, c.n_tokens)), None),
+        None => (Some(src.linear("to_out", d, c.vocab_size)), None),
         Some(h) => (None, Some(classifier(c, h, src))),
     };
     ScBert { token_emb, pos_emb, layers, norm, lm_head, classifier, config: c.clone() }
@@ -38,14 +38,14 @@ pub(super) fn classifier<B: Backend>(
     h: ScBertClassifierShape,
     src: &mut impl ModuleSource<B>,
 ) -> ScBertClassifier<B> {
-    let d = c.performer.dim;
+    let d = c.performer.d_model;
     let conv_w = src.weight("to_out.conv1.weight", [1, 1, 1, d]).reshape([d, 1]);
     let conv_b = src.vector("to_out.conv1.bias", 1);
     // The reshape is an op: detached, the weight is a leaf that can require gradients.
     let conv = burn::nn::Linear { weight: Param::from_tensor(conv_w.detach()), bias: Some(Param::from_tensor(conv_b)) };
     ScBertClassifier {
         conv,
-        fc1: src.linear("to_out.fc1", c.seq_len, h.fc1),
+        fc1: src.linear("to_out.fc1", c.max_len, h.fc1),
         fc2: src.linear("to_out.fc2", h.fc1, h.fc2),
         fc3: src.linear("to_out.fc3", h.fc2, h.n_classes),
     }
@@ -64,10 +64,10 @@ impl ScBertConfig {
             reason: format!("not an scBERT PerformerLM state dict: {reason}"),
         };
         let shape = |k: &str| file.get(k).map(|e| e.shape.clone());
-        let Some([n_tokens, _]) = shape("token_emb.weight").and_then(|s| <[usize; 2]>::try_from(s).ok()) else {
+        let Some([vocab_size, _]) = shape("token_emb.weight").and_then(|s| <[usize; 2]>::try_from(s).ok()) else {
             return Err(bad("no 2-D token_emb.weight"));
         };
-        let Some([seq_len, _]) = shape("pos_emb.emb.weight").and_then(|s| <[usize; 2]>::try_from(s).ok()) else {
+        let Some([max_len, _]) = shape("pos_emb.emb.weight").and_then(|s| <[usize; 2]>::try_from(s).ok()) else {
             return Err(bad("no 2-D pos_emb.emb.weight (gene2vec positions)"));
         };
         let performer =
@@ -76,7 +76,7 @@ impl ScBertConfig {
             (Some(f1), Some(f2), Some(f3)) => Some(ScBertClassifierShape { fc1: f1[0], fc2: f2[0], n_classes: f3[0] }),
             _ => None,
         };
-        Ok(Self { n_tokens, seq_len, performer, classifier })
+        Ok(Self { vocab_size, max_len, performer, classifier })
     }
 }
 
@@ -110,7 +110,7 @@ impl<B: Backend> ScBert<B> {
         let model = assemble(&config, &mut loader);
         loader.ignore(IGNORABLE.map(String::from));
         let p = &config.performer;
-        loader.finish(&format!("scBERT ({} layers, dim {}, {} positions)", p.depth, p.dim, config.seq_len))?;
+        loader.finish(&format!("scBERT ({} layers, dim {}, {} positions)", p.n_layers, p.d_model, config.max_len))?;
         Ok(model)
     }
 }

@@ -5,10 +5,12 @@ use crate::layers::PerformerShape;
 /// scBERT's `PerformerLM` and, for fine-tuned checkpoints, `finetune.py`'s head.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScBertConfig {
-    /// Token ids: bins 0…5 and `[MASK]` 6 (`CLASS = bin_num + 2` = 7).
-    pub n_tokens: usize,
-    /// Positions: the gene panel plus the trailing slot (16,907).
-    pub seq_len: usize,
+    /// Token ids: bins 0…5 and `[MASK]` 6 (upstream `num_tokens`, `CLASS = bin_num + 2` = 7).
+    #[serde(alias = "n_tokens")]
+    pub vocab_size: usize,
+    /// Positions: the gene panel plus the trailing slot (upstream `max_seq_len`, 16,907).
+    #[serde(alias = "seq_len")]
+    pub max_len: usize,
     /// The Performer stack (200 wide, 6 layers, 10 heads of 64, 266 features, FFN 800, no qkv
     /// bias in the release).
     pub performer: PerformerShape,
@@ -34,15 +36,15 @@ impl ScBertConfig {
     /// max_seq_len=16907, heads=10, local_attn_heads=0, g2v_position_emb=True)`.
     pub fn released() -> Self {
         Self {
-            n_tokens: 7,
-            seq_len: 16_907,
+            vocab_size: 7,
+            max_len: 16_907,
             performer: PerformerShape {
-                dim: 200,
-                depth: 6,
-                heads: 10,
-                dim_head: 64,
-                nb_features: PerformerShape::default_nb_features(64),
-                ff_dim: 800,
+                d_model: 200,
+                n_layers: 6,
+                n_heads: 10,
+                d_head: 64,
+                n_features: PerformerShape::default_n_features(64),
+                d_ff: 800,
                 qkv_bias: false,
             },
             classifier: None,

@@ -52,8 +52,8 @@ fn assemble_with<B: Backend, S: ModuleSource<B>>(c: &ScGptConfig, src: &mut S, h
             EncoderLayer::new(
                 attention,
                 src.layer_norm(&format!("{p}.norm1"), d, eps),
-                src.linear(&format!("{p}.linear1"), d, c.d_hid),
-                src.linear(&format!("{p}.linear2"), c.d_hid, d),
+                src.linear(&format!("{p}.linear1"), d, c.d_ff),
+                src.linear(&format!("{p}.linear2"), c.d_ff, d),
                 src.layer_norm(&format!("{p}.norm2"), d, eps),
                 Activation::Relu,
                 c.dropout,

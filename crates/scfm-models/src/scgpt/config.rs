@@ -20,8 +20,9 @@ pub struct ScGptConfig {
     pub d_model: usize,
     /// `nheads` (8).
     pub n_heads: usize,
-    /// `d_hid`: feed-forward size (512).
-    pub d_hid: usize,
+    /// Feed-forward size (upstream `d_hid`, 512).
+    #[serde(alias = "d_hid")]
+    pub d_ff: usize,
     /// `nlayers` (12).
     pub n_layers: usize,
     /// `n_layers_cls` (3): the classification decoder has `n_layers_cls − 1` hidden blocks.
@@ -32,8 +33,10 @@ pub struct ScGptConfig {
     pub pad_value: f32,
     /// `n_bins` (51).
     pub n_bins: usize,
-    /// `max_seq_len` (1200): the longest sequence of the zero-shot path, `<cls>` included.
-    pub max_seq_len: usize,
+    /// The longest sequence of the zero-shot path, `<cls>` included (upstream `max_seq_len`,
+    /// 1200).
+    #[serde(alias = "max_seq_len")]
+    pub max_len: usize,
     /// Values are clamped to this before the value encoder (512).
     pub max_value: f32,
     /// LayerNorm epsilon everywhere (PyTorch's default, 1e-5).
@@ -102,13 +105,13 @@ impl ScGptConfig {
             cls_token_id: 60_695,
             d_model: 512,
             n_heads: 8,
-            d_hid: 512,
+            d_ff: 512,
             n_layers: 12,
             n_layers_cls: 3,
             dropout: 0.2,
             pad_value: -2.0,
             n_bins: 51,
-            max_seq_len: 1200,
+            max_len: 1200,
             max_value: 512.0,
             layer_norm_eps: 1e-5,
             mvc: true,
@@ -148,13 +151,13 @@ impl ScGptConfig {
             cls_token_id: id("<cls>")?,
             d_model: a.embsize,
             n_heads: a.nheads,
-            d_hid: a.d_hid,
+            d_ff: a.d_hid,
             n_layers: a.nlayers,
             n_layers_cls: a.n_layers_cls.max(1),
             dropout: a.dropout,
             pad_value: a.pad_value,
             n_bins: a.n_bins,
-            max_seq_len: a.max_seq_len,
+            max_len: a.max_seq_len,
             max_value: 512.0,
             layer_norm_eps: 1e-5,
             mvc: a.mvc,

@@ -55,7 +55,7 @@ impl Weights {
 const IGNORABLE: [&str; 1] = ["decoder.performer.calls_since_last_redraw"];
 
 pub(super) fn assemble<B: Backend>(c: &XTrimoGeneConfig, src: &mut impl ModuleSource<B>) -> XTrimoGene<B> {
-    let (d, bins) = (c.encoder_dim, c.bin_num);
+    let (d, bins) = (c.d_model, c.bin_num);
     let token_emb = AutoDiscretization {
         mlp: src.linear("token_emb.mlp", 1, bins),
         mlp2: src.linear("token_emb.mlp2", bins, bins),
@@ -66,25 +66,25 @@ pub(super) fn assemble<B: Backend>(c: &XTrimoGeneConfig, src: &mut impl ModuleSo
         mask_value: c.mask_token_id as f32,
         pad_value: c.pad_token_id as f32,
     };
-    let pos_emb = src.embedding("pos_emb.weight", c.seq_len + 1, d);
-    let encoder = (0..c.encoder_depth)
+    let pos_emb = src.embedding("pos_emb.weight", c.max_len + 1, d);
+    let encoder = (0..c.n_layers)
         .map(|i| {
             let p = format!("encoder.transformer_encoder.{i}");
             let (w, b) = (format!("{p}.self_attn.in_proj_weight"), format!("{p}.self_attn.in_proj_bias"));
             let out = format!("{p}.self_attn.out_proj");
-            let attention = stacked_self_attention(src, (&w, &b, &out), d, c.encoder_heads, 0.0);
+            let attention = stacked_self_attention(src, (&w, &b, &out), d, c.n_heads, 0.0);
             EncoderLayer::new(
                 attention,
                 src.layer_norm(&format!("{p}.norm1"), d, 1e-5),
-                src.linear(&format!("{p}.linear1"), d, c.encoder_ff_dim),
-                src.linear(&format!("{p}.linear2"), c.encoder_ff_dim, d),
+                src.linear(&format!("{p}.linear1"), d, c.d_ff),
+                src.linear(&format!("{p}.linear2"), c.d_ff, d),
                 src.layer_norm(&format!("{p}.norm2"), d, 1e-5),
                 Activation::Relu,
                 0.0,
             )
         })
         .collect();
-    let dd = c.decoder.dim;
+    let dd = c.decoder.d_model;
     XTrimoGene {
         token_emb,
         pos_emb,
@@ -131,21 +131,21 @@ impl XTrimoGeneConfig {
             }
         };
         let (enc, dec) = (part("encoder", "transformer")?, part("decoder", "performer")?);
-        let (encoder_dim, dim, dim_head) =
+        let (d_model, decoder_dim, d_head) =
             (int(enc, "hidden_dim", "encoder")?, int(dec, "hidden_dim", "decoder")?, int(dec, "dim_head", "decoder")?);
         Ok(Self {
-            seq_len: int(mc, "seq_len", "model_config")?,
-            encoder_dim,
-            encoder_depth: int(enc, "depth", "encoder")?,
-            encoder_heads: int(enc, "heads", "encoder")?,
-            encoder_ff_dim: 4 * encoder_dim,
+            max_len: int(mc, "seq_len", "model_config")?,
+            d_model,
+            n_layers: int(enc, "depth", "encoder")?,
+            n_heads: int(enc, "heads", "encoder")?,
+            d_ff: 4 * d_model,
             decoder: PerformerShape {
-                dim,
-                depth: int(dec, "depth", "decoder")?,
-                heads: int(dec, "heads", "decoder")?,
-                dim_head,
-                nb_features: PerformerShape::default_nb_features(dim_head),
-                ff_dim: 4 * dim,
+                d_model: decoder_dim,
+                n_layers: int(dec, "depth", "decoder")?,
+                n_heads: int(dec, "heads", "decoder")?,
+                d_head,
+                n_features: PerformerShape::default_n_features(d_head),
+                d_ff: 4 * decoder_dim,
                 qkv_bias: true,
             },
             bin_num: int(mc, "bin_num", "model_config")?,
@@ -199,25 +199,22 @@ impl<B: Backend> XTrimoGene<B> {
     /// [`ImportError::Config`] when the heads do not divide the encoder width;
     /// [`ImportError::Tensors`] listing every missing, unexpected or mis-shaped tensor.
     pub fn from_tensors(config: &XTrimoGeneConfig, file: &TensorFile, device: &B::Device) -> Result<Self, ImportError> {
-        if config.encoder_heads == 0 || !config.encoder_dim.is_multiple_of(config.encoder_heads) {
+        if config.n_heads == 0 || !config.d_model.is_multiple_of(config.n_heads) {
             return Err(ImportError::Config {
                 path: file.path().to_owned(),
-                reason: format!(
-                    "{} encoder heads do not divide the width {}",
-                    config.encoder_heads, config.encoder_dim
-                ),
+                reason: format!("{} encoder heads do not divide the width {}", config.n_heads, config.d_model),
             });
         }
         let mut loader = Loader::new(file, device);
         let mut config = config.clone();
         if let Some(&[m, _]) = loader.shape("decoder.performer.net.layers.0.0.fn.fast_attention.projection_matrix") {
-            config.decoder.nb_features = m;
+            config.decoder.n_features = m;
         }
         let model = assemble(&config, &mut loader);
         loader.ignore(IGNORABLE.map(String::from));
         loader.finish(&format!(
             "xTrimoGene (encoder {}×{}, decoder {}×{}, {} positions)",
-            config.encoder_depth, config.encoder_dim, config.decoder.depth, config.decoder.dim, config.seq_len
+            config.n_layers, config.d_model, config.decoder.n_layers, config.decoder.d_model, config.max_len
         ))?;
         Ok(model)
     }

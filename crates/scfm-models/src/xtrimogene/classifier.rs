@@ -23,7 +23,7 @@ pub struct XTrimoGeneClassifier<B: Backend> {
     pub backbone: XTrimoGene<B>,
     /// `norm`, without affine parameters (held at 1 and 0, not trained).
     pub norm: BatchNorm<B>,
-    /// `fc1` (encoder_dim → 256).
+    /// `fc1` (d_model → 256).
     pub fc1: Linear<B>,
     /// `fc2` (256 → classes).
     pub fc2: Linear<B>,
@@ -32,7 +32,7 @@ pub struct XTrimoGeneClassifier<B: Backend> {
 impl<B: Backend> XTrimoGeneClassifier<B> {
     /// The head over `backbone` for `n_classes` cell types, freshly initialised.
     pub fn new(backbone: XTrimoGene<B>, n_classes: usize, device: &B::Device) -> Self {
-        let d = backbone.config.encoder_dim;
+        let d = backbone.config.d_model;
         let mut norm = BatchNormConfig::new(d).with_epsilon(1e-6).init(device);
         norm.gamma = Param::from_tensor(Tensor::ones([d], device)).set_require_grad(false);
         norm.beta = Param::from_tensor(Tensor::zeros([d], device)).set_require_grad(false);
@@ -68,7 +68,7 @@ impl<B: Backend> XTrimoGeneClassifier<B> {
     /// # Shapes
     /// - `values`, `positions`, `padded`: `[batch, width]`
     /// - `lengths`: selected positions per cell
-    /// - output: `[batch, encoder_dim]`
+    /// - output: `[batch, d_model]`
     pub fn pool(
         &self,
         values: Tensor<B, 2>,
@@ -85,7 +85,7 @@ impl<B: Backend> XTrimoGeneClassifier<B> {
     /// the rest computes in.
     ///
     /// # Shapes
-    /// - `pooled`: `[batch, encoder_dim]`
+    /// - `pooled`: `[batch, d_model]`
     /// - output: `[batch, n_classes]`
     pub fn head(&self, pooled: Tensor<B, 2>) -> Tensor<B, 2> {
         let dtype = pooled.dtype();

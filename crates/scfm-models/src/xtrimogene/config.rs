@@ -5,16 +5,22 @@ use crate::layers::PerformerShape;
 /// `MaeAutobin`'s architecture, as `load_model_frommmf` builds it from a checkpoint's config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct XTrimoGeneConfig {
-    /// `seq_len`: genes + T + S (19,266 for the release; T at `seq_len − 2`, S at `seq_len − 1`).
-    pub seq_len: usize,
-    /// Encoder width (768).
-    pub encoder_dim: usize,
+    /// Positions: genes + T + S (upstream `seq_len`; 19,266 for the release, T at
+    /// `max_len − 2`, S at `max_len − 1`).
+    #[serde(alias = "seq_len")]
+    pub max_len: usize,
+    /// Encoder width (upstream `encoder.hidden_dim`, 768).
+    #[serde(alias = "encoder_dim")]
+    pub d_model: usize,
     /// Encoder layers (12).
-    pub encoder_depth: usize,
+    #[serde(alias = "encoder_depth")]
+    pub n_layers: usize,
     /// Encoder heads (12).
-    pub encoder_heads: usize,
-    /// Encoder feed-forward width (`4 · encoder_dim`).
-    pub encoder_ff_dim: usize,
+    #[serde(alias = "encoder_heads")]
+    pub n_heads: usize,
+    /// Encoder feed-forward width (`4 · d_model`).
+    #[serde(alias = "encoder_ff_dim")]
+    pub d_ff: usize,
     /// The Performer decoder (512 wide, 6 layers, 8 heads of 64, 266 features, qkv bias).
     pub decoder: PerformerShape,
     /// `bin_num` of the auto-discretization embedding (100).
@@ -32,18 +38,18 @@ impl XTrimoGeneConfig {
     /// 19,264 genes + T + S, 100 bins.
     pub fn released() -> Self {
         Self {
-            seq_len: 19_266,
-            encoder_dim: 768,
-            encoder_depth: 12,
-            encoder_heads: 12,
-            encoder_ff_dim: 3072,
+            max_len: 19_266,
+            d_model: 768,
+            n_layers: 12,
+            n_heads: 12,
+            d_ff: 3072,
             decoder: PerformerShape {
-                dim: 512,
-                depth: 6,
-                heads: 8,
-                dim_head: 64,
-                nb_features: PerformerShape::default_nb_features(64),
-                ff_dim: 2048,
+                d_model: 512,
+                n_layers: 6,
+                n_heads: 8,
+                d_head: 64,
+                n_features: PerformerShape::default_n_features(64),
+                d_ff: 2048,
                 qkv_bias: true,
             },
             bin_num: 100,
@@ -53,8 +59,8 @@ impl XTrimoGeneConfig {
         }
     }
 
-    /// The number of genes (`seq_len − 2`).
+    /// The number of genes (`max_len − 2`).
     pub fn n_genes(&self) -> usize {
-        self.seq_len - 2
+        self.max_len - 2
     }
 }

@@ -134,7 +134,7 @@ impl EncoderInput {
 #[derive(Module, Debug)]
 pub struct XTrimoGene<B: Backend> {
     pub token_emb: AutoDiscretization<B>,
-    /// `[seq_len + 1, encoder_dim]`; the last row is the padding position.
+    /// `[max_len + 1, d_model]`; the last row is the padding position.
     pub pos_emb: Embedding<B>,
     pub encoder: Vec<EncoderLayer<B>>,
     pub encoder_norm: LayerNorm<B>,
@@ -152,7 +152,7 @@ impl<B: Backend> XTrimoGene<B> {
     ///
     /// # Shapes
     /// - `values`, `positions`, `padded`: `[batch, width]` ([`EncoderInput::tensors`])
-    /// - output: `[batch, width, encoder_dim]`
+    /// - output: `[batch, width, d_model]`
     pub fn encode(
         &self,
         values: Tensor<B, 2>,
@@ -170,7 +170,7 @@ impl<B: Backend> XTrimoGene<B> {
     /// → `decoder.norm` → `norm`. These are the gene embeddings of `output_type=gene`.
     ///
     /// # Shapes
-    /// - `encoded`: `[batch, width, encoder_dim]` ([`Self::encode`] of `input`)
+    /// - `encoded`: `[batch, width, d_model]` ([`Self::encode`] of `input`)
     /// - output: `[batch, seq_len, decoder_dim]`
     pub fn decode(&self, encoded: Tensor<B, 3>, input: &EncoderInput) -> Tensor<B, 3> {
         let [b, k, d] = encoded.dims();
@@ -211,9 +211,9 @@ impl<B: Backend> XTrimoGene<B> {
     /// gets a NaN row under [`Pooling::All`].
     ///
     /// # Shapes
-    /// - `encoded`: `[batch, width, encoder_dim]`
+    /// - `encoded`: `[batch, width, d_model]`
     /// - `lengths`: selected positions per cell ([`EncoderInput::lengths`])
-    /// - output: `[batch, 4 · encoder_dim]` ([`Pooling::All`]) or `[batch, encoder_dim]`
+    /// - output: `[batch, 4 · d_model]` ([`Pooling::All`]) or `[batch, d_model]`
     ///
     /// # Errors
     /// [`UnsupportedPooling`] for the other poolings.

@@ -49,7 +49,7 @@ fn scbert_forward_parity_on_every_fixture() {
                 }
                 enc.extend(flat(e));
             }
-            assert_eq!(enc.len(), b * n * model.config.performer.dim);
+            assert_eq!(enc.len(), b * n * model.config.performer.d_model);
             if let Some(want) = outputs.f32(&format!("encodings_{run}")) {
                 assert_close(&format!("{name} encodings_{run}"), &enc, &want);
                 compared += 1;
@@ -84,7 +84,7 @@ fn scbert_configs_come_from_the_checkpoint() {
     let p = &model.config.performer;
     let field = |k: &str| arch[k].as_u64().unwrap() as usize;
     assert_eq!(
-        (model.config.n_tokens, model.config.seq_len, p.dim, p.depth, p.heads, p.dim_head, p.nb_features),
+        (model.config.vocab_size, model.config.max_len, p.d_model, p.n_layers, p.n_heads, p.d_head, p.n_features),
         (
             field("num_tokens"),
             field("max_seq_len"),
@@ -100,7 +100,7 @@ fn scbert_configs_come_from_the_checkpoint() {
     assert_eq!(tuned.config.classifier.map(|c| (c.fc1, c.fc2, c.n_classes)), Some((512, 128, 5)));
     // The released shape, as documented.
     let released = ScBertConfig::released();
-    assert_eq!((released.performer.nb_features, released.performer.ff_dim), (266, 800));
+    assert_eq!((released.performer.n_features, released.performer.d_ff), (266, 800));
 }
 
 #[test]

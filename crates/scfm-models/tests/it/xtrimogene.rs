@@ -91,7 +91,7 @@ fn xtrimogene_forward_parity_on_every_fixture() {
         // The decoder path with the `gene` weights: one cell per forward, then all at once.
         let model = XTrimoGene::<B>::from_checkpoint(&dir.join("models.ckpt"), Weights::Gene, &device).unwrap();
         let genes = model.config.n_genes();
-        let d = model.config.decoder.dim;
+        let d = model.config.decoder.d_model;
         let (mut emb, mut expr) = (vec![], vec![]);
         for c in &cells {
             let input = EncoderInput::gather(&[c], n, 103.0);
@@ -134,7 +134,7 @@ fn xtrimogene_import_errors_name_the_problem() {
     config.bin_num += 1;
     let e = XTrimoGene::<B>::from_tensors(&config, &file, &device).unwrap_err();
     assert!(e.to_string().contains("token_emb.mlp.weight: expected shape"), "{e}");
-    config.encoder_heads = 3;
+    config.n_heads = 3;
     let e = XTrimoGene::<B>::from_tensors(&config, &file, &device).unwrap_err();
     assert!(matches!(e, ImportError::Config { .. }) && e.to_string().contains("heads"), "{e}");
 }

@@ -34,7 +34,7 @@ impl<B: Backend> CellClassifier<B> for ScBert<B> {
     }
     fn check_cells(&self, cells: &Cells<'_>) -> Result<(), TrainError> {
         cells.check(false)?;
-        check_tokens(cells, self.config.seq_len, self.config.n_tokens)
+        check_tokens(cells, self.config.max_len, self.config.vocab_size)
     }
     /// The head's `fc2` activations (128 per cell in `finetune.py`'s head).
     fn embed(&self, batch: &TokenBatch, device: &B::Device) -> Tensor<B, 2> {
@@ -73,7 +73,7 @@ impl<B: AutodiffBackend> Objective<B, ScBert<B>> for ScBertMaskedLm<'_> {
             return Err(TrainError::Invalid("masked-LM pretraining needs scBERT's to_out output layer".into()));
         }
         self.cells.check(false)?;
-        check_tokens(&self.cells, model.config.seq_len, model.config.n_tokens)
+        check_tokens(&self.cells, model.config.max_len, model.config.vocab_size)
     }
     fn loss(&self, model: &ScBert<B>, rows: &[usize], epoch: usize, device: &B::Device) -> Tensor<B, 1> {
         let mut input: Vec<Vec<u32>> = Vec::with_capacity(rows.len());
@@ -93,7 +93,7 @@ impl<B: AutodiffBackend> Objective<B, ScBert<B>> for ScBertMaskedLm<'_> {
         }
         let views: Vec<&[u32]> = input.iter().map(Vec::as_slice).collect();
         let (ids, _) = TokenBatch::pad(&views, 0).tensors::<B>(device);
-        masked_lm_loss(model.encode(ids), &scored, fallback, model.config.n_tokens, |h| {
+        masked_lm_loss(model.encode(ids), &scored, fallback, model.config.vocab_size, |h| {
             model.lm_logits(h).expect("checked: the model has an output layer")
         })
     }

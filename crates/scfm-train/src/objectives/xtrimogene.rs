@@ -23,7 +23,7 @@ impl<B: Backend> CellClassifier<B> for XTrimoGeneClassifier<B> {
     }
     /// Padding takes the extra position `seq_len` (the last row of the position table).
     fn pad_id(&self) -> u32 {
-        self.backbone.config.seq_len as u32
+        self.backbone.config.max_len as u32
     }
     fn pad_value(&self) -> Option<f32> {
         Some(self.backbone.config.pad_token_id as f32)
@@ -33,7 +33,7 @@ impl<B: Backend> CellClassifier<B> for XTrimoGeneClassifier<B> {
     }
     fn check_cells(&self, cells: &Cells<'_>) -> Result<(), TrainError> {
         cells.check(true)?;
-        cells.check_below(self.backbone.config.seq_len, "position")
+        cells.check_below(self.backbone.config.max_len, "position")
     }
     /// The max-pooled encoder output.
     fn embed(&self, batch: &TokenBatch, device: &B::Device) -> Tensor<B, 2> {
@@ -131,7 +131,7 @@ impl<B: AutodiffBackend> Objective<B, XTrimoGene<B>> for XTrimoGenePretraining<'
 
     fn loss(&self, model: &XTrimoGene<B>, rows: &[usize], epoch: usize, device: &B::Device) -> Tensor<B, 1> {
         let c = &model.config;
-        let (n_genes, seq_len) = (c.n_genes(), c.seq_len);
+        let (n_genes, seq_len) = (c.n_genes(), c.max_len);
         let mut selected: Vec<(Vec<u32>, Vec<f32>)> = Vec::with_capacity(rows.len());
         let (mut full, mut target, mut scored) =
             (vec![], vec![0f32; rows.len() * seq_len], vec![0f32; rows.len() * seq_len]);

@@ -443,14 +443,14 @@ impl Default for ModelSize {
 /// `d_model / n_heads`.
 pub(crate) fn performer_shape(size: &ModelSize, qkv_bias: bool) -> scfm_models::layers::PerformerShape {
     use scfm_models::layers::PerformerShape;
-    let dim_head = size.d_model / size.n_heads.max(1);
+    let d_head = size.d_model / size.n_heads.max(1);
     PerformerShape {
-        dim: size.d_model,
-        depth: size.n_layers,
-        heads: size.n_heads,
-        dim_head,
-        nb_features: PerformerShape::default_nb_features(dim_head),
-        ff_dim: size.d_ff,
+        d_model: size.d_model,
+        n_layers: size.n_layers,
+        n_heads: size.n_heads,
+        d_head,
+        n_features: PerformerShape::default_n_features(d_head),
+        d_ff: size.d_ff,
         qkv_bias,
     }
 }

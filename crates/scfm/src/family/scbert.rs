@@ -61,7 +61,7 @@ impl ModelFamily for ScBert {
     /// A Performer `d_model` wide over the gene panel and its trailing slot.
     fn fresh<B: Backend>(file: &Path, size: &ModelSize, seed: u64, device: &B::Device) -> Result<Model<B>, Error> {
         let config = ScBertConfig {
-            seq_len: positions(file)?,
+            max_len: positions(file)?,
             performer: performer_shape(size, false),
             ..ScBertConfig::released()
         };
@@ -78,7 +78,7 @@ impl ModelFamily for ScBert {
 
     /// The same gene panel.
     fn check<B: Backend>(model: &Model<B>, file: &Path, path: &Path, _max_len: usize) -> Result<(), Error> {
-        require_positions(path, model.config.seq_len, file, positions(file)?)
+        require_positions(path, model.config.max_len, file, positions(file)?)
     }
 
     fn config_json<B: Backend>(model: &Model<B>) -> serde_json::Value {
@@ -119,7 +119,7 @@ impl ModelFamily for ScBert {
     ) -> Result<(Self::Embedder<B>, TokenizerSpec), Error> {
         let genes = spec.vocab_file(Self::TITLE, "its ordered gene list", &scfm_tokenize::scbert::GENE_LIST_FILES)?;
         let m = Model::<B>::from_file(&spec.checkpoint, device)?;
-        require_positions(&spec.checkpoint, m.config.seq_len, &genes, positions(&genes)?)?;
+        require_positions(&spec.checkpoint, m.config.max_len, &genes, positions(&genes)?)?;
         Ok((Box::new(m), ScBertSpec::new(genes).into()))
     }
 
@@ -128,7 +128,7 @@ impl ModelFamily for ScBert {
     }
 
     fn embedding_dim<B: Backend>(m: &Self::Embedder<B>, _pooling: Pooling) -> usize {
-        m.config.performer.dim
+        m.config.performer.d_model
     }
 
     fn embed_batch<B: Backend>(
@@ -139,7 +139,7 @@ impl ModelFamily for ScBert {
         _opts: &EmbedOptions,
         device: &B::Device,
     ) -> Result<Tensor<B, 2>, Error> {
-        let dense = DenseBatch::new(batch, len, m.config.n_tokens, 0, 0.0, device)?;
+        let dense = DenseBatch::new(batch, len, m.config.vocab_size, 0, 0.0, device)?;
         Ok(Model::cell_embeddings(m.encode(dense.ids)))
     }
 }

@@ -66,9 +66,9 @@ impl ModelFamily for ScGpt {
             cls_token_id: cls,
             d_model: size.d_model,
             n_heads: size.n_heads,
-            d_hid: size.d_ff,
+            d_ff: size.d_ff,
             n_layers: size.n_layers,
-            max_seq_len: size.max_len,
+            max_len: size.max_len,
             ..ScGptConfig::whole_human()
         };
         Ok(scfm_train::seeded(device, seed, || config.init(device)))
@@ -158,7 +158,7 @@ impl ModelFamily for ScGpt {
         }
         let m = Model::<B>::from_dir(&spec.checkpoint, device)?;
         let mut sequence = ScGptSequence::zero_shot(m.config.cls_token_id as u32);
-        sequence.max_len = m.config.max_seq_len;
+        sequence.max_len = m.config.max_len;
         sequence.cls_value = m.config.pad_value;
         sequence.n_bins = m.config.n_bins;
         sequence.seed = opts.seed;

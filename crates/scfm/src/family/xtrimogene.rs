@@ -48,11 +48,11 @@ impl ModelFamily for XTrimoGene {
     /// Encoder and Performer decoder of the same size over the gene panel (+ T and S).
     fn fresh<B: Backend>(file: &Path, size: &ModelSize, seed: u64, device: &B::Device) -> Result<Model<B>, Error> {
         let config = XTrimoGeneConfig {
-            seq_len: n_genes(file)? + 2,
-            encoder_dim: size.d_model,
-            encoder_depth: size.n_layers,
-            encoder_heads: size.n_heads,
-            encoder_ff_dim: size.d_ff,
+            max_len: n_genes(file)? + 2,
+            d_model: size.d_model,
+            n_layers: size.n_layers,
+            n_heads: size.n_heads,
+            d_ff: size.d_ff,
             decoder: performer_shape(size, true),
             ..XTrimoGeneConfig::released()
         };
@@ -131,10 +131,10 @@ impl ModelFamily for XTrimoGene {
         )?;
         let m = Model::<B>::from_checkpoint(&spec.checkpoint, spec.weights, device)?;
         let panel = n_genes(&genes)?;
-        if m.config.seq_len != panel + 2 {
+        if m.config.max_len != panel + 2 {
             return Err(Error::VocabularyMismatch {
                 model: spec.checkpoint.clone(),
-                model_has: format!("has {} positions", m.config.seq_len),
+                model_has: format!("has {} positions", m.config.max_len),
                 tokenizer: genes.to_owned(),
                 tokenizer_has: format!("gives {} (its {panel} genes, T and S): another gene panel?", panel + 2),
             });
@@ -147,7 +147,7 @@ impl ModelFamily for XTrimoGene {
     }
 
     fn embedding_dim<B: Backend>(m: &Self::Embedder<B>, pooling: Pooling) -> usize {
-        if pooling == Pooling::All { 4 * m.config.encoder_dim } else { m.config.encoder_dim }
+        if pooling == Pooling::All { 4 * m.config.d_model } else { m.config.d_model }
     }
 
     /// A cell with no expressed model gene has no embedding, nor has one with fewer than 3
@@ -169,7 +169,7 @@ impl ModelFamily for XTrimoGene {
     ) -> Result<Tensor<B, 2>, Error> {
         let cells: Vec<(&[u32], &[f32])> =
             batch.iter().map(|p| (p.ids.as_slice(), p.values.as_deref().unwrap_or_default())).collect();
-        let input = EncoderInput::from_selected(&cells, m.config.seq_len, m.config.pad_token_id as f32);
+        let input = EncoderInput::from_selected(&cells, m.config.max_len, m.config.pad_token_id as f32);
         let (values, positions, padded) = input.tensors::<B>(device);
         Ok(Model::cell_embeddings(m.encode(values, positions, padded), &input.lengths, pooling)?)
     }
