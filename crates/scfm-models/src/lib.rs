@@ -13,6 +13,7 @@
 //!
 //! Library code never picks a backend; the `scfm` facade and the command line do.
 
+mod cell_model;
 pub mod checkpoint;
 pub mod cpu;
 mod error;
@@ -24,6 +25,7 @@ pub mod scgpt;
 mod torch;
 pub mod xtrimogene;
 
+pub use cell_model::{CellModel, rng_lock, seeded};
 pub use error::{ImportError, TensorProblem};
 pub use pooling::{Pooling, UnsupportedPooling};
 

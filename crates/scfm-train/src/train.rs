@@ -2,7 +2,6 @@
 //! schedule, global-norm clipping, gradient accumulation, checkpoints and bit-exact resume.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
@@ -15,37 +14,7 @@ use crate::checkpoint::{Checkpoint, CheckpointMeta, TrainProgress, save};
 use crate::rng::derive_seed;
 use crate::{LrSchedule, TrainError};
 
-/// burn's backends draw dropout masks from one process-wide generator; a step seeds it and
-/// runs under this lock, so concurrent trainers in one process stay reproducible.
-static RNG_LOCK: Mutex<()> = Mutex::new(());
-
-/// Builds a model with burn's generator seeded with `seed`, under the same process-wide lock
-/// as training steps, and draws every parameter before returning: burn initialises
-/// parameters lazily, on first use, so without this the weights would come from whatever the
-/// generator holds at that later moment.
-pub fn seeded<B: burn::tensor::backend::Backend, M: Module<B>>(
-    device: &B::Device,
-    seed: u64,
-    f: impl FnOnce() -> M,
-) -> M {
-    struct Materialize;
-    impl<B: burn::tensor::backend::Backend> ModuleVisitor<B> for Materialize {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            let _ = param.val();
-        }
-        fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<B, D, burn::tensor::Int>>) {
-            let _ = param.val();
-        }
-        fn visit_bool<const D: usize>(&mut self, param: &Param<Tensor<B, D, burn::tensor::Bool>>) {
-            let _ = param.val();
-        }
-    }
-    let _guard = RNG_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    B::seed(device, seed);
-    let model = f();
-    model.visit(&mut Materialize);
-    model
-}
+pub use scfm_models::seeded;
 
 const ORDER_STREAM: u64 = 1;
 const DROPOUT_STREAM: u64 = 2;
@@ -333,7 +302,7 @@ where
                     derive_seed(options.seed, DROPOUT_STREAM, (at.epoch as u64) << 32 | (at.batch + k) as u64);
                 let per_device = rows.len().div_ceil(devices.len());
                 for (d, (shard, shard_device)) in rows.chunks(per_device).zip(devices).enumerate() {
-                    let _guard = RNG_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let _guard = scfm_models::rng_lock();
                     B::seed(shard_device, if d == 0 { dropout } else { derive_seed(dropout, d as u64, 0) });
                     // The shard's share of the step's loss: 1 / group size for one device.
                     let share = shard.len() as f64 / rows.len() as f64;

@@ -6,10 +6,12 @@
 //! `EmbExtractor` does (see [`Geneformer::pool`] and [`EmbeddingLayer`]).
 
 mod assemble;
+mod cell_model;
 mod classifier;
 mod config;
 mod model;
 
+pub use cell_model::GeneformerBatch;
 pub use classifier::GeneformerClassifier;
 pub use config::GeneformerConfig;
 pub use model::{EmbeddingLayer, Encoded, Geneformer, MlmHead};

@@ -13,6 +13,7 @@
 //! once; the difference is ≤ 2.4e-7 on the fixtures).
 
 mod assemble;
+mod cell_model;
 mod config;
 mod model;
 

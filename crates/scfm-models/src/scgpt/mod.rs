@@ -10,8 +10,10 @@
 //! tokens with their bin (1…50) as a float, right-padded with `<pad>` and `pad_value` (−2).
 
 mod assemble;
+mod cell_model;
 mod config;
 mod model;
 
+pub use cell_model::ScGptBatch;
 pub use config::ScGptConfig;
 pub use model::{ClsBlock, ClsDecoder, ExprDecoder, GeneEncoder, MvcDecoder, ScGpt, ScGptEncoded, ValueEncoder};

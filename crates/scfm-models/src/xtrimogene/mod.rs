@@ -19,11 +19,13 @@
 //! output → BatchNorm → two linear layers).
 
 mod assemble;
+mod cell_model;
 mod classifier;
 mod config;
 mod model;
 
 pub use assemble::Weights;
+pub use cell_model::XTrimoGeneBatch;
 pub use classifier::XTrimoGeneClassifier;
 pub use config::XTrimoGeneConfig;
 pub use model::{AutoDiscretization, EncoderInput, XTrimoGene};

@@ -1,6 +1,7 @@
 //! Integration tests of scfm-models: forward parity against the upstream fixtures
 //! (`SCFM_PARITY_DIR`, default `../shared/data/parity`) and import errors.
 
+mod cell_model;
 mod geneformer;
 mod scbert;
 mod scgpt;

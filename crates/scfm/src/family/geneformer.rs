@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
+use scfm_models::CellModel;
 use scfm_models::geneformer::{Geneformer as Model, GeneformerClassifier, GeneformerConfig};
 use scfm_models::layers::Activation;
 use scfm_tokenize::geneformer::{GeneformerSpec, GeneformerVersion};
@@ -60,11 +61,11 @@ impl ModelFamily for Geneformer {
             attention_dropout: 0.02,
             ..GeneformerConfig::v1_10m()
         };
-        Ok(scfm_train::seeded(device, seed, || config.init(device)))
+        Ok(<Model<B> as CellModel<B>>::init(&config, seed, device))
     }
 
     fn from_upstream<B: Backend>(path: &Path, device: &B::Device) -> Result<Model<B>, Error> {
-        Ok(Model::from_hf_dir(path, device)?)
+        Ok(<Model<B> as CellModel<B>>::from_upstream(path, device)?)
     }
 
     fn from_config<B: Backend>(config: serde_json::Value, device: &B::Device) -> serde_json::Result<Model<B>> {

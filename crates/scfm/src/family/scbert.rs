@@ -5,6 +5,7 @@ use std::path::Path;
 
 use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
+use scfm_models::CellModel;
 use scfm_models::scbert::{ScBert as Model, ScBertConfig};
 use scfm_tokenize::mask::ScBertMask;
 use scfm_train::{Cells, ScBertMaskedLm, StepReport};
@@ -65,11 +66,11 @@ impl ModelFamily for ScBert {
             performer: performer_shape(size, false),
             ..ScBertConfig::released()
         };
-        Ok(scfm_train::seeded(device, seed, || config.init(device, seed)))
+        Ok(<Model<B> as CellModel<B>>::init(&config, seed, device))
     }
 
     fn from_upstream<B: Backend>(path: &Path, device: &B::Device) -> Result<Model<B>, Error> {
-        Ok(Model::from_file(path, device)?)
+        Ok(<Model<B> as CellModel<B>>::from_upstream(path, device)?)
     }
 
     fn from_config<B: Backend>(config: serde_json::Value, device: &B::Device) -> serde_json::Result<Model<B>> {

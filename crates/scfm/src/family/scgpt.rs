@@ -5,6 +5,7 @@ use std::path::Path;
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
+use scfm_models::CellModel;
 use scfm_models::scgpt::{ScGpt as Model, ScGptConfig};
 use scfm_tokenize::mask::ScGptValueMask;
 use scfm_tokenize::scgpt::{ScGptSequence, ScGptSpec, ScGptTies};
@@ -71,11 +72,11 @@ impl ModelFamily for ScGpt {
             max_len: size.max_len,
             ..ScGptConfig::whole_human()
         };
-        Ok(scfm_train::seeded(device, seed, || config.init(device)))
+        Ok(<Model<B> as CellModel<B>>::init(&config, seed, device))
     }
 
     fn from_upstream<B: Backend>(path: &Path, device: &B::Device) -> Result<Model<B>, Error> {
-        Ok(Model::from_dir(path, device)?)
+        Ok(<Model<B> as CellModel<B>>::from_upstream(path, device)?)
     }
 
     fn from_config<B: Backend>(config: serde_json::Value, device: &B::Device) -> serde_json::Result<Model<B>> {

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use scfm_models::xtrimogene::{EncoderInput, Weights, XTrimoGene as Model, XTrimoGeneClassifier, XTrimoGeneConfig};
+use scfm_models::CellModel;
+use scfm_models::xtrimogene::{EncoderInput, XTrimoGene as Model, XTrimoGeneClassifier, XTrimoGeneConfig};
 use scfm_tokenize::mask::XTrimoGeneMask;
 use scfm_tokenize::xtrimogene::DepthTarget;
 use scfm_train::{Cells, DownSampling, StepReport, XTrimoGenePretraining};
@@ -56,12 +57,12 @@ impl ModelFamily for XTrimoGene {
             decoder: performer_shape(size, true),
             ..XTrimoGeneConfig::released()
         };
-        Ok(scfm_train::seeded(device, seed, || config.init(device, seed)))
+        Ok(<Model<B> as CellModel<B>>::init(&config, seed, device))
     }
 
     /// `models.ckpt`'s cell-embedding weights.
     fn from_upstream<B: Backend>(path: &Path, device: &B::Device) -> Result<Model<B>, Error> {
-        Ok(Model::from_checkpoint(path, Weights::Cell, device)?)
+        Ok(<Model<B> as CellModel<B>>::from_upstream(path, device)?)
     }
 
     fn from_config<B: Backend>(config: serde_json::Value, device: &B::Device) -> serde_json::Result<Model<B>> {
