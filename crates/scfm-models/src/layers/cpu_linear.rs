@@ -24,6 +24,12 @@ pub(crate) enum HostValues {
 
 impl HostValues {
     /// The values of `x` (fp32).
+    ///
+    /// The one `Any` in the models: once the host path is chosen by type
+    /// ([`super::attention::cpu_kernel_applies`]), `B`'s float primitive *is* burn-flex's
+    /// `FlexTensor`, and the downcast is the safe way to say so (no specialisation in Rust);
+    /// it is what lets a parameter's storage be read in place instead of copied on every
+    /// forward pass. Any other primitive is copied.
     pub(crate) fn of<B: Backend, const D: usize>(x: Tensor<B, D>) -> Self {
         let n = x.shape().num_elements();
         if let TensorPrimitive::Float(primitive) = x.clone().into_primitive()

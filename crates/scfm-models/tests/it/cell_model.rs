@@ -2,6 +2,8 @@
 //! model), its per-token states, an embedding for each of its poolings, and the other
 //! poolings refused.
 
+use burn::backend::Autodiff;
+use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use scfm_models::geneformer::{Geneformer, GeneformerBatch, GeneformerConfig};
 use scfm_models::scbert::{ScBert, ScBertConfig};
@@ -43,20 +45,22 @@ fn check<M: CellModel<B>>(config: &M::Config, batch: &M::Batch, (cells, len, wid
     assert_eq!(json["d_model"].as_u64().or(json["performer"]["d_model"].as_u64()), Some(width as u64), "{json}");
 }
 
-fn ids(rows: &[[i64; 4]]) -> Tensor<B, 2, Int> {
+fn ids<Bk: Backend>(rows: &[[i64; 4]]) -> Tensor<Bk, 2, Int> {
     let flat: Vec<i64> = rows.iter().flatten().copied().collect();
     Tensor::from_data(TensorData::new(flat, [rows.len(), 4]), &Default::default())
 }
 
-fn padded(rows: &[[bool; 4]]) -> Tensor<B, 2, Bool> {
-    let flat: Vec<bool> = rows.iter().flatten().copied().collect();
-    Tensor::from_data(TensorData::new(flat, [rows.len(), 4]), &Default::default())
+fn padded<Bk: Backend>() -> Tensor<Bk, 2, Bool> {
+    let flat = vec![false, false, false, false, false, false, false, true];
+    Tensor::from_data(TensorData::new(flat, [2, 4]), &Default::default())
 }
 
-#[test]
-fn every_family_inits_under_a_seed_encodes_and_embeds() {
-    let pad = [[false, false, false, false], [false, false, false, true]];
-    let geneformer = GeneformerConfig {
+/// Tiny models without dropout (burn applies dropout whenever autodiff is on, which the
+/// host-versus-burn comparison uses).
+fn geneformer() -> GeneformerConfig {
+    GeneformerConfig {
+        dropout: 0.0,
+        attention_dropout: 0.0,
         vocab_size: 16,
         d_model: 8,
         n_heads: 2,
@@ -64,16 +68,15 @@ fn every_family_inits_under_a_seed_encodes_and_embeds() {
         d_ff: 16,
         max_len: 8,
         ..GeneformerConfig::v2_104m()
-    };
-    let batch = GeneformerBatch {
-        ids: ids(&[[2, 5, 6, 3], [2, 7, 3, 0]]),
-        padded: padded(&pad),
-        lengths: vec![4, 3],
-        framed: true,
-    };
-    check::<Geneformer<B>>(&geneformer, &batch, (2, 4, 8));
+    }
+}
 
-    let scgpt = ScGptConfig {
+fn geneformer_batch<Bk: Backend>() -> GeneformerBatch<Bk> {
+    GeneformerBatch { ids: ids(&[[2, 5, 6, 3], [2, 7, 3, 0]]), padded: padded(), lengths: vec![4, 3], framed: true }
+}
+
+fn scgpt() -> ScGptConfig {
+    ScGptConfig {
         vocab_size: 16,
         pad_token_id: 0,
         cls_token_id: 1,
@@ -82,29 +85,82 @@ fn every_family_inits_under_a_seed_encodes_and_embeds() {
         d_ff: 16,
         n_layers: 1,
         max_len: 8,
+        dropout: 0.0,
         ..ScGptConfig::whole_human()
-    };
-    let values =
-        Tensor::from_data(TensorData::new(vec![0f32, 3., 1., 2., 0., 5., 4., -2.], [2, 4]), &Default::default());
-    let batch =
-        ScGptBatch { ids: ids(&[[1, 5, 6, 3], [1, 7, 3, 0]]), values, padded: padded(&pad), lengths: vec![4, 3] };
-    check::<ScGpt<B>>(&scgpt, &batch, (2, 4, 8));
+    }
+}
 
-    let mut scbert = ScBertConfig::released();
-    scbert.max_len = 4;
-    (scbert.performer.d_model, scbert.performer.n_layers, scbert.performer.n_heads) = (8, 1, 2);
-    (scbert.performer.d_head, scbert.performer.d_ff) = (4, 16);
-    check::<ScBert<B>>(&scbert, &ids(&[[0, 2, 5, 1], [3, 0, 0, 4]]), (2, 4, 8));
+fn scgpt_batch<Bk: Backend>() -> ScGptBatch<Bk> {
+    let values = TensorData::new(vec![0f32, 3., 1., 2., 0., 5., 4., -2.], [2, 4]);
+    let values = Tensor::from_data(values, &Default::default());
+    ScGptBatch { ids: ids(&[[1, 5, 6, 3], [1, 7, 3, 0]]), values, padded: padded(), lengths: vec![4, 3] }
+}
 
-    let mut xtrimogene = XTrimoGeneConfig::released();
-    (xtrimogene.max_len, xtrimogene.d_model, xtrimogene.n_layers, xtrimogene.n_heads, xtrimogene.d_ff) =
-        (8, 8, 1, 2, 16);
-    xtrimogene.bin_num = 10;
-    (xtrimogene.decoder.d_model, xtrimogene.decoder.n_layers, xtrimogene.decoder.n_heads) = (8, 1, 2);
-    (xtrimogene.decoder.d_head, xtrimogene.decoder.d_ff) = (4, 16);
+fn scbert() -> ScBertConfig {
+    let mut c = ScBertConfig::released();
+    c.max_len = 4;
+    (c.performer.d_model, c.performer.n_layers, c.performer.n_heads) = (8, 1, 2);
+    (c.performer.d_head, c.performer.d_ff) = (4, 16);
+    c
+}
+
+fn scbert_batch<Bk: Backend>() -> Tensor<Bk, 2, Int> {
+    ids(&[[0, 2, 5, 1], [3, 0, 0, 4]])
+}
+
+fn xtrimogene() -> XTrimoGeneConfig {
+    let mut c = XTrimoGeneConfig::released();
+    (c.max_len, c.d_model, c.n_layers, c.n_heads, c.d_ff) = (8, 8, 1, 2, 16);
+    c.bin_num = 10;
+    (c.decoder.d_model, c.decoder.n_layers, c.decoder.n_heads) = (8, 1, 2);
+    (c.decoder.d_head, c.decoder.d_ff) = (4, 16);
+    c
+}
+
+fn xtrimogene_batch<Bk: Backend>() -> XTrimoGeneBatch<Bk> {
     // Cells by their selected positions: expressed genes, then T (6) and S (7).
     let cells: [(&[u32], &[f32]); 2] =
         [(&[0, 3, 6, 7], &[1.5, 0.7, 3.1, 3.0]), (&[2, 4, 5, 6, 7], &[0.3, 1.1, 2.0, 2.9, 2.8])];
-    let input = EncoderInput::from_selected(&cells, xtrimogene.max_len, xtrimogene.pad_token_id as f32);
-    check::<XTrimoGene<B>>(&xtrimogene, &XTrimoGeneBatch::new(&input, &Default::default()), (2, 5, 8));
+    let c = xtrimogene();
+    XTrimoGeneBatch::new(&EncoderInput::from_selected(&cells, c.max_len, c.pad_token_id as f32), &Default::default())
+}
+
+#[test]
+fn every_family_inits_under_a_seed_encodes_and_embeds() {
+    check::<Geneformer<B>>(&geneformer(), &geneformer_batch(), (2, 4, 8));
+    check::<ScGpt<B>>(&scgpt(), &scgpt_batch(), (2, 4, 8));
+    check::<ScBert<B>>(&scbert(), &scbert_batch(), (2, 4, 8));
+    check::<XTrimoGene<B>>(&xtrimogene(), &xtrimogene_batch(), (2, 5, 8));
+}
+
+/// The per-token states of `M` on burn-flex without autodiff, where the layers run scfm's host
+/// kernels, and with autodiff, where they run burn's own ops, from the same seeded weights.
+fn host_and_burn_paths_agree<M, N>(config: &M::Config, host: &M::Batch, burn: &N::Batch)
+where
+    M: CellModel<B>,
+    N: CellModel<Autodiff<B>, Config = M::Config>,
+{
+    let device = Default::default();
+    let on_host = M::init(config, 5, &device).encode(host).into_data().into_vec::<f32>().unwrap();
+    let by_burn = N::init(config, 5, &device).encode(burn).into_data().into_vec::<f32>().unwrap();
+    crate::assert_close(M::NAME, &on_host, &by_burn);
+}
+
+/// One check per layer kind against burn's path: the fused self-attention and the encoder
+/// layer's host linears (Geneformer, scGPT, xTrimoGene's encoder) and the FAVOR+ Performer
+/// layer (scBERT).
+#[test]
+fn host_kernels_match_burns_path_in_every_family() {
+    host_and_burn_paths_agree::<Geneformer<B>, Geneformer<Autodiff<B>>>(
+        &geneformer(),
+        &geneformer_batch(),
+        &geneformer_batch(),
+    );
+    host_and_burn_paths_agree::<ScGpt<B>, ScGpt<Autodiff<B>>>(&scgpt(), &scgpt_batch(), &scgpt_batch());
+    host_and_burn_paths_agree::<ScBert<B>, ScBert<Autodiff<B>>>(&scbert(), &scbert_batch(), &scbert_batch());
+    host_and_burn_paths_agree::<XTrimoGene<B>, XTrimoGene<Autodiff<B>>>(
+        &xtrimogene(),
+        &xtrimogene_batch(),
+        &xtrimogene_batch(),
+    );
 }
