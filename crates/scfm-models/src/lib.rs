@@ -1,12 +1,20 @@
 //! The single-cell foundation models in [burn], generic over the backend, with loaders for the
 //! checkpoint files users download.
 //!
+//! Every family's model is a [`CellModel`]: `from_upstream`, `init` under a seed, `encode`,
+//! `embed` with a [`Pooling`], over configurations with one vocabulary of field names
+//! (`d_model`, `n_heads`, `n_layers`, `d_ff`, `max_len`, `vocab_size`, `dropout`).
+//!
 //! - [`layers`]: the shared building blocks (multi-head self-attention with key-padding mask,
-//!   post-norm encoder layer); every family is built from them.
+//!   post-norm encoder layer, the FAVOR+ Performer layer); every family is built from them.
 //! - [`geneformer`]: Geneformer V1/V2 (a BERT encoder with its masked-LM head), loaded from a
 //!   Hugging Face folder, and its cell embeddings.
 //! - [`scgpt`]: scGPT's `TransformerModel` (expression, MVC and classification decoders),
 //!   loaded from a released folder (`args.json` + `vocab.json` + `best_model.pt`).
+//! - [`scbert`]: scBERT's `PerformerLM` over its 16,906-gene panel (and `finetune.py`'s
+//!   head), loaded from its `.pth`.
+//! - [`xtrimogene`]: xTrimoGene / scFoundation's `MaeAutobin` (encoder over the expressed
+//!   genes, Performer decoder), loaded from `models.ckpt`.
 //! - [`checkpoint`]: readers of the tensor containers (safetensors, PyTorch zip pickles) and the strict key
 //!   bookkeeping every import goes through: a missing, unexpected or mis-shaped tensor is an
 //!   [`ImportError`] that names it.

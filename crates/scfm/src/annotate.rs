@@ -242,9 +242,7 @@ pub(crate) fn read_cells(
         let chunk = chunk?;
         let mut labels = match label {
             Some(label) => Some(
-                chunk
-                    .obs_labels(label)
-                    .map_err(|e| Error::Incompatible { reason: format!("{}: {e}", path.display()) })?,
+                chunk.obs_labels(label).map_err(|e| Error::Labels { path: path.to_owned(), reason: e.to_string() })?,
             ),
             None => None,
         };
@@ -405,13 +403,10 @@ pub fn annotate_data_parallel<B: AutodiffBackend>(
     let cells = read_labelled_cells_with(input, &options.label, &scheme)?;
     let classes = Labels::from_strings(&cells.labels);
     if classes.n_classes() < 2 {
-        return Err(Error::Incompatible {
-            reason: format!(
-                "{}: obs column {:?} has {} class(es); need 2 or more",
-                input.display(),
-                options.label,
-                classes.n_classes()
-            ),
+        return Err(Error::TooFewClasses {
+            path: input.to_owned(),
+            column: options.label.clone(),
+            classes: classes.n_classes(),
         });
     }
     let (train, valid) =
@@ -595,16 +590,10 @@ fn read_test_cells(
 ) -> Result<(LabelledCells, Vec<usize>), Error> {
     let t = read_labelled_cells_with(path, &options.label, scheme)?;
     if t.genes != cells.genes {
-        return Err(Error::Incompatible {
-            reason: format!(
-                "{}: its genes differ from {}'s (same gene symbols in the same order needed)",
-                path.display(),
-                input.display()
-            ),
-        });
+        return Err(Error::GenesDiffer { path: path.to_owned(), reference: input.to_owned() });
     }
     let codes =
-        classes.encode(&t.labels).map_err(|e| Error::Incompatible { reason: format!("{}: {e}", path.display()) })?;
+        classes.encode(&t.labels).map_err(|e| Error::Labels { path: path.to_owned(), reason: e.to_string() })?;
     Ok((t, codes))
 }
 

@@ -89,9 +89,12 @@ impl EmbedModel {
 
     /// The tokenizer's file, which `family` (as papers write it) needs: `what` it is. When
     /// [`Self::vocab`] is a folder and `names` are given, the first of `names` in it.
-    pub(crate) fn vocab_file(&self, family: &str, what: &str, names: &[&str]) -> Result<PathBuf, Error> {
-        let vocab = self.vocab.as_deref().ok_or_else(|| Error::Incompatible {
-            reason: format!("{}: {family} embeddings need {what} (--vocab)", self.checkpoint.display()),
+    pub(crate) fn vocab_file(&self, family: &'static str, what: &str, names: &[&str]) -> Result<PathBuf, Error> {
+        let vocab = self.vocab.as_deref().ok_or_else(|| Error::MissingOption {
+            checkpoint: self.checkpoint.clone(),
+            family,
+            option: "--vocab",
+            needs: what.to_owned(),
         })?;
         Ok(scfm_tokenize::vocab::file_in(vocab, names, what)?)
     }
@@ -217,9 +220,10 @@ impl<B: Backend> Embedder<B> {
     /// Loads the checkpoint and the tokenizer files (first call of the two-call API).
     ///
     /// # Errors
-    /// [`Error::Model`] for checkpoints that do not load, [`Error::Incompatible`] when the
-    /// tokenizer's vocabulary or input length does not fit the checkpoint, and the tokenizer's
-    /// file errors.
+    /// [`Error::Model`] for checkpoints that do not load, [`Error::VocabularyMismatch`] when
+    /// the tokenizer's vocabulary or input length does not fit the checkpoint,
+    /// [`Error::MissingOption`] / [`Error::UnusedOption`] for the tokenizer file,
+    /// [`Error::PoolingNotApplicable`], and the tokenizer's file errors.
     pub fn prepare(model: &EmbedModel, opts: EmbedOptions, device: &B::Device) -> Result<Self, Error> {
         with_kind!(model.family, F => Self::prepare_family::<F>(model, opts, device))
     }
@@ -233,9 +237,7 @@ impl<B: Backend> Embedder<B> {
         let (allowed, why) = F::poolings::<B>(&loaded);
         let pooling = opts.pooling.unwrap_or(allowed[0]);
         if !allowed.contains(&pooling) {
-            return Err(Error::Incompatible {
-                reason: format!("{pooling:?} pooling does not apply to {}{why}: use one of {allowed:?}", scheme.name()),
-            });
+            return Err(Error::PoolingNotApplicable { pooling, scheme: scheme.kind(), why, allowed });
         }
         let l2_normalize = opts.l2_normalize.unwrap_or(F::L2_NORMALIZE);
         Ok(Self {
@@ -292,7 +294,7 @@ impl<B: Backend> Embedder<B> {
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(n.max(1))
                     .build()
-                    .map_err(|e| Error::Incompatible { reason: format!("cannot start {n} tokenizer threads: {e}") })?,
+                    .map_err(|e| Error::Threads { threads: n, reason: e.to_string() })?,
             ),
             None => None,
         };
@@ -412,9 +414,7 @@ impl<B: Backend> DenseBatch<B> {
         for (r, p) in batch.iter().enumerate() {
             for (k, &t) in p.ids.iter().enumerate() {
                 if t as usize >= vocab {
-                    return Err(Error::Incompatible {
-                        reason: format!("token id {t} is outside the checkpoint's vocabulary of {vocab}"),
-                    });
+                    return Err(Error::TokenOutsideVocabulary { token: t, vocab_size: vocab });
                 }
                 ids[r * len + k] = i64::from(t);
                 padded[r * len + k] = false;
@@ -434,7 +434,7 @@ impl<B: Backend> DenseBatch<B> {
 
 /// Row-major values of `[batch, dim]` embeddings, as f32 whatever the backend's float type.
 fn into_rows<B: Backend>(emb: Tensor<B, 2>) -> Result<Vec<f32>, Error> {
-    emb.into_data().convert::<f32>().into_vec::<f32>().map_err(|e| Error::Incompatible { reason: format!("{e:?}") })
+    emb.into_data().convert::<f32>().into_vec::<f32>().map_err(|e| Error::TensorData { reason: format!("{e:?}") })
 }
 
 /// Where [`write_outputs`] put things.
@@ -483,9 +483,7 @@ pub fn write_outputs(
         input.extension().is_some_and(|e| e == "h5ad").then(|| out_dir.join(input.file_name().unwrap_or_default()));
     if let Some(dst) = &h5ad {
         if dst.canonicalize().ok() == input.canonicalize().ok() {
-            return Err(Error::Incompatible {
-                reason: format!("{}: the output would overwrite the input", dst.display()),
-            });
+            return Err(Error::OverwritesInput { path: dst.clone() });
         }
         let key = cells.report.family.obsm_key();
         annotate_copy(input, dst, &[Annotation::Obsm { key, values: &cells.values, dim: cells.dim }])?;

@@ -6,8 +6,8 @@
 //! | --- | --- |
 //! | [`core`] (`scfm-core`) | gene tables, CSR cell chunks with obs metadata, the `CellSource` trait |
 //! | [`io`] (`scfm-io`) | h5ad / 10x readers, sharded Arrow corpora, obs filters, h5ad write-back |
-//! | [`tokenize`] (`scfm-tokenize`) | upstream vocabulary files (safe pickle reader), the four tokenizers |
-//! | `models` (`scfm-models`, feature `models`) | burn models loading the released checkpoints (Geneformer, scGPT) |
+//! | [`tokenize`] (`scfm-tokenize`) | upstream vocabulary files (safe pickle reader), the tokenizers of Geneformer V1/V2, scGPT, scBERT and xTrimoGene |
+//! | `models` (`scfm-models`, feature `models`) | burn models loading the released checkpoints (Geneformer, scGPT, scBERT, xTrimoGene/scFoundation) |
 //! | [`eval`] (`scfm-eval`) | accuracy, macro-F1, kNN/ARI/NMI/silhouette, the logistic-regression baseline, PNG plots |
 //! | `train` (`scfm-train`, feature `models`) | batching, objectives, fine-tuning, checkpoints and resume |
 //! | `annotate` (feature `models`) | the cell-type annotation pipeline of `cargo run --release --example annotate` |
@@ -190,11 +190,106 @@ pub enum Error {
     /// A training run given no device.
     #[error("no device to train on (devices is empty)")]
     NoDevice,
-    /// Files that do not fit together (a tokenizer vocabulary and a checkpoint, a model and
-    /// an option).
-    #[error("{reason}")]
-    Incompatible {
-        /// What does not fit.
+    /// An option a model needs and was not given.
+    #[error("{}: {family} embeddings need {needs} ({option})", checkpoint.display())]
+    MissingOption {
+        /// The model.
+        checkpoint: std::path::PathBuf,
+        /// The family as papers write it.
+        family: &'static str,
+        /// The option (`--vocab`).
+        option: &'static str,
+        /// What it names.
+        needs: String,
+    },
+    /// An option a model does not take, which would otherwise be silently ignored.
+    #[error("{}: {reason}; leave out {option} ({given})", checkpoint.display())]
+    UnusedOption {
+        /// The model.
+        checkpoint: std::path::PathBuf,
+        /// The option.
+        option: &'static str,
+        /// What it was given.
+        given: String,
+        /// Why the model does not take it.
+        reason: &'static str,
+    },
+    /// A pooling the loaded model cannot apply to its tokens.
+    #[error("{pooling:?} pooling does not apply to {scheme}{why}: use one of {allowed:?}")]
+    PoolingNotApplicable {
+        /// What was asked for.
+        pooling: crate::embed::Pooling,
+        /// The model's tokens.
+        scheme: scfm_tokenize::SchemeKind,
+        /// Why, where the tokens say so (` (V1 has no <cls> token)`).
+        why: &'static str,
+        /// What applies.
+        allowed: &'static [crate::embed::Pooling],
+    },
+    /// A token id outside the checkpoint's vocabulary (a tokenizer of another model).
+    #[error("token id {token} is outside the checkpoint's vocabulary of {vocab_size}")]
+    TokenOutsideVocabulary {
+        /// The token id.
+        token: u32,
+        /// The checkpoint's vocabulary size.
+        vocab_size: usize,
+    },
+    /// An output that would overwrite its own input.
+    #[error("{}: the output would overwrite the input", path.display())]
+    OverwritesInput {
+        /// The path.
+        path: std::path::PathBuf,
+    },
+    /// A thread pool that could not be started.
+    #[error("cannot start {threads} tokenizer threads: {reason}")]
+    Threads {
+        /// Threads asked for.
+        threads: usize,
+        /// The system's answer.
+        reason: String,
+    },
+    /// A label column that cannot be read or encoded.
+    #[error("{}: {reason}", path.display())]
+    Labels {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A label column with fewer than two classes among the usable cells.
+    #[error("{}: obs column {column:?} has {classes} class(es); need 2 or more", path.display())]
+    TooFewClasses {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The label column.
+        column: String,
+        /// Classes found.
+        classes: usize,
+    },
+    /// Two files that must have the same genes in the same order do not.
+    #[error(
+        "{}: its genes differ from {}'s (same gene symbols in the same order needed)",
+        path.display(),
+        reference.display()
+    )]
+    GenesDiffer {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The file it must match.
+        reference: std::path::PathBuf,
+    },
+    /// A tokenized dataset that cannot be trained on as it is.
+    #[error("{}: {reason}", dataset.display())]
+    BadDataset {
+        /// The dataset folder (or its `scfm_tokenizer.json`).
+        dataset: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Values a backend could not hand back as f32.
+    #[error("embeddings could not be read back from the backend: {reason}")]
+    TensorData {
+        /// The backend's answer.
         reason: String,
     },
 }

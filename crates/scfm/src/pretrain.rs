@@ -187,7 +187,7 @@ pub fn pretrain_data_parallel<B: AutodiffBackend>(
         checkpoint: Checkpoint::latest_path(&options.out)?,
     };
     let path = options.out.join("pretrain.json");
-    let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::Incompatible { reason: e.to_string() })?;
+    let json = serde_json::to_vec_pretty(&report).expect("reports serialise");
     std::fs::write(&path, json).map_err(|source| IoError::Io { path, source })?;
     Ok(report)
 }
@@ -262,18 +262,19 @@ impl DatasetTokens {
         let columns = family.dataset_columns(pretraining, max_len)?;
         let (expected, vocab, ids, values, truncate) =
             (columns.scheme, columns.vocab, columns.ids, columns.values, columns.truncate);
-        let incompatible = |reason: String| Error::Incompatible { reason: format!("{}: {reason}", dir.display()) };
+        let incompatible = |reason: String| Error::BadDataset { dataset: dir.to_owned(), reason };
         let (mut cells_in, mut genes_mapped, mut settings) = (None, None, serde_json::Value::Null);
         let spec = dir.join("scfm_tokenizer.json");
         if spec.is_file() {
             let bytes = std::fs::read(&spec).map_err(|source| IoError::Io { path: spec.clone(), source })?;
             let report: serde_json::Value = serde_json::from_slice(&bytes)
-                .map_err(|e| Error::Incompatible { reason: format!("{}: {e}", spec.display()) })?;
+                .map_err(|e| Error::BadDataset { dataset: spec.clone(), reason: e.to_string() })?;
             // The tokenizer as a value (datasets of 2026-12-07 on), else as older reports name it.
             let (found, recorded) = match report.get("spec") {
                 Some(value) => {
-                    let spec: TokenizerSpec = serde_json::from_value(value.clone()).map_err(|e| {
-                        Error::Incompatible { reason: format!("{}: not a tokenizer spec: {e}", spec.display()) }
+                    let spec: TokenizerSpec = serde_json::from_value(value.clone()).map_err(|e| Error::BadDataset {
+                        dataset: spec.clone(),
+                        reason: format!("not a tokenizer spec: {e}"),
                     })?;
                     (spec.name().to_owned(), Some(spec.vocabulary().to_owned()))
                 }

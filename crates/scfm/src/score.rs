@@ -39,7 +39,7 @@ pub fn score_obs_predictions(
     let source = AnySource::open(input, &opts)?;
     let (mut truth, mut predicted) = (vec![], vec![]);
     let column = |chunk: &scfm_core::CellChunk, name: &str| {
-        chunk.obs_labels(name).map_err(|e| Error::Incompatible { reason: format!("{}: {e}", input.display()) })
+        chunk.obs_labels(name).map_err(|e| Error::Labels { path: input.to_owned(), reason: e.to_string() })
     };
     for chunk in source.chunks(4096) {
         let chunk = chunk?;

@@ -149,12 +149,11 @@ impl ModelFamily for ScGpt {
     ) -> Result<(Self::Embedder<B>, TokenizerSpec), Error> {
         if let Some(vocab) = &spec.vocab {
             // A vocabulary other than the checkpoint's own would give its genes wrong ids.
-            return Err(Error::Incompatible {
-                reason: format!(
-                    "{}: scGPT reads the checkpoint folder's own vocab.json; leave out --vocab ({})",
-                    spec.checkpoint.display(),
-                    vocab.display()
-                ),
+            return Err(Error::UnusedOption {
+                checkpoint: spec.checkpoint.clone(),
+                option: "--vocab",
+                given: vocab.display().to_string(),
+                reason: "scGPT reads the checkpoint folder's own vocab.json",
             });
         }
         let m = Model::<B>::from_dir(&spec.checkpoint, device)?;
