@@ -64,14 +64,6 @@ impl ModelFamily for Geneformer {
         Ok(<Model<B> as CellModel<B>>::init(&config, seed, device))
     }
 
-    fn from_upstream<B: Backend>(path: &Path, device: &B::Device) -> Result<Model<B>, Error> {
-        Ok(<Model<B> as CellModel<B>>::from_upstream(path, device)?)
-    }
-
-    fn from_config<B: Backend>(config: serde_json::Value, device: &B::Device) -> serde_json::Result<Model<B>> {
-        Ok(serde_json::from_value::<GeneformerConfig>(config)?.init(device))
-    }
-
     /// The V2 dictionaries' vocabulary, and `max_len` positions.
     fn check<B: Backend>(model: &Model<B>, file: &Path, path: &Path, max_len: usize) -> Result<(), Error> {
         let (token_dictionary, n) = v2_vocab_size(file)?;
@@ -93,10 +85,6 @@ impl ModelFamily for Geneformer {
             });
         }
         Ok(())
-    }
-
-    fn config_json<B: Backend>(model: &Model<B>) -> serde_json::Value {
-        serde_json::to_value(&model.config).expect("model configurations serialise")
     }
 
     /// Masked LM.

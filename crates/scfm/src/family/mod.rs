@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
+use scfm_models::CellModel;
 use scfm_train::{Cells, Checkpoint, CheckpointMeta, Objective, StepReport, TrainOptions};
 use serde::{Deserialize, Serialize};
 
@@ -226,7 +227,7 @@ impl DatasetColumns {
 /// family implements it in its own file of this folder; the registry dispatches to it.
 pub(crate) trait ModelFamily {
     /// The model before a classification head (encoder and pretraining heads).
-    type Model<B: Backend>: Module<B> + std::fmt::Debug;
+    type Model<B: Backend>: CellModel<B> + std::fmt::Debug;
     /// A model loaded for embedding, with what the family needs to embed (Geneformer: its
     /// tokenizer version).
     type Embedder<B: Backend>;
@@ -255,17 +256,25 @@ pub(crate) trait ModelFamily {
     fn fresh<B: Backend>(file: &Path, size: &ModelSize, seed: u64, device: &B::Device)
     -> Result<Self::Model<B>, Error>;
 
-    /// The upstream release at `path`.
-    fn from_upstream<B: Backend>(path: &Path, device: &B::Device) -> Result<Self::Model<B>, Error>;
+    /// The upstream release at `path` ([`CellModel::from_upstream`]).
+    fn from_upstream<B: Backend>(path: &Path, device: &B::Device) -> Result<Self::Model<B>, Error> {
+        Ok(<Self::Model<B> as CellModel<B>>::from_upstream(path, device)?)
+    }
 
-    /// An empty model of the configuration a checkpoint of ours recorded.
-    fn from_config<B: Backend>(config: serde_json::Value, device: &B::Device) -> serde_json::Result<Self::Model<B>>;
+    /// A model of the configuration a checkpoint of ours recorded, for its weights to be
+    /// loaded into.
+    fn from_config<B: Backend>(config: serde_json::Value, device: &B::Device) -> serde_json::Result<Self::Model<B>> {
+        let config = serde_json::from_value(config)?;
+        Ok(<Self::Model<B> as CellModel<B>>::init(&config, 0, device))
+    }
 
     /// Checks that `model` (read from `path`) reads the tokens of `file`, `max_len` per cell.
     fn check<B: Backend>(model: &Self::Model<B>, file: &Path, path: &Path, max_len: usize) -> Result<(), Error>;
 
     /// The model's configuration as checkpoints record it.
-    fn config_json<B: Backend>(model: &Self::Model<B>) -> serde_json::Value;
+    fn config_json<B: Backend>(model: &Self::Model<B>) -> serde_json::Value {
+        serde_json::to_value(model.config()).expect("model configurations serialise")
+    }
 
     /// Trains `model` with the family's self-supervised objective.
     fn pretrain<B: AutodiffBackend>(

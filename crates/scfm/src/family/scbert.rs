@@ -69,21 +69,9 @@ impl ModelFamily for ScBert {
         Ok(<Model<B> as CellModel<B>>::init(&config, seed, device))
     }
 
-    fn from_upstream<B: Backend>(path: &Path, device: &B::Device) -> Result<Model<B>, Error> {
-        Ok(<Model<B> as CellModel<B>>::from_upstream(path, device)?)
-    }
-
-    fn from_config<B: Backend>(config: serde_json::Value, device: &B::Device) -> serde_json::Result<Model<B>> {
-        Ok(serde_json::from_value::<ScBertConfig>(config)?.init(device, 0))
-    }
-
     /// The same gene panel.
     fn check<B: Backend>(model: &Model<B>, file: &Path, path: &Path, _max_len: usize) -> Result<(), Error> {
         require_positions(path, model.config.max_len, file, positions(file)?)
-    }
-
-    fn config_json<B: Backend>(model: &Model<B>) -> serde_json::Value {
-        serde_json::to_value(&model.config).expect("model configurations serialise")
     }
 
     /// Masked LM over the bins.

@@ -75,14 +75,6 @@ impl ModelFamily for ScGpt {
         Ok(<Model<B> as CellModel<B>>::init(&config, seed, device))
     }
 
-    fn from_upstream<B: Backend>(path: &Path, device: &B::Device) -> Result<Model<B>, Error> {
-        Ok(<Model<B> as CellModel<B>>::from_upstream(path, device)?)
-    }
-
-    fn from_config<B: Backend>(config: serde_json::Value, device: &B::Device) -> serde_json::Result<Model<B>> {
-        Ok(serde_json::from_value::<ScGptConfig>(config)?.init(device))
-    }
-
     /// The same vocabulary, `<pad>` and `<cls>`.
     fn check<B: Backend>(model: &Model<B>, file: &Path, path: &Path, _max_len: usize) -> Result<(), Error> {
         let (n, pad, cls) = vocab_ids(file)?;
@@ -99,10 +91,6 @@ impl ModelFamily for ScGpt {
             });
         }
         Ok(())
-    }
-
-    fn config_json<B: Backend>(model: &Model<B>) -> serde_json::Value {
-        serde_json::to_value(&model.config).expect("model configurations serialise")
     }
 
     /// Generative GEP + GEPC (the flag encoder added when missing), or masked values at 0.4.

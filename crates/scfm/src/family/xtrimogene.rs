@@ -60,15 +60,6 @@ impl ModelFamily for XTrimoGene {
         Ok(<Model<B> as CellModel<B>>::init(&config, seed, device))
     }
 
-    /// `models.ckpt`'s cell-embedding weights.
-    fn from_upstream<B: Backend>(path: &Path, device: &B::Device) -> Result<Model<B>, Error> {
-        Ok(<Model<B> as CellModel<B>>::from_upstream(path, device)?)
-    }
-
-    fn from_config<B: Backend>(config: serde_json::Value, device: &B::Device) -> serde_json::Result<Model<B>> {
-        Ok(serde_json::from_value::<XTrimoGeneConfig>(config)?.init(device, 0))
-    }
-
     /// The same gene panel.
     fn check<B: Backend>(model: &Model<B>, file: &Path, path: &Path, _max_len: usize) -> Result<(), Error> {
         let n = n_genes(file)?;
@@ -81,10 +72,6 @@ impl ModelFamily for XTrimoGene {
             });
         }
         Ok(())
-    }
-
-    fn config_json<B: Backend>(model: &Model<B>) -> serde_json::Value {
-        serde_json::to_value(&model.config).expect("model configurations serialise")
     }
 
     /// Read-depth-aware masked regression, down-sampling the raw counts.
