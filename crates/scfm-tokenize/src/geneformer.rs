@@ -654,6 +654,9 @@ impl GeneformerTokenizer {
                 ids.push(cls);
                 ids.extend(ranked.tokens().take(size.saturating_sub(2)));
                 ids.push(eos);
+                // Never more than `size` tokens: below 2, the frame itself is cut (upstream's
+                // `[:size - 2]` would count from the end there).
+                ids.truncate(size);
                 ids
             } else {
                 ranked.tokens().take(size).collect()
