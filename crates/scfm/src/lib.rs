@@ -144,6 +144,18 @@ pub enum Error {
         /// The family asked for.
         expected: family::FamilyKind,
     },
+    /// A checkpoint of another model than the one asked for (another family, or a classifier
+    /// where a pretrained model is needed).
+    #[cfg(feature = "models")]
+    #[error("{}: holds a {found} model, where {expected} is needed", path.display())]
+    CheckpointMismatch {
+        /// The checkpoint.
+        path: std::path::PathBuf,
+        /// What it holds.
+        found: family::CheckpointModel,
+        /// What was asked for.
+        expected: family::CheckpointModel,
+    },
     /// A checkpoint's recorded configuration is not one of its family's.
     #[cfg(feature = "models")]
     #[error("{}: not a {family} configuration: {reason}", path.display())]

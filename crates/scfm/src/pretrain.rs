@@ -141,7 +141,7 @@ pub fn pretrain_data_parallel<B: AutodiffBackend>(
     let family = &options.family;
     let resume = if options.resume {
         let ckpt = Checkpoint::latest(&options.out)?;
-        ckpt.expect_family(family.pretrained_checkpoint())?;
+        crate::family::CheckpointModel::pretrained(family.kind()).expect_in(&ckpt)?;
         Some(ckpt)
     } else {
         None

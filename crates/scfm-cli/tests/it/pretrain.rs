@@ -64,7 +64,7 @@ fn pretrain_learns_and_resumes_to_the_same_weights() {
     let wrong = pretrain(parted.path(), "geneformer", "vocab/geneformer", &["--resume"]);
     assert!(!wrong.status.success());
     let stderr = String::from_utf8_lossy(&wrong.stderr);
-    assert!(stderr.contains("model family") && stderr.contains("scgpt"), "{stderr}");
+    assert!(stderr.contains("holds a scgpt model") && stderr.contains("geneformer-mlm is needed"), "{stderr}");
 
     // Data parallel from the command line: every batch split over two (CPU) devices.
     let parallel = tempfile::tempdir().unwrap();

@@ -99,6 +99,19 @@ macro_rules! define_families {
                     $(Self::$variant => concat!("X_scfm_", $name),)*
                 }
             }
+
+            /// What checkpoints of the family's model with `head` record as their model
+            /// (`geneformer-mlm`, `scgpt`, `scbert-classifier`, …).
+            pub fn checkpoint_tag(self, head: CheckpointHead) -> &'static str {
+                match (self, head) {
+                    $(
+                        (Self::$variant, CheckpointHead::Pretrained) => {
+                            <$module::$ty as ModelFamily>::PRETRAINED_CHECKPOINT
+                        }
+                        (Self::$variant, CheckpointHead::Classifier) => concat!($name, "-classifier"),
+                    )*
+                }
+            }
         }
 
         /// A family's pretrained (or fresh) model, before a classification head is put on it.
@@ -182,6 +195,73 @@ impl std::str::FromStr for FamilyKind {
             what: "model family",
             name: s.to_owned(),
             expected: Self::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(", "),
+        })
+    }
+}
+
+/// Which heads a checkpoint's model carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CheckpointHead {
+    /// The family's pretraining heads ([`pretrain`](crate::pretrain::pretrain)'s output).
+    Pretrained,
+    /// A classification head (the fine-tuning stage of [`annotate`](crate::annotate::annotate)).
+    Classifier,
+}
+
+/// What a checkpoint of ours holds: a family's model and its heads, read from the model its
+/// metadata records (`CheckpointMeta::family`: `geneformer-mlm`, `scgpt-classifier`, …)
+/// through the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CheckpointModel {
+    /// The family.
+    pub family: FamilyKind,
+    /// Its heads.
+    pub head: CheckpointHead,
+}
+
+impl CheckpointModel {
+    /// The family's pretrained model.
+    pub fn pretrained(family: FamilyKind) -> Self {
+        Self { family, head: CheckpointHead::Pretrained }
+    }
+
+    /// The checkpoint at `checkpoint`'s model, read from its metadata.
+    ///
+    /// # Errors
+    /// [`Error::Unknown`] for a model no registered family writes.
+    pub fn of(checkpoint: &Checkpoint) -> Result<Self, Error> {
+        checkpoint.meta.family.parse()
+    }
+
+    /// Refuses `checkpoint` unless it holds this model.
+    ///
+    /// # Errors
+    /// [`Error::CheckpointMismatch`] naming both models; [`Error::Unknown`] as [`Self::of`].
+    pub fn expect_in(self, checkpoint: &Checkpoint) -> Result<(), Error> {
+        let found = Self::of(checkpoint)?;
+        if found == self {
+            return Ok(());
+        }
+        Err(Error::CheckpointMismatch { path: checkpoint.path.clone(), found, expected: self })
+    }
+}
+
+impl std::fmt::Display for CheckpointModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.family.checkpoint_tag(self.head))
+    }
+}
+
+impl std::str::FromStr for CheckpointModel {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let heads = [CheckpointHead::Pretrained, CheckpointHead::Classifier];
+        let all = || FamilyKind::ALL.iter().flat_map(move |&family| heads.map(|head| Self { family, head }));
+        all().find(|m| m.to_string() == s).ok_or_else(|| Error::Unknown {
+            what: "checkpoint model",
+            name: s.to_owned(),
+            expected: all().map(|m| m.to_string()).collect::<Vec<_>>().join(", "),
         })
     }
 }
@@ -392,7 +472,7 @@ impl Family {
     /// The family of this family's pretrained models in checkpoints (`geneformer-mlm`,
     /// `scgpt`, `scbert-mlm`, `xtrimogene`).
     pub fn pretrained_checkpoint(&self) -> &'static str {
-        with_kind!(self.kind, F => F::PRETRAINED_CHECKPOINT)
+        self.kind.checkpoint_tag(CheckpointHead::Pretrained)
     }
 
     /// The tokenizer for `backbone`'s model (see each family's [`ModelFamily::scheme`]).
@@ -486,7 +566,7 @@ impl<B: Backend> Backbone<B> {
         with_kind!(family.kind, F => {
             let model = if ours {
                 let ckpt = if path.join("latest").is_file() { Checkpoint::latest(path)? } else { Checkpoint::open(path)? };
-                ckpt.expect_family(F::PRETRAINED_CHECKPOINT)?;
+                CheckpointModel::pretrained(F::KIND).expect_in(&ckpt)?;
                 let config = F::from_config::<B>(ckpt.meta.model_config.clone(), device).map_err(|e| {
                     Error::BadConfig { path: ckpt.path.clone(), family: F::KIND, reason: e.to_string() }
                 })?;
@@ -633,7 +713,12 @@ mod tests {
             for &other in FamilyKind::ALL.iter().filter(|&&k| k != kind) {
                 let family = Family::in_data_dir(other, &data);
                 let err = Backbone::<Cpu>::load(&family, out.path(), 16, &device).unwrap_err();
-                assert!(err.to_string().contains(options.family.pretrained_checkpoint()), "{kind} as {other}: {err}");
+                assert!(
+                    matches!(err, Error::CheckpointMismatch { found, expected, .. }
+                        if found == CheckpointModel::pretrained(kind) && expected == CheckpointModel::pretrained(other)),
+                    "{kind} as {other}: {err}"
+                );
+                assert!(err.to_string().contains(options.family.pretrained_checkpoint()), "{err}");
             }
 
             let annotated = tempfile::tempdir().unwrap();
@@ -646,7 +731,15 @@ mod tests {
             opts.label = "source".into();
             // Half the cells held out: the fine-tuning epoch is what the test spends its time on.
             opts.validation_fraction = 0.5;
+            opts.checkpoint_every = Some(1_000);
             let report = annotate::<CpuTrain>(&labelled, &opts, &device, &mut |_| {}).unwrap();
+            // The fine-tuned model's checkpoint names the family's classifier, which the
+            // registry reads back; it is not a pretrained backbone.
+            let tuned = Checkpoint::latest(&annotated.path().join("checkpoints/finetune")).unwrap();
+            let classifier = CheckpointModel { family: kind, head: CheckpointHead::Classifier };
+            assert_eq!(CheckpointModel::of(&tuned).unwrap(), classifier, "{kind}");
+            let err = Backbone::<Cpu>::load(&options.family, &tuned.path, 16, &device).unwrap_err();
+            assert!(matches!(err, Error::CheckpointMismatch { found, .. } if found == classifier), "{kind}: {err}");
             assert!(report.finetune_final_loss.is_finite(), "{kind}: loss {}", report.finetune_final_loss);
             assert_eq!(report.validation.model.cells as usize, report.validation_cells, "{kind}");
             assert!(report.classes.len() >= 2 && report.embedding_dim > 0, "{kind}");
