@@ -14,7 +14,7 @@
 //! duplicates into columns appended after the others ("collapse").
 //!
 //! ```no_run
-//! use std::path::{Path, PathBuf};
+//! use std::path::Path;
 //! use scfm_tokenize::geneformer::{GeneformerDictionaries, GeneformerTokenizer, GeneformerVersion};
 //!
 //! let dir = Path::new("vocab/geneformer");

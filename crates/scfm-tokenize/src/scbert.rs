@@ -7,7 +7,6 @@
 //! 4. Token `min(floor(v), 5)` per gene, then one trailing `0`: 16,907 tokens.
 
 use std::collections::HashMap;
-
 use std::path::{Path, PathBuf};
 
 use scfm_core::{CellView, GeneTable};

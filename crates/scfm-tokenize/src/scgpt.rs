@@ -338,7 +338,8 @@ mod tests {
 /// scGPT's tokens for a dataset: gene ids and binned values, `<cls>` first, each cell's ties
 /// broken on its own (helical's per-cell PCG64 or the deterministic rule). Upstream's legacy
 /// NumPy stream is consumed cell after cell in file order, so it is not a per-cell tokenizer:
-/// callers run [`ScGptSequence::tokenize`] with one [`TieBreak::numpy_legacy`] in order.
+/// [`ScGptSpec`] with [`ScGptTies::NumpyLegacy`] prepares a
+/// [`SequentialTokenizer`] for it instead.
 #[derive(Debug, Clone)]
 pub struct ScGptTokenizer {
     /// The vocabulary (genes by exact symbol).

@@ -155,10 +155,8 @@ pub struct TokenizerInput<'a> {
 /// A scheme's tokenizer planned for one dataset, with the mapping report and the settings a
 /// dataset records.
 pub struct PreparedTokenizer {
-    /// The tokenizer with its plan.
+    /// The tokenizer with its plan (and what its cells hold: [`PlannedTokenizer::layout`]).
     pub tokenizer: Box<dyn PlannedTokenizer>,
-    /// What its cells hold.
-    pub layout: TokenLayout,
     /// Input genes that map to the model's genes.
     pub genes_mapped: usize,
     /// Up to three input genes the model does not know.
@@ -191,10 +189,8 @@ impl PreparedTokenizer {
         settings: impl FnOnce(&T, &T::Plan) -> serde_json::Value,
     ) -> Self {
         let settings = settings(&tokenizer, &plan);
-        let layout = tokenizer.layout();
         Self {
             tokenizer: Box::new(Planned { tokenizer, plan }),
-            layout,
             genes_mapped,
             unknown_examples,
             settings,
@@ -207,7 +203,7 @@ impl PreparedTokenizer {
 impl std::fmt::Debug for PreparedTokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PreparedTokenizer")
-            .field("layout", &self.layout)
+            .field("layout", &self.tokenizer.layout())
             .field("genes_mapped", &self.genes_mapped)
             .field("settings", &self.settings)
             .field("sequential", &self.sequential.is_some())

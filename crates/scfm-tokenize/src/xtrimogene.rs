@@ -9,9 +9,8 @@
 //! NumPy float64) and rounds to f32 once, at the model's input; so does this module.
 
 use std::collections::HashMap;
-use std::str::FromStr;
-
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use scfm_core::{CellView, GeneTable};
 use serde::{Deserialize, Serialize};

@@ -19,8 +19,8 @@ use scfm_eval::{
 use scfm_io::writeback::{Annotation, annotate_copy};
 use scfm_io::{AnySource, IoError, MatrixSelector, ObsSelection, SourceOptions};
 use scfm_models::Pooling;
-use scfm_tokenize::PreparedTokenizer;
 use scfm_tokenize::geneformer::GeneformerSpec;
+use scfm_tokenize::{PreparedTokenizer, TokenizedCell};
 use scfm_train::{
     CellClassifier, Cells, CheckpointMeta, Classification, Precision, Predictions, StepReport, TrainOptions,
 };
@@ -29,7 +29,7 @@ use serde::Serialize;
 use crate::Error;
 use crate::family::{Backbone, ModelFamily, PretrainRun, with_value};
 pub use crate::family::{Family, FamilyKind, ModelSize};
-use crate::pipeline::{Row, TokenizerSpec, prepare};
+use crate::pipeline::{TokenizerSpec, prepare};
 
 /// Options of [`annotate`].
 #[derive(Debug, Clone, Serialize)]
@@ -223,7 +223,8 @@ pub(crate) fn read_cells(
     let source = AnySource::open(path, &opts)?;
     crate::pipeline::require_counts(&source, path)?;
     let n_counts_col = source.obs_schema().index_of("n_counts").ok();
-    let PreparedTokenizer { tokenizer, layout, genes_mapped, .. } = prepare(scheme, &source, None, true)?;
+    let PreparedTokenizer { tokenizer, genes_mapped, .. } = prepare(scheme, &source, None, true)?;
+    let layout = tokenizer.layout();
     crate::pipeline::require_mapped(&source, path, genes_mapped)?;
     let mut cells = LabelledCells {
         tokens: vec![],
@@ -254,7 +255,7 @@ pub(crate) fn read_cells(
             let input = tokenizer.tokenize(row as u64, cell, *n);
             // Cells without any model input (no vocabulary gene; scBERT: too few genes), or
             // without a label when one is asked for, cannot be used.
-            let Some(Row { ids, values, counts }) = input.filter(|r| !r.ids.is_empty()) else { continue };
+            let Some(TokenizedCell { ids, values, counts }) = input.filter(|r| !r.ids.is_empty()) else { continue };
             let l = labels.as_mut().map(|ls| ls[i].take());
             if matches!(l, Some(None)) {
                 continue;

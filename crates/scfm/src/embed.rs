@@ -284,8 +284,9 @@ impl<B: Backend> Embedder<B> {
         )?;
         crate::pipeline::require_counts(&source, input)?;
         let n_counts_col = source.obs_schema().index_of("n_counts").ok();
-        let PreparedTokenizer { tokenizer, layout, genes_mapped, settings, .. } =
+        let PreparedTokenizer { tokenizer, genes_mapped, settings, .. } =
             prepare(&self.scheme, &source, self.opts.gene_table.as_deref(), false)?;
+        let layout = tokenizer.layout();
         crate::pipeline::require_mapped(&source, input, genes_mapped)?;
         let (n, dim) = (source.n_cells(), self.dim());
         // The tokenizer's threads: rayon's global pool, or a pool of the size asked for.

@@ -95,9 +95,6 @@ pub const COUNT_POSITIONS: &str = "count_positions";
 /// positions ([`COUNT_POSITIONS`]), what read-depth-aware pretraining down-samples.
 pub const COUNTS: &str = "counts";
 
-/// One tokenized cell.
-pub(crate) type Row = TokenizedCell;
-
 /// `spec`'s tokenizer for `source`'s genes. `gencode`: GENCODE's gene table for symbol-based
 /// schemes on Ensembl-only inputs. `with_counts`: xTrimoGene rows carry the aligned raw counts
 /// its pretraining down-samples (datasets and training read them; cell embeddings do not).
@@ -132,17 +129,11 @@ pub fn tokenize(
     require_counts(&source, input)?;
     let obs_schema = source.obs_schema();
     let n_counts_col = obs_schema.index_of("n_counts").ok();
-    let PreparedTokenizer {
-        tokenizer,
-        layout,
-        unknown_examples,
-        genes_mapped,
-        settings,
-        mut sequential,
-        filter_column,
-    } = prepare(scheme, &source, opts.gene_table.as_deref(), true)?;
+    let PreparedTokenizer { tokenizer, unknown_examples, genes_mapped, settings, mut sequential, filter_column } =
+        prepare(scheme, &source, opts.gene_table.as_deref(), true)?;
     // Rows whose filter column (Geneformer's optional `filter_pass`) is not 1 are left out.
     let filter_col = filter_column.and_then(|c| obs_schema.index_of(c).ok());
+    let layout = tokenizer.layout();
     let (has_values, has_counts) = (layout.values, layout.counts);
     let genes_in = source.genes().len();
     if opts.unknown_genes == UnknownGenePolicy::Error && genes_mapped < genes_in {
@@ -265,7 +256,7 @@ fn build_batch(
     schema: &Arc<Schema>,
     ids: IdWidth,
     (has_values, has_counts): (bool, bool),
-    rows: impl Iterator<Item = Option<Row>>,
+    rows: impl Iterator<Item = Option<TokenizedCell>>,
     chunk: &scfm_core::CellChunk,
     carried: &[usize],
     out: &Path,

@@ -174,7 +174,7 @@ impl<B: Backend> Geneformer<B> {
         pooling: Pooling,
         framed: bool,
     ) -> Result<Tensor<B, 2>, UnsupportedPooling> {
-        UnsupportedPooling::check("Geneformer", pooling, Self::POOLINGS)?;
+        UnsupportedPooling::check(<Self as crate::CellModel<B>>::NAME, pooling, Self::POOLINGS)?;
         let [b, _, d] = hidden.dims();
         Ok(if pooling == Pooling::Cls {
             hidden.slice([0..b, 0..1, 0..d]).reshape([b, d])

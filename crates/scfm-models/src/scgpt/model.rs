@@ -294,7 +294,7 @@ impl<B: Backend> ScGpt<B> {
         pooling: Pooling,
         normalize: bool,
     ) -> Result<Tensor<B, 2>, UnsupportedPooling> {
-        UnsupportedPooling::check("scGPT", pooling, Self::POOLINGS)?;
+        UnsupportedPooling::check(<Self as crate::CellModel<B>>::NAME, pooling, Self::POOLINGS)?;
         let [b, l, d] = output.dims();
         Ok(if pooling == Pooling::Cls {
             let cls = output.slice([0..b, 0..1, 0..d]).reshape([b, d]);

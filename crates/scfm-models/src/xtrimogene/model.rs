@@ -222,7 +222,7 @@ impl<B: Backend> XTrimoGene<B> {
         lengths: &[usize],
         pooling: Pooling,
     ) -> Result<Tensor<B, 2>, UnsupportedPooling> {
-        UnsupportedPooling::check("xTrimoGene", pooling, Self::POOLINGS)?;
+        UnsupportedPooling::check(<Self as crate::CellModel<B>>::NAME, pooling, Self::POOLINGS)?;
         let [_, _, d] = encoded.dims();
         let device = encoded.device();
         let rows = lengths
